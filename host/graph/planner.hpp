@@ -1,0 +1,45 @@
+#pragma once
+/// @file planner.hpp
+/// The one place that decides what runs: picks the stages of enabled plugins that apply to a
+/// request, orders them (slot dependencies first, then Stage::order()), checks every slot read
+/// is written by an earlier stage, and refuses requests needing a disabled feature.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sdxlhost/sdk/context.hpp"
+#include "sdxlhost/sdk/request.hpp"
+#include "sdxlhost/sdk/stage.hpp"
+
+namespace sdxlhost::host {
+
+class PluginSet;
+
+/// An ordered, validated list of stages for one request. Each stage pointer keeps its
+/// plugin's library (and snapshot) alive.
+struct Plan {
+  std::vector<std::shared_ptr<const sdk::Stage>> stages;
+  /// Stage names in run order (the response's `stages`).
+  std::vector<std::string> names() const;
+};
+
+/// What to do when a request needs a disabled or missing feature (`on_disabled_feature`).
+enum class OnDisabledFeature { Error, Warn };
+
+/// Features a request needs beyond base generation: lora.enabled -> "lora", controlnet ->
+/// "controlnet", models.refiner -> "refiner", output.upscale -> "upscaler".
+std::vector<std::string> required_features(const sdk::GenerationRequest& request);
+
+/// Builds the plan for `request`. Throws sdk::Error(FeatureDisabled) naming the feature and its
+/// config key `plugins.enabled.<name>` (with Warn: adds a warning to `warnings` and plans
+/// without it); FEATURE_DISABLED naming "sdxl" when no applicable stage writes "images";
+/// Error(PluginError) naming the stage and slot when a read slot is written by no earlier stage.
+Plan plan_request(const PluginSet& plugins, const sdk::GenerationRequest& request,
+                  OnDisabledFeature on_disabled, std::vector<std::string>& warnings);
+
+/// Runs the plan's stages in order over `context`, checking cancellation between stages.
+/// sdk::Error passes through; any other exception becomes Error(InternalError) naming the stage.
+void run_plan(const Plan& plan, sdk::Context& context);
+
+}  // namespace sdxlhost::host

@@ -1,0 +1,127 @@
+#pragma once
+/// @file plugin_manager.hpp
+/// Loads feature plugins (shared libraries) with Boost.DLL and keeps immutable snapshots of the
+/// loaded set. A job holds `std::shared_ptr<const PluginSet>` for its whole run; `reconfigure`
+/// builds a new snapshot while running jobs finish on theirs. A plugin library is unmapped only
+/// when no snapshot (hence no job, no stage pointer, no cached model it created) refers to it.
+/// A bad plugin (missing, not a library, no entry points, other ABI/build, throws in initialize)
+/// is reported in `describe()` with state "failed" and a reason; the others keep working.
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "sdxlhost/sdk/registries.hpp"
+
+namespace sdxlhost::host {
+
+/// The `plugins.*` section of the configuration.
+struct PluginSettings {
+  std::filesystem::path dir;           ///< `plugins.dir`: scanned for *.so files
+  std::map<std::string, bool> enabled; ///< `plugins.enabled.<name>` (name = PluginInfo::name)
+  bool enable_unlisted = true;         ///< whether plugins absent from `enabled` are loaded
+  nlohmann::json plugin_configs = nlohmann::json::object();  ///< `plugins.config` (name -> object)
+};
+
+/// What happened to one plugin file (or one name the config enables but no file provides).
+struct PluginRecord {
+  std::string name;      ///< PluginInfo::name, or the file stem when the library could not be read
+  std::string version;
+  std::string description;
+  std::string state;     ///< "loaded" | "disabled" | "failed"
+  std::string reason;    ///< why it is disabled or failed; empty when loaded
+  std::vector<std::string> provides;
+  std::vector<std::string> requires_plugins;
+  std::filesystem::path file;  ///< the library file (empty when no file was found)
+};
+
+class LoadedLibrary;
+struct PluginInstance;
+
+/// An immutable snapshot of the loaded plugins and what they registered.
+/// Thread-safety: read-only after construction; safe to share between threads and jobs.
+class PluginSet : public std::enable_shared_from_this<PluginSet> {
+ public:
+  /// Built by PluginManager only.
+  PluginSet(std::vector<PluginRecord> records, std::vector<std::unique_ptr<PluginInstance>> plugins,
+            std::unique_ptr<sdk::Registries> registries);
+  /// Drops registered objects, shuts plugins down, then releases their libraries (in that order).
+  ~PluginSet();
+  PluginSet(const PluginSet&) = delete;
+  PluginSet& operator=(const PluginSet&) = delete;
+
+  /// Stages, schedulers, preprocessors, hooks of the loaded plugins.
+  const sdk::Registries& registries() const { return *registries_; }
+  /// True when a loaded plugin is named `feature`, provides it, or owns a stage whose
+  /// `feature()` is `feature`.
+  bool feature_enabled(const std::string& feature) const;
+  /// The config key that switches `feature` on: `plugins.enabled.<name>` of the (disabled or
+  /// failed) plugin that provides it when one is known, else `plugins.enabled.<feature>`.
+  std::string feature_config_key(const std::string& feature) const;
+  /// Per plugin: {name, version, description, state, reason, provides, requires, file}.
+  nlohmann::json describe() const;
+  /// The records behind describe().
+  const std::vector<PluginRecord>& records() const { return records_; }
+  /// A pointer that keeps the library of the plugin owning `stage_name` loaded (and this whole
+  /// snapshot alive); null when the stage is unknown. Used to anchor objects a stage creates.
+  std::shared_ptr<const void> stage_anchor(const std::string& stage_name) const;
+
+ private:
+  std::vector<PluginRecord> records_;
+  std::vector<std::unique_ptr<PluginInstance>> plugins_;
+  std::unique_ptr<sdk::Registries> registries_;
+};
+
+/// Scans, loads, reloads plugins. Thread-safety: all methods may be called from any thread;
+/// `load`/`reconfigure` are serialized, `current` never blocks on a load.
+class PluginManager {
+ public:
+  explicit PluginManager(PluginSettings settings);
+  ~PluginManager();
+
+  /// Scans `settings.dir` and loads the enabled plugins into a new current snapshot.
+  /// Never throws for a bad plugin (it is reported as failed); logs each outcome.
+  void load();
+  /// Replaces the settings (reload_config / SIGHUP) and builds a new snapshot. Libraries that
+  /// stay enabled are reused; the old snapshot lives on while jobs hold it.
+  void reconfigure(PluginSettings settings);
+  /// The current snapshot (an empty one before load()).
+  std::shared_ptr<const PluginSet> current() const;
+  /// `current()->describe()`.
+  nlohmann::json describe() const;
+  /// The settings in force.
+  PluginSettings settings() const;
+
+ private:
+  std::shared_ptr<const PluginSet> build_snapshot(const PluginSettings& settings);
+  std::shared_ptr<LoadedLibrary> open_library(const std::filesystem::path& file);
+
+  mutable std::mutex mutex_;         // guards settings_, current_
+  std::mutex load_mutex_;            // serializes load/reconfigure
+  PluginSettings settings_;
+  std::shared_ptr<const PluginSet> current_;
+  std::map<std::filesystem::path, std::weak_ptr<LoadedLibrary>> libraries_;  // under load_mutex_
+};
+
+/// Sets, for the current thread and this object's lifetime, the anchor that objects created
+/// now (e.g. cached models loaded by a stage) must keep alive so their code stays mapped.
+class ScopedCodeAnchor {
+ public:
+  explicit ScopedCodeAnchor(std::shared_ptr<const void> anchor);
+  ~ScopedCodeAnchor();
+  ScopedCodeAnchor(const ScopedCodeAnchor&) = delete;
+  ScopedCodeAnchor& operator=(const ScopedCodeAnchor&) = delete;
+
+ private:
+  std::shared_ptr<const void> previous_;
+};
+
+/// The anchor set by the innermost ScopedCodeAnchor of this thread (null when none).
+std::shared_ptr<const void> current_code_anchor();
+
+}  // namespace sdxlhost::host
