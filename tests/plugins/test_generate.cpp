@@ -1,0 +1,124 @@
+// Test-only plugin "test_generate": a fake but honest generation flow for host tests.
+//   test_prepare (order 200) writes "latents" = the per-image seeds (seed + i);
+//   test_denoise (order 300) reads "latents", runs num_inference_steps steps (data.test.step_ms
+//   ms each, default 5) with progress and cancellation checks, writes "images" drawn by
+//   test_pixel(seed + i, x, y, c). data.test.throw = "error" | "std" | "int" throws inside run.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sdxlhost/sdk/context.hpp"
+#include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/image.hpp"
+#include "sdxlhost/sdk/plugin.hpp"
+#include "sdxlhost/sdk/registries.hpp"
+#include "sdxlhost/sdk/request.hpp"
+#include "sdxlhost/sdk/stage.hpp"
+#include "test_pattern.hpp"
+
+namespace sdxlhost::test_plugins {
+namespace {
+
+/// What test_prepare hands to test_denoise in the "latents" slot.
+struct TestLatents {
+  std::vector<std::int64_t> seeds;
+};
+
+const nlohmann::json& test_options(const sdk::GenerationRequest& request) {
+  static const nlohmann::json kEmpty = nlohmann::json::object();
+  auto it = request.data.find("test");
+  return (it != request.data.end() && it->is_object()) ? *it : kEmpty;
+}
+
+class PrepareStage : public sdk::Stage {
+ public:
+  std::string name() const override { return "test_prepare"; }
+  std::vector<std::string> reads() const override { return {}; }
+  std::vector<std::string> writes() const override { return {sdk::slots::kLatents}; }
+  int order() const override { return 200; }
+  std::string feature() const override { return "test_generate"; }
+  bool applies(const sdk::GenerationRequest&) const override { return true; }
+  void run(sdk::Context& context) const override {
+    const auto& request = context.request();
+    TestLatents latents;
+    for (int i = 0; i < request.batch_size; ++i)
+      latents.seeds.push_back(request.hyperparameters.seed + i);
+    context.set(sdk::slots::kLatents, std::move(latents));
+  }
+};
+
+class DenoiseStage : public sdk::Stage {
+ public:
+  std::string name() const override { return "test_denoise"; }
+  std::vector<std::string> reads() const override { return {sdk::slots::kLatents}; }
+  std::vector<std::string> writes() const override { return {sdk::slots::kImages}; }
+  int order() const override { return 300; }
+  std::string feature() const override { return "test_generate"; }
+  bool applies(const sdk::GenerationRequest&) const override { return true; }
+
+  void run(sdk::Context& context) const override {
+    const auto& request = context.request();
+    const auto& options = test_options(request);
+    throw_if_asked(options);
+    const int steps = request.hyperparameters.num_inference_steps;
+    const auto step_time = std::chrono::milliseconds(options.value("step_ms", 5));
+    for (int step = 1; step <= steps; ++step) {
+      context.throw_if_cancelled();
+      std::this_thread::sleep_for(step_time);
+      context.report_progress(name(), step, steps);
+    }
+    context.throw_if_cancelled();
+    std::vector<sdk::Image> images;
+    for (std::int64_t seed : context.get<TestLatents>(sdk::slots::kLatents).seeds)
+      images.push_back(draw(seed, request));
+    context.erase(sdk::slots::kLatents);
+    context.set(sdk::slots::kImages, std::move(images));
+  }
+
+ private:
+  static void throw_if_asked(const nlohmann::json& options) {
+    const std::string kind = options.value("throw", std::string());
+    if (kind == "error")
+      throw sdk::Error(sdk::ErrorCode::PluginError, "test_denoise: failure requested by data.test.throw");
+    if (kind == "std") throw std::runtime_error("test_denoise: std::runtime_error requested");
+    if (kind == "int") throw 42;
+  }
+
+  static sdk::Image draw(std::int64_t seed, const sdk::GenerationRequest& request) {
+    sdk::Image image;
+    image.width = request.width;
+    image.height = request.height;
+    image.channels = 3;
+    image.pixels.resize(static_cast<std::size_t>(image.width) * image.height * 3);
+    std::size_t i = 0;
+    for (int y = 0; y < image.height; ++y)
+      for (int x = 0; x < image.width; ++x)
+        for (int c = 0; c < 3; ++c) image.pixels[i++] = testing::test_pixel(seed, x, y, c);
+    image.metadata = {{"seed", seed},
+                      {"steps", request.hyperparameters.num_inference_steps},
+                      {"guidance_scale", request.hyperparameters.guidance_scale},
+                      {"scheduler", request.scheduler}};
+    return image;
+  }
+};
+
+class TestGeneratePlugin : public sdk::Plugin {
+ public:
+  sdk::PluginInfo info() const override {
+    return {"test_generate", "1.0.0", "test-only generation flow (patterned images, no model)",
+            {"test_prepare", "test_denoise"}, {}};
+  }
+  void initialize(const nlohmann::json&, sdk::Registries& registries) override {
+    registries.add_stage(std::make_shared<PrepareStage>());
+    registries.add_stage(std::make_shared<DenoiseStage>());
+  }
+};
+
+}  // namespace
+}  // namespace sdxlhost::test_plugins
+
+SDXLHOST_PLUGIN(sdxlhost::test_plugins::TestGeneratePlugin)
