@@ -1,0 +1,216 @@
+// Wire messages -> typed objects: responses (the seed design's EnhancedResponseTransformer, read
+// in the other direction), progress events, errors, capabilities and model lists. Reads are
+// lenient (WireValues): fields the host adds later are kept in Raw*/RawData, never an error.
+// Thread-safety: stateless.
+
+using System.Collections.Generic;
+using System.Text.RegularExpressions;
+
+namespace SdxlHost.Client
+{
+    /// <summary>Turns parsed wire messages into the client's typed objects.</summary>
+    public static class EnhancedResponseTransformer
+    {
+        private static readonly Regex kFieldPrefix =
+            new Regex(@"^((?:data|request_id|message_type)(?:\.[A-Za-z0-9_]+|\[[0-9]+\])*)\s*:", RegexOptions.CultureInvariant);
+
+        /// <summary>An inference response envelope as an <see cref="EnhancedSDXLResponse"/> (errors included, not thrown).</summary>
+        public static EnhancedSDXLResponse TransformResponse(IDictionary<string, object> envelope)
+        {
+            var response = new EnhancedSDXLResponse();
+            response.RequestId = WireValues.GetString(envelope, "request_id");
+            response.Success = WireValues.GetBool(envelope, "success") ?? false;
+            response.Warnings = WireValues.GetStrings(envelope, "warnings");
+            var data = WireValues.GetObject(envelope, "data") ?? new Dictionary<string, object>();
+            response.RawData = data;
+            foreach (object item in WireValues.GetArray(data, "generated_images"))
+                response.GeneratedImages.Add(TransformImage(item as IDictionary<string, object>));
+            response.ProcessingMetrics = TransformMetrics(WireValues.GetObject(data, "processing_metrics"));
+            response.Stages = ReadStageNames(WireValues.GetArray(data, "stages"));
+            foreach (string warning in WireValues.GetStrings(data, "warnings"))
+                if (!response.Warnings.Contains(warning)) response.Warnings.Add(warning);
+            if (!response.Success)
+            {
+                response.Error = ErrorMessage(envelope);
+                response.ErrorCode = WireValues.GetString(envelope, "error_code") ?? "INTERNAL_ERROR";
+                response.ErrorField = ErrorField(envelope);
+            }
+            return response;
+        }
+
+        /// <summary>The typed exception for an error envelope (success false).</summary>
+        public static SdxlHostException ToException(IDictionary<string, object> envelope, EnhancedSDXLResponse response = null)
+        {
+            return new SdxlHostException(
+                WireValues.GetString(envelope, "error_code") ?? "INTERNAL_ERROR",
+                ErrorMessage(envelope),
+                ErrorField(envelope),
+                WireValues.GetString(envelope, "request_id"),
+                response);
+        }
+
+        /// <summary>A progress envelope's <c>data</c> as a <see cref="GenerationProgress"/>.</summary>
+        public static GenerationProgress TransformProgress(IDictionary<string, object> envelope)
+        {
+            var data = WireValues.GetObject(envelope, "data");
+            return new GenerationProgress
+            {
+                RequestId = WireValues.GetString(envelope, "request_id"),
+                Stage = WireValues.GetString(data, "stage"),
+                Step = WireValues.GetInt(data, "step") ?? 0,
+                TotalSteps = WireValues.GetInt(data, "total_steps") ?? 0,
+                ElapsedSeconds = WireValues.GetDouble(data, "elapsed_s") ?? 0.0,
+            };
+        }
+
+        /// <summary>A capabilities response's <c>data</c> as <see cref="HostCapabilities"/>.</summary>
+        public static HostCapabilities TransformCapabilities(IDictionary<string, object> data)
+        {
+            var capabilities = new HostCapabilities { Raw = data ?? new Dictionary<string, object>() };
+            capabilities.Plugins = ReadPlugins(WireValues.Get(data, "plugins"));
+            capabilities.Schedulers = ReadNames(WireValues.Get(data, "schedulers"));
+            capabilities.Preprocessors = ReadNames(WireValues.Get(data, "preprocessors"));
+            capabilities.Limits = WireValues.GetObject(data, "limits") ?? new Dictionary<string, object>();
+            return capabilities;
+        }
+
+        /// <summary>
+        /// A list_models response's <c>data</c> ({"checkpoints":[{name,path,size_bytes,loaded}],...},
+        /// optionally wrapped in "models") as a flat list, each entry tagged with its kind.
+        /// </summary>
+        public static List<ModelEntry> TransformModelList(IDictionary<string, object> data)
+        {
+            var kinds = WireValues.GetObject(data, "models") ?? data ?? new Dictionary<string, object>();
+            var result = new List<ModelEntry>();
+            foreach (var pair in kinds)
+            {
+                var entries = pair.Value as IList<object>;
+                if (entries == null) continue;
+                foreach (object item in entries) result.Add(ReadModelEntry(pair.Key, item));
+            }
+            return result;
+        }
+
+        /// <summary>The field at fault: an explicit "field"/"error_field", else the "data.x.y:" prefix of the message.</summary>
+        public static string ErrorField(IDictionary<string, object> envelope)
+        {
+            string field = WireValues.GetString(envelope, "field") ?? WireValues.GetString(envelope, "error_field");
+            var errorObject = WireValues.GetObject(envelope, "error");
+            if (field == null && errorObject != null) field = WireValues.GetString(errorObject, "field");
+            if (!string.IsNullOrEmpty(field)) return field;
+            string message = ErrorMessage(envelope);
+            var match = kFieldPrefix.Match(message ?? string.Empty);
+            return match.Success ? match.Groups[1].Value : null;
+        }
+
+        private static string ErrorMessage(IDictionary<string, object> envelope)
+        {
+            var errorObject = WireValues.GetObject(envelope, "error");
+            if (errorObject != null) return WireValues.GetString(errorObject, "message") ?? WireJson.Serialize(errorObject);
+            return WireValues.GetString(envelope, "error");
+        }
+
+        private static GeneratedImage TransformImage(IDictionary<string, object> image)
+        {
+            var metadata = WireValues.GetObject(image, "metadata");
+            var modelInfo = WireValues.GetObject(metadata, "model_info");
+            return new GeneratedImage
+            {
+                ImagePath = WireValues.GetString(image, "image_path"),
+                ImageData = WireValues.GetString(image, "image_data"),
+                Format = WireValues.GetString(image, "format"),
+                Width = WireValues.GetInt(image, "width") ?? 0,
+                Height = WireValues.GetInt(image, "height") ?? 0,
+                Metadata = new ImageMetadata
+                {
+                    Seed = WireValues.GetLong(metadata, "seed"),
+                    Steps = WireValues.GetInt(metadata, "steps"),
+                    GuidanceScale = WireValues.GetDouble(metadata, "guidance_scale"),
+                    Scheduler = WireValues.GetString(metadata, "scheduler"),
+                    ModelInfo = new ModelInfo
+                    {
+                        BaseModel = WireValues.GetString(modelInfo, "base_model"),
+                        RefinerModel = WireValues.GetString(modelInfo, "refiner_model"),
+                        VaeModel = WireValues.GetString(modelInfo, "vae_model"),
+                    },
+                },
+            };
+        }
+
+        private static ProcessingMetrics TransformMetrics(IDictionary<string, object> metrics)
+        {
+            return new ProcessingMetrics
+            {
+                TotalTime = WireValues.GetDouble(metrics, "total_time"),
+                InferenceTime = WireValues.GetDouble(metrics, "inference_time"),
+                DeviceMemoryUsed = WireValues.GetDouble(metrics, "device_memory_used") ?? WireValues.GetDouble(metrics, "memory_used"),
+                DeviceName = WireValues.GetString(metrics, "device_name"),
+            };
+        }
+
+        /// <summary>Stage names from ["a","b"] or [{"name":"a"},...].</summary>
+        private static List<string> ReadStageNames(IList<object> stages)
+        {
+            var names = new List<string>();
+            foreach (object stage in stages)
+            {
+                var map = stage as IDictionary<string, object>;
+                names.Add(map != null ? WireValues.GetString(map, "name") : stage as string);
+            }
+            return names;
+        }
+
+        /// <summary>Names from ["a","b"], [{"name":"a"},...] or {"a":{...},"b":{...}}.</summary>
+        private static List<string> ReadNames(object value)
+        {
+            var names = new List<string>();
+            var map = value as IDictionary<string, object>;
+            if (map != null) { names.AddRange(map.Keys); return names; }
+            var list = value as IList<object>;
+            if (list != null) names.AddRange(ReadStageNames(list));
+            return names;
+        }
+
+        /// <summary>Plugins from [{"name":..},...] or {"NAME":{..},...}.</summary>
+        private static List<PluginInfo> ReadPlugins(object value)
+        {
+            var plugins = new List<PluginInfo>();
+            var map = value as IDictionary<string, object>;
+            if (map != null)
+            {
+                foreach (var pair in map) plugins.Add(ReadPlugin(pair.Value as IDictionary<string, object>, pair.Key));
+                return plugins;
+            }
+            var list = value as IList<object>;
+            if (list != null)
+                foreach (object item in list) plugins.Add(ReadPlugin(item as IDictionary<string, object>, null));
+            return plugins;
+        }
+
+        private static PluginInfo ReadPlugin(IDictionary<string, object> plugin, string nameFromKey)
+        {
+            return new PluginInfo
+            {
+                Name = WireValues.GetString(plugin, "name") ?? nameFromKey,
+                Version = WireValues.GetString(plugin, "version"),
+                State = WireValues.GetString(plugin, "state"),
+                Reason = WireValues.GetString(plugin, "reason"),
+                Provides = ReadNames(WireValues.Get(plugin, "provides")),
+            };
+        }
+
+        private static ModelEntry ReadModelEntry(string kind, object item)
+        {
+            var map = item as IDictionary<string, object>;
+            if (map == null) return new ModelEntry { Kind = kind, Name = item as string };
+            return new ModelEntry
+            {
+                Kind = kind,
+                Name = WireValues.GetString(map, "name"),
+                Path = WireValues.GetString(map, "path"),
+                SizeBytes = WireValues.GetLong(map, "size_bytes"),
+                Loaded = WireValues.GetBool(map, "loaded") ?? false,
+            };
+        }
+    }
+}

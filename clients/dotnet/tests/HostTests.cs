@@ -1,0 +1,306 @@
+// The client against a real sdxl-host (started by the ctest runner with the test-only plugins,
+// among them test_generate: stages test_prepare + test_denoise, data.test.step_ms per step).
+
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using NUnit.Framework;
+using SdxlHost.Client;
+
+namespace SdxlHost.Client.Tests
+{
+    /// <summary>Records progress events synchronously, in the order the client reports them.</summary>
+    internal sealed class RecordingProgress : IProgress<GenerationProgress>
+    {
+        private readonly List<GenerationProgress> events_ = new List<GenerationProgress>();
+        private readonly TaskCompletionSource<bool> first_ = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Completes when the first event arrives.</summary>
+        public Task FirstEvent { get { return first_.Task; } }
+
+        /// <summary>A copy of the events so far.</summary>
+        public List<GenerationProgress> Events { get { lock (events_) return new List<GenerationProgress>(events_); } }
+
+        /// <summary>Stores the event.</summary>
+        public void Report(GenerationProgress value)
+        {
+            lock (events_) events_.Add(value);
+            first_.TrySetResult(true);
+        }
+    }
+
+    /// <summary>Ping, capabilities, errors, generation, progress, cancel, concurrency, reconnect.</summary>
+    [TestFixture]
+    public class HostTests
+    {
+        private const string kTestPlugin = "test_generate";
+
+        /// <summary>A small request that test_generate runs in about steps * stepMs milliseconds.</summary>
+        private static EnhancedSDXLRequest TestRequest(int steps, int stepMs, long seed, int batch = 1)
+        {
+            var request = new EnhancedSDXLRequest();
+            request.Conditioning.Prompt = "a lighthouse at dusk, test " + seed;
+            request.Conditioning.NegativePrompt = "blurry";
+            request.Model.Base = "any-base";
+            request.Scheduler.Steps = steps;
+            request.Scheduler.GuidanceScale = 5.0;
+            request.Hyperparameters.Seed = seed;
+            request.Hyperparameters.Width = 64;
+            request.Hyperparameters.Height = 48;
+            request.Hyperparameters.BatchSize = batch;
+            request.Output.ReturnBase64 = true;
+            request.AdditionalData["test"] = new Dictionary<string, object> { { "step_ms", stepMs } };
+            return request;
+        }
+
+        [Test]
+        public void Ping_AnswersWithinASecond()
+        {
+            TestEnvironment.Run(async () =>
+            {
+                using (var client = await TestEnvironment.ConnectAsync())
+                {
+                    TimeSpan roundTrip = await client.PingAsync();
+                    Assert.That(roundTrip, Is.LessThan(TimeSpan.FromSeconds(1)));
+                    Assert.That(client.IsConnected, Is.True);
+                }
+            });
+        }
+
+        [Test]
+        public void Capabilities_ListTheTestGeneratePluginAsLoaded()
+        {
+            TestEnvironment.Run(async () =>
+            {
+                using (var client = await TestEnvironment.ConnectAsync())
+                {
+                    HostCapabilities capabilities = await client.GetCapabilitiesAsync();
+                    PluginInfo plugin = capabilities.FindPlugin(kTestPlugin);
+                    Assert.That(plugin, Is.Not.Null, "plugins: " + string.Join(",", capabilities.Plugins.Select(p => p.Name)));
+                    Assert.That(plugin.State, Is.EqualTo("loaded"));
+                    PluginInfo badAbi = capabilities.FindPlugin("test_bad_abi");
+                    if (badAbi != null) Assert.That(badAbi.State, Is.EqualTo("failed"));
+                }
+            });
+        }
+
+        [Test]
+        public void ListModels_ReturnsAListForAnEmptyModelsRoot()
+        {
+            TestEnvironment.Run(async () =>
+            {
+                using (var client = await TestEnvironment.ConnectAsync())
+                {
+                    List<ModelEntry> models = await client.ListModelsAsync();
+                    Assert.That(models, Is.Empty);  // the runner's models_root is an empty temp folder
+                }
+            });
+        }
+
+        [Test]
+        public void InvalidWidth_IsATypedValidationErrorNamingTheField()
+        {
+            TestEnvironment.Run(async () =>
+            {
+                using (var client = await TestEnvironment.ConnectAsync())
+                {
+                    var request = TestRequest(2, 1, 7);
+                    request.Hyperparameters.Width = 1001;  // not a multiple of 8
+                    var error = await TestEnvironment.CatchAsync<SdxlHostException>(() => client.GenerateAsync(request));
+                    Assert.That(error.ErrorCode, Is.EqualTo("VALIDATION_ERROR"));
+                    Assert.That(error.Field, Is.EqualTo("data.dimensions.width"));
+                    Assert.That(error.Response, Is.Not.Null);
+                    Assert.That(error.Response.Success, Is.False);
+                    await client.PingAsync();  // the connection stays usable
+                }
+            });
+        }
+
+        [Test]
+        public void UnknownMessageType_IsATypedError()
+        {
+            TestEnvironment.Run(async () =>
+            {
+                using (var client = await TestEnvironment.ConnectAsync())
+                {
+                    var error = await TestEnvironment.CatchAsync<SdxlHostException>(() => client.SendAsync("no_such_message", null));
+                    Assert.That(error.ErrorCode, Is.EqualTo("UNKNOWN_MESSAGE_TYPE"));
+                }
+            });
+        }
+
+        [Test]
+        public void DryRun_ReturnsThePlanWithoutGenerating()
+        {
+            TestEnvironment.Run(async () =>
+            {
+                using (var client = await TestEnvironment.ConnectAsync())
+                {
+                    var request = TestRequest(3, 1, 11);
+                    request.DryRun = true;
+                    EnhancedSDXLResponse response = await client.GenerateAsync(request);
+                    Assert.That(response.Success, Is.True);
+                    Assert.That(response.GeneratedImages, Is.Empty);
+                    CollectionAssert.IsSubsetOf(new[] { "test_prepare", "test_denoise" }, response.Stages);
+                    Assert.That(response.Stages.IndexOf("test_prepare"), Is.LessThan(response.Stages.IndexOf("test_denoise")));
+                }
+            });
+        }
+
+        [Test]
+        public void Generate_ReportsProgressInOrderAndReturnsTheBatch()
+        {
+            TestEnvironment.Run(async () =>
+            {
+                using (var client = await TestEnvironment.ConnectAsync())
+                {
+                    const int steps = 8;
+                    var progress = new RecordingProgress();
+                    EnhancedSDXLResponse response = await client.GenerateAsync(TestRequest(steps, 30, 1234, batch: 2), progress);
+
+                    Assert.That(response.Success, Is.True);
+                    CollectionAssert.Contains(response.Stages, "test_denoise");
+                    Assert.That(response.GeneratedImages.Count, Is.EqualTo(2));
+                    for (int i = 0; i < 2; i++)
+                    {
+                        GeneratedImage image = response.GeneratedImages[i];
+                        Assert.That(image.Metadata.Seed, Is.EqualTo(1234 + i), "batch image i uses seed + i");
+                        byte[] bytes = image.GetImageBytes();
+                        Assert.That(bytes, Is.Not.Null, "return_base64 was asked");
+                        Assert.That(bytes.Take(4).ToArray(), Is.EqualTo(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }));
+                    }
+                    Assert.That(response.GeneratedImages[0].ImageData, Is.Not.EqualTo(response.GeneratedImages[1].ImageData));
+
+                    List<GenerationProgress> denoise = progress.Events.Where(e => e.Stage == "test_denoise").ToList();
+                    Assert.That(denoise, Is.Not.Empty, "progress events of test_denoise");
+                    for (int i = 0; i < denoise.Count; i++)
+                    {
+                        Assert.That(denoise[i].RequestId, Is.EqualTo(response.RequestId));
+                        Assert.That(denoise[i].TotalSteps, Is.EqualTo(steps));
+                        Assert.That(denoise[i].Step, Is.InRange(0, steps));
+                        if (i > 0)
+                        {
+                            Assert.That(denoise[i].Step, Is.GreaterThan(denoise[i - 1].Step), "steps arrive in order");
+                            Assert.That(denoise[i].ElapsedSeconds, Is.GreaterThanOrEqualTo(denoise[i - 1].ElapsedSeconds));
+                        }
+                    }
+                }
+            });
+        }
+
+        [Test]
+        public void CancellingTheToken_CancelsTheJobOnTheHost()
+        {
+            TestEnvironment.Run(async () =>
+            {
+                using (var client = await TestEnvironment.ConnectAsync())
+                using (var cancellation = new CancellationTokenSource())
+                {
+                    var progress = new RecordingProgress();
+                    // 400 steps x 50 ms = 20 s if the host ignored the cancel.
+                    Task<EnhancedSDXLResponse> job = client.GenerateAsync(TestRequest(400, 50, 5), progress, cancellation.Token);
+                    Assert.That(await Task.WhenAny(progress.FirstEvent, Task.Delay(15000)), Is.SameAs(progress.FirstEvent),
+                                "the job started reporting progress");
+                    var watch = Stopwatch.StartNew();
+                    cancellation.Cancel();
+                    await TestEnvironment.CatchAsync<OperationCanceledException>(() => job);
+                    Assert.That(job.IsCanceled, Is.True);
+                    Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(2)));
+
+                    // The host stopped the job: the next one runs at once instead of queueing behind 20 s.
+                    watch.Restart();
+                    EnhancedSDXLResponse next = await client.GenerateAsync(TestRequest(2, 1, 6));
+                    Assert.That(next.Success, Is.True);
+                    Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(8)));
+                }
+            }, 90);
+        }
+
+        [Test]
+        public void AnAlreadyCancelledToken_SendsNothing()
+        {
+            TestEnvironment.Run(async () =>
+            {
+                using (var client = await TestEnvironment.ConnectAsync())
+                {
+                    var token = new CancellationToken(true);
+                    await TestEnvironment.CatchAsync<OperationCanceledException>(() => client.GenerateAsync(TestRequest(2, 1, 1), null, token));
+                    await client.PingAsync();
+                }
+            });
+        }
+
+        [Test]
+        public void TwoConcurrentRequests_OnOneConnection_GetTheirOwnResponses()
+        {
+            TestEnvironment.Run(async () =>
+            {
+                using (var client = await TestEnvironment.ConnectAsync())
+                {
+                    var progressA = new RecordingProgress();
+                    var progressB = new RecordingProgress();
+                    Task<EnhancedSDXLResponse> a = client.GenerateAsync(TestRequest(6, 20, 100), progressA);
+                    Task<EnhancedSDXLResponse> b = client.GenerateAsync(TestRequest(4, 20, 200), progressB);
+                    TimeSpan ping = await client.PingAsync();  // answered while the jobs run or queue
+                    EnhancedSDXLResponse[] both = await Task.WhenAll(a, b);
+
+                    Assert.That(both[0].RequestId, Is.Not.EqualTo(both[1].RequestId));
+                    Assert.That(both[0].GeneratedImages.Single().Metadata.Seed, Is.EqualTo(100));
+                    Assert.That(both[1].GeneratedImages.Single().Metadata.Seed, Is.EqualTo(200));
+                    Assert.That(progressA.Events.All(e => e.RequestId == both[0].RequestId), Is.True);
+                    Assert.That(progressB.Events.All(e => e.RequestId == both[1].RequestId), Is.True);
+                    Assert.That(progressA.Events.Where(e => e.Stage == "test_denoise").All(e => e.TotalSteps == 6), Is.True);
+                    Assert.That(progressB.Events.Where(e => e.Stage == "test_denoise").All(e => e.TotalSteps == 4), Is.True);
+                    Assert.That(ping, Is.LessThan(TimeSpan.FromSeconds(1)));
+                }
+            });
+        }
+
+        [Test]
+        public void ALostConnection_FailsPendingCalls_AndTheClientReconnects()
+        {
+            TestEnvironment.Run(async () =>
+            {
+                using (var host = new HostProcess())
+                {
+                    host.Start();
+                    using (var client = new SdxlHostClient(host.PipeName))
+                    {
+                        await client.ConnectAsync();
+                        var progress = new RecordingProgress();
+                        Task<EnhancedSDXLResponse> job = client.GenerateAsync(TestRequest(400, 50, 9), progress);
+                        Assert.That(await Task.WhenAny(progress.FirstEvent, Task.Delay(15000)), Is.SameAs(progress.FirstEvent));
+
+                        host.Kill();
+                        var lost = await TestEnvironment.CatchAsync<SdxlHostConnectionException>(() => job);
+                        StringAssert.Contains(host.PipeName, lost.Message);
+                        Assert.That(client.IsConnected, Is.False);
+                        await TestEnvironment.CatchAsync<SdxlHostConnectionException>(() => client.PingAsync());
+
+                        host.Start();
+                        await client.ConnectAsync();
+                        await client.PingAsync();
+                        Assert.That(client.IsConnected, Is.True);
+                    }
+                }
+            }, 120);
+        }
+
+        [Test]
+        public void ConnectingToAPipeNobodyServes_FailsClearly()
+        {
+            TestEnvironment.Run(async () =>
+            {
+                using (var client = new SdxlHostClient("sdxlhost-dotnet-nobody-" + Guid.NewGuid().ToString("N")))
+                {
+                    var error = await TestEnvironment.CatchAsync<SdxlHostConnectionException>(() => client.ConnectAsync(300));
+                    StringAssert.Contains("could not connect", error.Message);
+                    await TestEnvironment.CatchAsync<SdxlHostConnectionException>(() => client.PingAsync());
+                }
+            });
+        }
+    }
+}

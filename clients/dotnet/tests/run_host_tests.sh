@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The ctest entry of the C# client (label dotnet): starts a real sdxl-host with a temporary config
+# (unique pipe name, plugins.dir = the test-only plugins, empty models_root, temp output_root),
+# runs the NUnit tests against it, stops the host and removes the temp folder.
+#
+# usage: run_host_tests.sh HOST_BINARY TEST_PLUGIN_DIR NUNIT_CONSOLE TEST_ASSEMBLY [nunit args...]
+set -euo pipefail
+
+host_bin=$1 plugin_dir=$2 nunit_console=$3 test_assembly=$4
+shift 4
+
+for needed in "$host_bin" "$test_assembly"; do
+  [ -e "$needed" ] || { echo "run_host_tests: missing $needed (build the default target first)" >&2; exit 1; }
+done
+[ -d "$plugin_dir" ] || { echo "run_host_tests: missing plugin folder $plugin_dir" >&2; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sdxlhost-dotnet.XXXXXX")
+pipe="sdxlhost-dotnet-$$-$RANDOM"
+socket="${TMPDIR:-/tmp}/CoreFxPipe_$pipe"
+host_pid=""
+
+stop_host() {
+  if [ -n "$host_pid" ] && kill -0 "$host_pid" 2>/dev/null; then
+    kill -TERM "$host_pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$host_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$host_pid" 2>/dev/null || true
+    wait "$host_pid" 2>/dev/null || true
+  fi
+  host_pid=""
+}
+cleanup() {
+  stop_host
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/models" "$work/output"
+cat > "$work/config.json" <<EOF
+{
+  "pipe_name": "$pipe",
+  "models_root": "$work/models",
+  "output_root": "$work/output",
+  "plugins": { "dir": "$plugin_dir" }
+}
+EOF
+
+"$host_bin" serve --config "$work/config.json" > "$work/host.log" 2>&1 &
+host_pid=$!
+
+for _ in $(seq 300); do
+  [ -S "$socket" ] && break
+  if ! kill -0 "$host_pid" 2>/dev/null; then
+    echo "run_host_tests: sdxl-host exited before serving; its log:" >&2
+    cat "$work/host.log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+[ -S "$socket" ] || { echo "run_host_tests: no socket $socket after 30 s; host log:" >&2; cat "$work/host.log" >&2; exit 1; }
+
+status=0
+SDXLHOST_PIPE_NAME="$pipe" SDXLHOST_BIN="$host_bin" SDXLHOST_TEST_PLUGIN_DIR="$plugin_dir" \
+  "$nunit_console" -nologo -noshadow -labels -xml="$work/results.xml" "$test_assembly" "$@" || status=$?
+
+if [ "$status" != 0 ]; then
+  echo "---- sdxl-host log (last 60 lines) ----"
+  tail -n 60 "$work/host.log"
+fi
+stop_host
+exit "$status"
