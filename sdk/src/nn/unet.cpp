@@ -1,0 +1,326 @@
+// SDXL UNet2DConditionModel: structure from UNetConfig, parameters bound by diffusers keys.
+#include "sdxlhost/nn/unet.hpp"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "sdxlhost/sdk/error.hpp"
+
+namespace sdxlhost::nn {
+namespace {
+
+std::string idx(const std::string& prefix, std::size_t i) { return prefix + "." + std::to_string(i); }
+
+[[noreturn]] void bad_input(const std::string& field, const std::string& message) {
+  throw sdk::Error(sdk::ErrorCode::ValidationError, "unet input: " + message, field);
+}
+
+/// A down block: resnets (+ a transformer after each) and an optional stride-2 downsampler.
+struct DownBlock {
+  std::vector<ResnetBlock2D> resnets;
+  std::vector<Transformer2D> attentions;
+  bool has_downsampler = false;
+  Downsample2D downsampler;
+};
+
+/// An up block: resnets over [hidden | skip] (+ a transformer after each), optional upsampler.
+struct UpBlock {
+  std::vector<ResnetBlock2D> resnets;
+  std::vector<Transformer2D> attentions;
+  bool has_upsampler = false;
+  Upsample2D upsampler;
+};
+
+}  // namespace
+
+struct UNet2DConditionModel::Blocks {
+  TimestepEmbedding time_embedding;
+  TimestepEmbedding add_embedding;
+  Conv2d conv_in;
+  std::vector<DownBlock> down;
+  ResnetBlock2D mid_resnet_0, mid_resnet_1;
+  Transformer2D mid_attention;
+  std::vector<UpBlock> up;
+  GroupNorm conv_norm_out;
+  Conv2d conv_out;
+
+  void bind(WeightBinder& b, const UNetConfig& c);
+};
+
+void UNet2DConditionModel::Blocks::bind(WeightBinder& b, const UNetConfig& c) {
+  const auto& channels = c.block_out_channels;
+  const std::size_t levels = channels.size();
+  const std::int64_t temb = c.time_embed_dim();
+  const std::int64_t groups = c.norm_num_groups;
+  const double eps = c.norm_eps;
+  if (c.down_attention.size() != levels || c.up_attention.size() != levels ||
+      c.transformer_depth.size() != levels || c.up_transformer_depth.size() != levels ||
+      c.attention_heads.size() != levels) {
+    throw sdk::Error(sdk::ErrorCode::ModelLoadError, "unet config: per-level lists differ in length");
+  }
+
+  time_embedding.bind(b, "time_embedding", channels[0], temb);
+  if (c.text_time_embedding) {
+    add_embedding.bind(b, "add_embedding", c.projection_class_embeddings_input_dim, temb);
+  }
+  conv_in.bind(b, "conv_in", c.in_channels, channels[0], 3);
+
+  std::int64_t out_ch = channels[0];
+  down.resize(levels);
+  for (std::size_t i = 0; i < levels; ++i) {
+    const std::string prefix = idx("down_blocks", i);
+    const std::int64_t in_ch = out_ch;
+    out_ch = channels[i];
+    DownBlock& block = down[i];
+    block.resnets.resize(static_cast<std::size_t>(c.layers_per_block));
+    if (c.down_attention[i]) block.attentions.resize(block.resnets.size());
+    for (std::size_t j = 0; j < block.resnets.size(); ++j) {
+      block.resnets[j].bind(b, idx(prefix + ".resnets", j), j == 0 ? in_ch : out_ch, out_ch, temb,
+                            groups, eps);
+      if (c.down_attention[i]) {
+        block.attentions[j].bind(b, idx(prefix + ".attentions", j), out_ch, c.cross_attention_dim,
+                                 c.attention_heads[i], c.transformer_depth[i],
+                                 c.use_linear_projection, groups);
+      }
+    }
+    block.has_downsampler = i + 1 < levels;
+    if (block.has_downsampler) block.downsampler.bind(b, prefix + ".downsamplers.0", out_ch, false);
+  }
+
+  const std::int64_t mid_ch = channels.back();
+  mid_resnet_0.bind(b, "mid_block.resnets.0", mid_ch, mid_ch, temb, groups, eps);
+  mid_attention.bind(b, "mid_block.attentions.0", mid_ch, c.cross_attention_dim,
+                     c.attention_heads.back(), c.mid_transformer_depth, c.use_linear_projection,
+                     groups);
+  mid_resnet_1.bind(b, "mid_block.resnets.1", mid_ch, mid_ch, temb, groups, eps);
+
+  // Up blocks mirror the down blocks; channel arithmetic as diffusers' UNet2DConditionModel.
+  out_ch = channels.back();
+  up.resize(levels);
+  for (std::size_t i = 0; i < levels; ++i) {
+    const std::string prefix = idx("up_blocks", i);
+    const std::size_t level = levels - 1 - i;
+    const std::int64_t prev_ch = out_ch;
+    out_ch = channels[level];
+    const std::int64_t in_ch = channels[level == 0 ? 0 : level - 1];
+    const std::int64_t heads = c.attention_heads[level];
+    UpBlock& block = up[i];
+    block.resnets.resize(static_cast<std::size_t>(c.layers_per_block + 1));
+    if (c.up_attention[i]) block.attentions.resize(block.resnets.size());
+    for (std::size_t j = 0; j < block.resnets.size(); ++j) {
+      const std::int64_t skip_ch = j + 1 == block.resnets.size() ? in_ch : out_ch;
+      const std::int64_t res_in = j == 0 ? prev_ch : out_ch;
+      block.resnets[j].bind(b, idx(prefix + ".resnets", j), res_in + skip_ch, out_ch, temb, groups,
+                            eps);
+      if (c.up_attention[i]) {
+        block.attentions[j].bind(b, idx(prefix + ".attentions", j), out_ch, c.cross_attention_dim,
+                                 heads, c.up_transformer_depth[i], c.use_linear_projection, groups);
+      }
+    }
+    block.has_upsampler = i + 1 < levels;
+    if (block.has_upsampler) block.upsampler.bind(b, prefix + ".upsamplers.0", out_ch);
+  }
+
+  conv_norm_out.bind(b, "conv_norm_out", channels[0], groups, eps);
+  conv_out.bind(b, "conv_out", channels[0], c.out_channels, 3);
+}
+
+UNet2DConditionModel::UNet2DConditionModel(UNetConfig config, at::ScalarType dtype,
+                                           at::Device device)
+    : config_(std::move(config)), dtype_(dtype), device_(device), blocks_(std::make_unique<Blocks>()) {}
+
+UNet2DConditionModel::~UNet2DConditionModel() = default;
+
+std::shared_ptr<UNet2DConditionModel> UNet2DConditionModel::load(const UNetConfig& config,
+                                                                 const TensorMap& weights,
+                                                                 at::ScalarType dtype,
+                                                                 at::Device device) {
+  if (config.block_out_channels.empty()) {
+    throw sdk::Error(sdk::ErrorCode::ModelLoadError, "unet config: no block_out_channels");
+  }
+  std::shared_ptr<UNet2DConditionModel> model(new UNet2DConditionModel(config, dtype, device));
+  WeightBinder binder(weights, dtype, device, "unet");
+  model->blocks_->bind(binder, model->config_);
+  binder.check_all_used();
+  model->slots_ = binder.slots();
+  return model;
+}
+
+at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample_in, const at::Tensor& timestep,
+                                         const at::Tensor& encoder_hidden_states,
+                                         const at::Tensor& text_embeds, const at::Tensor& time_ids,
+                                         const sdk::UNetResiduals* residuals,
+                                         const TraceFn& trace) const {
+  const UNetConfig& c = config_;
+  const Blocks& m = *blocks_;
+  auto record = [&](const char* name, const at::Tensor& value) {
+    if (trace) trace(name, value);
+  };
+  if (!sample_in.defined() || sample_in.dim() != 4 || sample_in.size(1) != c.in_channels) {
+    bad_input("sample", "sample must be (N, " + std::to_string(c.in_channels) + ", H, W)");
+  }
+  const std::int64_t batch = sample_in.size(0);
+  if (!encoder_hidden_states.defined() || encoder_hidden_states.dim() != 3 ||
+      encoder_hidden_states.size(0) != batch ||
+      encoder_hidden_states.size(2) != c.cross_attention_dim) {
+    bad_input("encoder_hidden_states", "encoder_hidden_states must be (N, L, " +
+                                           std::to_string(c.cross_attention_dim) + ")");
+  }
+  if (!timestep.defined() || (timestep.numel() != 1 && timestep.numel() != batch)) {
+    bad_input("timestep", "timestep must hold 1 or N values");
+  }
+  const auto options = at::TensorOptions().dtype(dtype_).device(device_);
+  at::Tensor sample = sample_in.to(options);
+  const at::Tensor context = encoder_hidden_states.to(options);
+
+  // 1. time embedding (+ text_time added embedding)
+  at::Tensor steps = timestep.to(device_).reshape({-1});
+  if (steps.numel() == 1) steps = steps.expand({batch});
+  const at::Tensor t_features = timestep_features(steps, c.block_out_channels[0],
+                                                  c.flip_sin_to_cos, c.freq_shift).to(options);
+  record("time_proj", t_features);
+  at::Tensor emb = m.time_embedding.forward(t_features);
+  record("time_embedding", emb);
+  if (c.text_time_embedding) {
+    if (!text_embeds.defined() || !time_ids.defined() || text_embeds.dim() != 2 ||
+        time_ids.dim() != 2 || text_embeds.size(0) != batch || time_ids.size(0) != batch ||
+        text_embeds.size(1) + time_ids.size(1) * c.addition_time_embed_dim !=
+            c.projection_class_embeddings_input_dim) {
+      bad_input("time_ids", "text_embeds (N, P) and time_ids (N, k) must satisfy P + k x " +
+                                std::to_string(c.addition_time_embed_dim) + " = " +
+                                std::to_string(c.projection_class_embeddings_input_dim));
+    }
+    const at::Tensor id_features = timestep_features(
+        time_ids.to(device_).reshape({-1}), c.addition_time_embed_dim, c.flip_sin_to_cos,
+        c.freq_shift);
+    record("add_time_proj", id_features);
+    const at::Tensor add_input =
+        at::cat({text_embeds.to(device_, at::kFloat), id_features.reshape({batch, -1})}, -1)
+            .to(options);
+    const at::Tensor add_emb = m.add_embedding.forward(add_input);
+    record("add_embedding", add_emb);
+    emb = emb + add_emb;
+  }
+
+  // 2. down path, collecting the skips
+  sample = m.conv_in.forward(sample);
+  record("conv_in", sample);
+  std::vector<at::Tensor> skips{sample};
+  for (std::size_t i = 0; i < m.down.size(); ++i) {
+    const DownBlock& block = m.down[i];
+    for (std::size_t j = 0; j < block.resnets.size(); ++j) {
+      sample = block.resnets[j].forward(sample, emb);
+      if (!block.attentions.empty()) sample = block.attentions[j].forward(sample, context);
+      skips.push_back(sample);
+    }
+    if (block.has_downsampler) {
+      sample = block.downsampler.forward(sample);
+      skips.push_back(sample);
+    }
+    if (trace) trace(idx("down_blocks", i), sample);
+  }
+  const bool with_residuals = residuals != nullptr && !residuals->down.empty();
+  if (with_residuals) {
+    if (residuals->down.size() != skips.size()) {
+      bad_input("residuals.down", "expected " + std::to_string(skips.size()) +
+                                      " down residuals, got " + std::to_string(residuals->down.size()));
+    }
+    for (std::size_t k = 0; k < skips.size(); ++k) {
+      if (residuals->down[k].sizes() != skips[k].sizes()) {
+        bad_input("residuals.down", "down residual " + std::to_string(k) + " has the wrong shape");
+      }
+      skips[k] = skips[k] + residuals->down[k].to(options);
+    }
+  }
+
+  // 3. mid block
+  sample = m.mid_resnet_0.forward(sample, emb);
+  sample = m.mid_attention.forward(sample, context);
+  sample = m.mid_resnet_1.forward(sample, emb);
+  record("mid_block", sample);
+  if (residuals != nullptr && residuals->mid.defined()) {
+    if (residuals->mid.sizes() != sample.sizes()) {
+      bad_input("residuals.mid", "the mid residual has the wrong shape");
+    }
+    sample = sample + residuals->mid.to(options);
+  }
+
+  // 4. up path, consuming the skips from the deepest
+  for (std::size_t i = 0; i < m.up.size(); ++i) {
+    const UpBlock& block = m.up[i];
+    for (std::size_t j = 0; j < block.resnets.size(); ++j) {
+      sample = at::cat({sample, skips.back()}, 1);
+      skips.pop_back();
+      sample = block.resnets[j].forward(sample, emb);
+      if (!block.attentions.empty()) sample = block.attentions[j].forward(sample, context);
+    }
+    if (block.has_upsampler) {
+      // Upsample to the next skip's size: 2x, or the odd size the down path produced.
+      sample = block.upsampler.forward(sample, skips.back().sizes().slice(2));
+    }
+    if (trace) trace(idx("up_blocks", i), sample);
+  }
+
+  // 5. output
+  sample = m.conv_norm_out.forward(sample);
+  record("conv_norm_out", sample);
+  sample = m.conv_out.forward(at::silu(sample));
+  record("conv_out", sample);
+  return sample;
+}
+
+std::vector<std::string> UNet2DConditionModel::parameter_names() const {
+  std::vector<std::string> names;
+  names.reserve(slots_.size());
+  for (const auto& [name, slot] : slots_) names.push_back(name);
+  return names;
+}
+
+std::uint64_t UNet2DConditionModel::parameter_bytes() const {
+  std::uint64_t bytes = 0;
+  for (const auto& [name, slot] : slots_) bytes += slot->nbytes();
+  return bytes;
+}
+
+bool UNet2DConditionModel::has(const std::string& key) const { return slots_.count(key) != 0; }
+
+at::Tensor UNet2DConditionModel::weight(const std::string& key) const {
+  auto it = slots_.find(key);
+  if (it == slots_.end()) {
+    throw sdk::Error(sdk::ErrorCode::NotFound, "unet has no weight '" + key + "'");
+  }
+  return *it->second;
+}
+
+void UNet2DConditionModel::add_delta(const std::string& key, const at::Tensor& delta) {
+  auto it = slots_.find(key);
+  if (it == slots_.end()) {
+    throw sdk::Error(sdk::ErrorCode::ValidationError, "unet has no weight '" + key + "'");
+  }
+  at::Tensor& slot = *it->second;
+  if (!delta.defined() || delta.sizes() != slot.sizes()) {
+    throw sdk::Error(sdk::ErrorCode::ValidationError,
+                     "unet weight '" + key + "': the delta's shape differs from the weight's");
+  }
+  originals_.emplace(key, slot);  // keeps the first original only
+  slot = slot + delta.to(slot.options());
+}
+
+std::size_t UNet2DConditionModel::restore_weights() {
+  const std::size_t restored = originals_.size();
+  for (auto& [key, original] : originals_) *slots_.at(key) = original;
+  originals_.clear();
+  return restored;
+}
+
+std::vector<std::string> UNet2DConditionModel::patched_keys() const {
+  std::vector<std::string> keys;
+  for (const auto& [key, original] : originals_) keys.push_back(key);
+  return keys;
+}
+
+}  // namespace sdxlhost::nn
