@@ -40,7 +40,8 @@ cat > "$work/config.json" <<EOF
   "pipe_name": "$pipe",
   "models_root": "$work/models",
   "output_root": "$work/output",
-  "plugins": { "dir": "$plugin_dir" }
+  "plugins": { "dir": "$plugin_dir" },
+  "queue": { "progress_interval_ms": 0 }
 }
 EOF
 
