@@ -1,0 +1,98 @@
+// `sdxl-host serve`: the pipe server (or --stdio) around one HostService, with signals:
+// SIGHUP = reload_config, SIGINT/SIGTERM = graceful shutdown.
+#include <csignal>
+#include <iostream>
+
+#include <boost/asio.hpp>
+
+#include "host/cli/commands.hpp"
+#include "host/runtime/host_service.hpp"
+#include "host/runtime/logging.hpp"
+#include "host/runtime/threads.hpp"
+#include "host/transport/pipe_path.hpp"
+#include "host/transport/pipe_server.hpp"
+#include "host/transport/stdio_channel.hpp"
+
+namespace sdxlhost::host::cli {
+namespace {
+
+namespace asio = boost::asio;
+
+/// Re-arms itself; SIGHUP reloads, the others shut down.
+void wait_for_signal(asio::signal_set& signals, runtime::HostService& host) {
+  signals.async_wait([&signals, &host](boost::system::error_code ec, int signal) {
+    if (ec) return;  // cancelled at shutdown
+    auto log = component_logger("host");
+#if defined(SIGHUP)
+    if (signal == SIGHUP) {
+      std::vector<std::string> warnings;
+      try {
+        host.reload_config(warnings);
+      } catch (const std::exception& error) {
+        log->error("SIGHUP: {}", error.what());
+      }
+      wait_for_signal(signals, host);
+      return;
+    }
+#endif
+    host.request_shutdown(signal == SIGINT ? "SIGINT" : "SIGTERM");
+    wait_for_signal(signals, host);
+  });
+}
+
+}  // namespace
+
+int serve_command(const Arguments& args) {
+#if defined(SIGPIPE)
+  std::signal(SIGPIPE, SIG_IGN);  // a client gone mid-write is an error code, not a signal
+#endif
+  std::vector<std::string> warnings;
+  HostConfig config = config_from_arguments(args, warnings);
+  auto log = component_logger("host");
+  int threads = runtime::apply_thread_count(config.threads);
+  log->info("sdxl-host starting (config {}, {} intra-op threads, device {})",
+            config.source_file.empty() ? "<defaults>" : config.source_file.string(), threads, config.device);
+
+  asio::io_context io;
+  auto guard = asio::make_work_guard(io);
+  runtime::HostService host(config, warnings);
+  std::unique_ptr<transport::PipeServer> server;
+  std::unique_ptr<transport::StdioChannel> stdio;
+#if defined(SIGHUP)
+  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+#else
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+#endif
+
+  host.set_on_stopped([&] {
+    asio::post(io, [&] {
+      if (server) server->stop();
+      boost::system::error_code ignored;
+      signals.cancel(ignored);
+      guard.reset();
+    });
+  });
+  host.set_on_limits_changed([&](std::size_t bytes) {
+    asio::post(io, [&, bytes] {
+      if (server) server->set_max_line_bytes(bytes);
+    });
+  });
+  host.start();
+  if (args.has_flag("--stdio")) {
+    stdio = std::make_unique<transport::StdioChannel>(io, host, config.limits.max_message_bytes);
+    stdio->start([&host] { host.request_shutdown("stdin closed"); });
+    log->info("serving on stdin/stdout");
+  } else {
+    transport::PipeServerSettings settings{transport::pipe_endpoint(config.pipe_name), config.socket_mode,
+                                           config.limits.max_message_bytes};
+    server = std::make_unique<transport::PipeServer>(io, settings, host);
+    server->start();
+  }
+  wait_for_signal(signals, host);
+  io.run();
+  host.wait_stopped();
+  log->info("sdxl-host stopped");
+  return 0;
+}
+
+}  // namespace sdxlhost::host::cli

@@ -1,0 +1,309 @@
+#include "host/config/host_config.hpp"
+
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "sdxlhost/sdk/error.hpp"
+
+#ifndef SDXLHOST_DEFAULT_PLUGIN_DIR
+#define SDXLHOST_DEFAULT_PLUGIN_DIR "plugins"
+#endif
+
+namespace sdxlhost::host {
+namespace {
+
+using nlohmann::json;
+using sdk::Error;
+using sdk::ErrorCode;
+
+[[noreturn]] void bad_key(const std::string& key, const std::string& why) {
+  throw Error(ErrorCode::ValidationError, why, key);
+}
+
+/// Reads the keys of one config object, remembering which were used so the rest are reported.
+class Section {
+ public:
+  Section(const json& object, std::string prefix) : object_(object), prefix_(std::move(prefix)) {
+    if (!object_.is_object()) bad_key(prefix_.empty() ? "<root>" : prefix_, "must be a JSON object");
+  }
+
+  std::string key(const std::string& name) const {
+    return prefix_.empty() ? name : prefix_ + "." + name;
+  }
+
+  const json* find(const std::string& name) {
+    known_.insert(name);
+    auto it = object_.find(name);
+    if (it == object_.end() || it->is_null()) return nullptr;
+    return &*it;
+  }
+
+  void read(const std::string& name, std::string& out) {
+    if (const json* v = find(name)) {
+      if (!v->is_string()) bad_key(key(name), "must be a string");
+      out = v->get<std::string>();
+    }
+  }
+
+  void read(const std::string& name, bool& out) {
+    if (const json* v = find(name)) {
+      if (!v->is_boolean()) bad_key(key(name), "must be true or false");
+      out = v->get<bool>();
+    }
+  }
+
+  template <class Int>
+  void read_int(const std::string& name, Int& out, long long min, long long max) {
+    if (const json* v = find(name)) {
+      if (!v->is_number_integer()) bad_key(key(name), "must be an integer");
+      long long value = v->is_number_unsigned() && v->get<unsigned long long>() > 9e18
+                            ? max + 1
+                            : v->get<long long>();
+      if (value < min || value > max)
+        bad_key(key(name), "must be in " + std::to_string(min) + ".." + std::to_string(max));
+      out = static_cast<Int>(value);
+    }
+  }
+
+  void read_number(const std::string& name, double& out, double min, double max) {
+    if (const json* v = find(name)) {
+      if (!v->is_number()) bad_key(key(name), "must be a number");
+      double value = v->get<double>();
+      if (!std::isfinite(value) || value < min || value > max) {
+        std::ostringstream range;
+        range << "must be in " << min << ".." << max;
+        bad_key(key(name), range.str());
+      }
+      out = value;
+    }
+  }
+
+  void read_path(const std::string& name, std::filesystem::path& out,
+                 const std::filesystem::path& base_dir) {
+    std::string text;
+    read(name, text);
+    if (find(name) && text.empty()) bad_key(key(name), "must not be empty");
+    if (!text.empty()) out = text;
+    if (out.is_relative()) out = (base_dir / out).lexically_normal();
+  }
+
+  void read_choice(const std::string& name, std::string& out, const std::set<std::string>& choices) {
+    read(name, out);
+    if (!choices.count(out)) {
+      std::string list;
+      for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+      bad_key(key(name), "must be one of: " + list);
+    }
+  }
+
+  /// One warning per key of the object that no read() asked for.
+  void warn_unknown(std::vector<std::string>& warnings) const {
+    for (const auto& [name, value] : object_.items())
+      if (!known_.count(name)) warnings.push_back("unknown config key '" + key(name) + "' ignored");
+  }
+
+ private:
+  const json& object_;
+  std::string prefix_;
+  std::set<std::string> known_;
+};
+
+const json& sub_object(Section& parent, const std::string& name, const json& empty) {
+  const json* v = parent.find(name);
+  return v ? *v : empty;
+}
+
+void read_limits(Section& root, Limits& limits, std::vector<std::string>& warnings) {
+  static const json kEmpty = json::object();
+  Section s(sub_object(root, "limits", kEmpty), "limits");
+  s.read_int("max_message_bytes", limits.max_message_bytes, 1024, 1LL << 34);
+  s.read_int("min_width", limits.min_width, 8, 16384);
+  s.read_int("max_width", limits.max_width, 8, 16384);
+  s.read_int("min_height", limits.min_height, 8, 16384);
+  s.read_int("max_height", limits.max_height, 8, 16384);
+  s.read_int("max_steps", limits.max_steps, 1, 10000);
+  s.read_number("min_guidance", limits.min_guidance, 0.0, 1000.0);
+  s.read_number("max_guidance", limits.max_guidance, 0.0, 1000.0);
+  s.read_int("max_batch", limits.max_batch, 1, 1024);
+  s.read_int("max_json_depth", limits.max_json_depth, 2, 10000);
+  s.read_number("max_timeout_s", limits.max_timeout_s, 0.001, 7 * 24 * 3600.0);
+  if (limits.min_width > limits.max_width) bad_key("limits.min_width", "must not exceed limits.max_width");
+  if (limits.min_height > limits.max_height)
+    bad_key("limits.min_height", "must not exceed limits.max_height");
+  if (limits.min_guidance > limits.max_guidance)
+    bad_key("limits.min_guidance", "must not exceed limits.max_guidance");
+  const std::pair<const char*, int> sizes[] = {{"limits.min_width", limits.min_width},
+                                                {"limits.max_width", limits.max_width},
+                                                {"limits.min_height", limits.min_height},
+                                                {"limits.max_height", limits.max_height}};
+  for (const auto& [key, value] : sizes)
+    if (value % 8 != 0) bad_key(key, "must be a multiple of 8");
+  s.warn_unknown(warnings);
+}
+
+void read_queue(Section& root, QueueSettings& queue, std::vector<std::string>& warnings) {
+  static const json kEmpty = json::object();
+  Section s(sub_object(root, "queue", kEmpty), "queue");
+  s.read_int("max_pending", queue.max_pending, 0, 1000000);
+  s.read_int("progress_interval_ms", queue.progress_interval_ms, 0, 3600000);
+  s.read_int("executors", queue.executors, 1, 64);
+  s.read_number("default_timeout_s", queue.default_timeout_s, 0.001, 7 * 24 * 3600.0);
+  s.read_number("shutdown_grace_s", queue.shutdown_grace_s, 0.0, 3600.0);
+  s.warn_unknown(warnings);
+}
+
+void read_cache(Section& root, CacheSettings& cache, std::vector<std::string>& warnings) {
+  static const json kEmpty = json::object();
+  Section s(sub_object(root, "cache", kEmpty), "cache");
+  s.read_int("max_models", cache.max_models, 0, 1000);
+  s.read_int("max_bytes", cache.max_bytes, 0, (1LL << 62));
+  s.warn_unknown(warnings);
+}
+
+void read_plugins(Section& root, PluginsConfig& plugins, const std::filesystem::path& base_dir,
+                  std::vector<std::string>& warnings) {
+  static const json kEmpty = json::object();
+  Section s(sub_object(root, "plugins", kEmpty), "plugins");
+  s.read_path("dir", plugins.dir, base_dir);
+  s.read("enable_unlisted", plugins.enable_unlisted);
+  if (const json* enabled = s.find("enabled")) {
+    if (!enabled->is_object()) bad_key("plugins.enabled", "must be an object of name: true|false");
+    for (const auto& [name, flag] : enabled->items()) {
+      if (!flag.is_boolean()) bad_key("plugins.enabled." + name, "must be true or false");
+      plugins.enabled[name] = flag.get<bool>();
+    }
+  }
+  if (const json* config = s.find("config")) {
+    if (!config->is_object()) bad_key("plugins.config", "must be an object of name: {settings}");
+    for (const auto& [name, section] : config->items())
+      if (!section.is_object()) bad_key("plugins.config." + name, "must be an object");
+    plugins.config = *config;
+  }
+  s.warn_unknown(warnings);
+}
+
+unsigned parse_socket_mode(const std::string& text) {
+  if (text.empty() || text.size() > 4 || text.find_first_not_of("01234567") != std::string::npos)
+    bad_key("socket_mode", "must be an octal permission string such as \"0600\"");
+  unsigned mode = static_cast<unsigned>(std::stoul(text, nullptr, 8));
+  if ((mode & 0600) != 0600) bad_key("socket_mode", "must give the owner read and write (0600)");
+  if (mode & 0111) bad_key("socket_mode", "must not set execute bits");
+  return mode;
+}
+
+void read_device(Section& root, HostConfig& config) {
+  root.read("device", config.device);
+  const std::string& d = config.device;
+  bool cuda_index = d.rfind("cuda:", 0) == 0 && d.size() > 5 &&
+                    d.find_first_not_of("0123456789", 5) == std::string::npos;
+  if (d != "cpu" && d != "cuda" && !cuda_index)
+    bad_key("device", "must be \"cpu\", \"cuda\" or \"cuda:N\"");
+}
+
+std::string mode_string(unsigned mode) {
+  char buffer[8];
+  std::snprintf(buffer, sizeof buffer, "%04o", mode);
+  return buffer;
+}
+
+}  // namespace
+
+const char* to_string(DisabledFeaturePolicy policy) {
+  return policy == DisabledFeaturePolicy::Warn ? "warn" : "error";
+}
+
+HostConfig default_config(const std::filesystem::path& base_dir) {
+  std::vector<std::string> ignored;
+  return parse_config(json::object(), base_dir, ignored);
+}
+
+HostConfig parse_config(const json& document, const std::filesystem::path& base_dir,
+                        std::vector<std::string>& warnings) {
+  HostConfig config;
+  config.plugins.dir = SDXLHOST_DEFAULT_PLUGIN_DIR;
+  Section root(document, "");
+  root.read("pipe_name", config.pipe_name);
+  if (config.pipe_name.empty()) bad_key("pipe_name", "must not be empty");
+  if (config.pipe_name.front() != '/' && config.pipe_name.find('/') != std::string::npos)
+    bad_key("pipe_name", "must be a plain name or an absolute socket path");
+  root.read_path("models_root", config.models_root, base_dir);
+  root.read_path("output_root", config.output_root, base_dir);
+  read_plugins(root, config.plugins, base_dir, warnings);
+  read_limits(root, config.limits, warnings);
+  read_queue(root, config.queue, warnings);
+  read_cache(root, config.cache, warnings);
+  read_device(root, config);
+  root.read_choice("dtype", config.dtype, {"float32", "bfloat16", "float16"});
+  root.read_int("threads", config.threads, 0, 1024);
+  root.read_choice("log_level", config.log_level,
+                   {"trace", "debug", "info", "warn", "error", "critical", "off"});
+  std::string policy = "error";
+  root.read_choice("on_disabled_feature", policy, {"error", "warn"});
+  config.on_disabled_feature =
+      policy == "warn" ? DisabledFeaturePolicy::Warn : DisabledFeaturePolicy::Error;
+  std::string mode = "0600";
+  root.read("socket_mode", mode);
+  config.socket_mode = parse_socket_mode(mode);
+  if (config.queue.default_timeout_s > config.limits.max_timeout_s)
+    bad_key("queue.default_timeout_s", "must not exceed limits.max_timeout_s");
+  root.warn_unknown(warnings);
+  return config;
+}
+
+HostConfig load_config(const std::filesystem::path& path, std::vector<std::string>& warnings) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(ErrorCode::ValidationError, "cannot read config file " + path.string());
+  std::stringstream text;
+  text << in.rdbuf();
+  json document = json::parse(text.str(), nullptr, /*allow_exceptions=*/false, /*comments=*/true);
+  if (document.is_discarded())
+    throw Error(ErrorCode::ValidationError, "config file " + path.string() + " is not valid JSON");
+  std::filesystem::path base = std::filesystem::absolute(path).parent_path();
+  HostConfig config = parse_config(document, base, warnings);
+  config.source_file = std::filesystem::absolute(path);
+  return config;
+}
+
+nlohmann::json HostConfig::to_json() const {
+  json enabled = json::object();
+  for (const auto& [name, flag] : plugins.enabled) enabled[name] = flag;
+  return {
+      {"pipe_name", pipe_name},
+      {"models_root", models_root.string()},
+      {"output_root", output_root.string()},
+      {"plugins",
+       {{"dir", plugins.dir.string()},
+        {"enabled", enabled},
+        {"enable_unlisted", plugins.enable_unlisted},
+        {"config", plugins.config}}},
+      {"limits",
+       {{"max_message_bytes", limits.max_message_bytes},
+        {"min_width", limits.min_width},
+        {"max_width", limits.max_width},
+        {"min_height", limits.min_height},
+        {"max_height", limits.max_height},
+        {"max_steps", limits.max_steps},
+        {"min_guidance", limits.min_guidance},
+        {"max_guidance", limits.max_guidance},
+        {"max_batch", limits.max_batch},
+        {"max_json_depth", limits.max_json_depth},
+        {"max_timeout_s", limits.max_timeout_s}}},
+      {"queue",
+       {{"max_pending", queue.max_pending},
+        {"progress_interval_ms", queue.progress_interval_ms},
+        {"executors", queue.executors},
+        {"default_timeout_s", queue.default_timeout_s},
+        {"shutdown_grace_s", queue.shutdown_grace_s}}},
+      {"cache", {{"max_models", cache.max_models}, {"max_bytes", cache.max_bytes}}},
+      {"device", device},
+      {"dtype", dtype},
+      {"threads", threads},
+      {"log_level", log_level},
+      {"on_disabled_feature", host::to_string(on_disabled_feature)},
+      {"socket_mode", mode_string(socket_mode)},
+  };
+}
+
+}  // namespace sdxlhost::host

@@ -1,0 +1,96 @@
+#pragma once
+/// @file host_config.hpp
+/// The host's one JSON configuration file, parsed into `HostConfig`. Every key has a default;
+/// every value is validated when the file is loaded and again when `reload_config` / SIGHUP
+/// reads it (a bad file is refused and the running config kept). Unknown keys give warnings.
+/// The keys and defaults are documented in docs/configuration.md.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace sdxlhost::host {
+
+/// `limits.*`: bounds every request is validated against.
+struct Limits {
+  std::size_t max_message_bytes = 64u * 1024u * 1024u;  ///< longest accepted NDJSON line
+  int min_width = 64;                                   ///< image width bounds (multiple of 8)
+  int max_width = 4096;
+  int min_height = 64;                                  ///< image height bounds (multiple of 8)
+  int max_height = 4096;
+  int max_steps = 200;                                  ///< num_inference_steps in 1..max_steps
+  double min_guidance = 0.0;                            ///< guidance_scale range
+  double max_guidance = 30.0;
+  int max_batch = 8;                                    ///< batch.size in 1..max_batch
+  int max_json_depth = 64;                              ///< deepest accepted nesting of a line
+  double max_timeout_s = 3600.0;                        ///< largest metadata.timeout accepted
+};
+
+/// `queue.*`: job queue and executors.
+struct QueueSettings {
+  std::size_t max_pending = 64;     ///< queued (not running) jobs before QUEUE_FULL
+  int progress_interval_ms = 250;   ///< minimum time between two progress events of a job
+  int executors = 1;                ///< jobs run at once (one per device by default)
+  double default_timeout_s = 300.0; ///< metadata.timeout when a request gives none
+  double shutdown_grace_s = 30.0;   ///< how long shutdown waits for running jobs before cancelling
+};
+
+/// `cache.*`: the model cache.
+struct CacheSettings {
+  std::size_t max_models = 4;  ///< models kept loaded at most
+  std::uint64_t max_bytes = 0; ///< bytes kept loaded at most; 0 = unbounded
+};
+
+/// `plugins.*`: which plugins load and with what settings.
+struct PluginsConfig {
+  std::filesystem::path dir;              ///< folder scanned for *.so / *.dll
+  std::map<std::string, bool> enabled;    ///< plugins.enabled.<name>
+  bool enable_unlisted = true;            ///< load plugins not named in `enabled`
+  nlohmann::json config = nlohmann::json::object();  ///< plugins.config.<name> objects
+};
+
+/// What to do when a request needs a feature whose plugin is disabled or missing.
+enum class DisabledFeaturePolicy { Error, Warn };
+
+/// The whole configuration.
+struct HostConfig {
+  std::string pipe_name = "sdxl_host";  ///< pipe name, or an absolute socket path
+  std::filesystem::path models_root = "models";
+  std::filesystem::path output_root = "outputs";
+  PluginsConfig plugins;
+  Limits limits;
+  QueueSettings queue;
+  CacheSettings cache;
+  std::string device = "cpu";      ///< cpu | cuda | cuda:N
+  std::string dtype = "float32";   ///< float32 | bfloat16 | float16
+  int threads = 0;                 ///< intra-op threads; 0 = hardware_concurrency
+  std::string log_level = "info";  ///< trace | debug | info | warn | error | critical | off
+  DisabledFeaturePolicy on_disabled_feature = DisabledFeaturePolicy::Error;
+  unsigned socket_mode = 0600;     ///< permission bits of the socket file
+  std::filesystem::path source_file;  ///< the file it was read from (empty: defaults)
+
+  /// The configuration as JSON (the file format, every key present), for `status`.
+  nlohmann::json to_json() const;
+};
+
+/// Parses a configuration object. Relative paths are resolved against `base_dir`.
+/// Throws sdk::Error(ValidationError) naming the key ("limits.max_steps") on a bad value;
+/// appends one warning per unknown key to `warnings`.
+HostConfig parse_config(const nlohmann::json& json, const std::filesystem::path& base_dir,
+                        std::vector<std::string>& warnings);
+
+/// Reads and parses the file at `path` (see parse_config). A missing or unreadable file, or one
+/// that is not JSON, throws sdk::Error(ValidationError) naming the file.
+HostConfig load_config(const std::filesystem::path& path, std::vector<std::string>& warnings);
+
+/// The configuration with every default, paths resolved against `base_dir`.
+HostConfig default_config(const std::filesystem::path& base_dir);
+
+/// Wire/config spelling of a policy ("error" | "warn").
+const char* to_string(DisabledFeaturePolicy policy);
+
+}  // namespace sdxlhost::host

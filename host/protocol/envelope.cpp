@@ -1,0 +1,183 @@
+#include "host/protocol/envelope.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <random>
+
+namespace sdxlhost::host::protocol {
+namespace {
+
+using nlohmann::json;
+using sdk::Error;
+using sdk::ErrorCode;
+
+const std::map<std::string, MessageType>& message_types() {
+  static const std::map<std::string, MessageType> kTypes = {
+      {"inference_request", MessageType::InferenceRequest},
+      {"enhanced_inference_request", MessageType::InferenceRequest},
+      {"cancel", MessageType::Cancel},
+      {"ping", MessageType::Ping},
+      {"capabilities", MessageType::Capabilities},
+      {"list_models", MessageType::ListModels},
+      {"load_model", MessageType::LoadModel},
+      {"unload_model", MessageType::UnloadModel},
+      {"status", MessageType::Status},
+      {"reload_config", MessageType::ReloadConfig},
+      {"shutdown", MessageType::Shutdown},
+  };
+  return kTypes;
+}
+
+[[noreturn]] void fail(ErrorCode code, const std::string& message, const std::string& field,
+                       const std::string& request_id) {
+  throw EnvelopeError(Error(code, message, field), request_id);
+}
+
+/// The request id as a string: strings as is, integers printed; anything else is refused.
+std::string read_request_id(const json& message, bool& generated) {
+  auto it = message.find("request_id");
+  generated = false;
+  if (it == message.end() || it->is_null() || (it->is_string() && it->get<std::string>().empty())) {
+    generated = true;
+    return generate_request_id();
+  }
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_number_integer()) return it->dump();
+  fail(ErrorCode::ValidationError, "must be a string", "request_id", "");
+}
+
+std::string read_type_name(const json& message, const std::string& request_id,
+                           std::vector<std::string>& warnings) {
+  auto type = message.find("message_type");
+  auto action = message.find("action");
+  if (type == message.end() && action != message.end()) type = action;
+  else if (type != message.end() && action != message.end())
+    warnings.push_back("both 'message_type' and legacy 'action' given; 'message_type' used");
+  if (type == message.end())
+    fail(ErrorCode::ValidationError, "is required (or legacy 'action')", "message_type", request_id);
+  if (!type->is_string()) fail(ErrorCode::ValidationError, "must be a string", "message_type", request_id);
+  return type->get<std::string>();
+}
+
+}  // namespace
+
+const char* to_string(MessageType type) {
+  switch (type) {
+    case MessageType::InferenceRequest: return "inference_request";
+    case MessageType::Cancel: return "cancel";
+    case MessageType::Ping: return "ping";
+    case MessageType::Capabilities: return "capabilities";
+    case MessageType::ListModels: return "list_models";
+    case MessageType::LoadModel: return "load_model";
+    case MessageType::UnloadModel: return "unload_model";
+    case MessageType::Status: return "status";
+    case MessageType::ReloadConfig: return "reload_config";
+    case MessageType::Shutdown: return "shutdown";
+  }
+  return "unknown";
+}
+
+std::vector<std::string> message_type_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, type] : message_types()) names.push_back(name);
+  return names;
+}
+
+int json_nesting_depth(std::string_view text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '{' || c == '[') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if (c == '}' || c == ']') --depth;
+  }
+  return deepest;
+}
+
+Envelope parse_envelope(std::string_view line, const EnvelopeLimits& limits) {
+  if (line.size() > limits.max_message_bytes)
+    fail(ErrorCode::MessageTooLarge,
+         "message of " + std::to_string(line.size()) + " bytes exceeds limits.max_message_bytes (" +
+             std::to_string(limits.max_message_bytes) + ")",
+         "", "");
+  if (json_nesting_depth(line, limits.max_json_depth) > limits.max_json_depth)
+    fail(ErrorCode::MalformedJson,
+         "JSON nested deeper than limits.max_json_depth (" + std::to_string(limits.max_json_depth) + ")",
+         "", "");
+  json message;
+  try {
+    message = json::parse(line.begin(), line.end());
+  } catch (const json::parse_error& e) {
+    fail(ErrorCode::MalformedJson, std::string("not valid UTF-8 JSON: ") + e.what(), "", "");
+  }
+  if (!message.is_object()) fail(ErrorCode::MalformedJson, "a message must be a JSON object", "", "");
+
+  Envelope envelope;
+  envelope.request_id = read_request_id(message, envelope.request_id_generated);
+  std::string type_name = read_type_name(message, envelope.request_id, envelope.warnings);
+  auto known = message_types().find(type_name);
+  if (known == message_types().end())
+    fail(ErrorCode::UnknownMessageType, "unknown message type '" + type_name + "'", "message_type",
+         envelope.request_id);
+  envelope.type = known->second;
+
+  if (auto data = message.find("data"); data != message.end() && !data->is_null()) {
+    if (!data->is_object()) fail(ErrorCode::ValidationError, "must be an object", "data", envelope.request_id);
+    envelope.data = std::move(*data);
+  }
+  for (const auto& [key, value] : message.items())
+    if (key != "message_type" && key != "action" && key != "request_id" && key != "data")
+      envelope.warnings.push_back("unknown field '" + key + "' ignored");
+  return envelope;
+}
+
+std::string generate_request_id() {
+  static std::atomic<unsigned long long> counter{0};
+  static const unsigned long long salt = std::random_device{}() ^
+      static_cast<unsigned long long>(std::chrono::steady_clock::now().time_since_epoch().count());
+  char buffer[40];
+  std::snprintf(buffer, sizeof buffer, "host-%08llx-%llu", salt & 0xffffffffULL, ++counter);
+  return buffer;
+}
+
+json success_response(const std::string& request_id, json data, const std::vector<std::string>& warnings) {
+  return {{"message_type", "response"}, {"request_id", request_id}, {"success", true},
+          {"data", std::move(data)},   {"warnings", warnings}};
+}
+
+json error_response(const std::string& request_id, const sdk::Error& error,
+                    const std::vector<std::string>& warnings) {
+  json response = {{"message_type", "response"},
+                   {"request_id", request_id.empty() ? json(nullptr) : json(request_id)},
+                   {"success", false},
+                   {"error", error.what()},
+                   {"error_code", sdk::to_string(error.code())},
+                   {"warnings", warnings}};
+  response["field"] = error.field().empty() ? json(nullptr) : json(error.field());
+  return response;
+}
+
+json progress_event(const std::string& request_id, const std::string& stage, int step,
+                    int total_steps, double elapsed_s) {
+  return {{"message_type", "progress"},
+          {"request_id", request_id},
+          {"data", {{"stage", stage}, {"step", step}, {"total_steps", total_steps},
+                    {"elapsed_s", elapsed_s}}}};
+}
+
+std::string to_line(const json& message) {
+  return message.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace sdxlhost::host::protocol

@@ -1,0 +1,305 @@
+#include "host/protocol/request_parser.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <limits>
+#include <random>
+
+#include "host/protocol/field_reader.hpp"
+#include "sdxlhost/sdk/error.hpp"
+
+namespace sdxlhost::host::protocol {
+namespace {
+
+using nlohmann::json;
+using sdk::Error;
+using sdk::ErrorCode;
+
+constexpr long long kMaxSeed = std::numeric_limits<std::int64_t>::max();
+
+[[noreturn]] void invalid(const std::string& field, const std::string& why) {
+  throw Error(ErrorCode::ValidationError, why, field);
+}
+
+/// Moves top-level `legacy` into data[section][nested] unless the nested form is present.
+void fold(json& data, const std::string& legacy, const std::string& section, const std::string& nested,
+          std::vector<std::string>& warnings) {
+  auto it = data.find(legacy);
+  if (it == data.end()) return;
+  json value = std::move(*it);
+  data.erase(it);
+  if (!data.contains(section) || data[section].is_null()) data[section] = json::object();
+  if (!data[section].is_object()) {
+    warnings.push_back("legacy field 'data." + legacy + "' ignored: 'data." + section + "' is not an object");
+    return;
+  }
+  if (data[section].contains(nested) && !data[section][nested].is_null()) {
+    warnings.push_back("legacy field 'data." + legacy + "' ignored: 'data." + section + "." + nested +
+                       "' given too");
+    return;
+  }
+  data[section][nested] = std::move(value);
+}
+
+std::int64_t random_seed() {
+  static thread_local std::mt19937_64 engine{std::random_device{}()};
+  return static_cast<std::int64_t>(engine() & 0xffffffffULL);
+}
+
+void read_models(FieldReader& data, sdk::ModelSelection& models, std::vector<std::string>& warnings) {
+  auto reader = data.child("models");
+  if (!reader) return;
+  reader->read_string("base", models.base);
+  reader->read_string("refiner", models.refiner);
+  reader->read_string("vae", models.vae);
+  reader->warn_unknown(warnings);
+}
+
+void read_hyperparameters(FieldReader& data, const Limits& limits, sdk::Hyperparameters& h,
+                          bool& seed_given, std::vector<std::string>& warnings) {
+  auto reader = data.child("hyperparameters");
+  if (!reader) return;
+  reader->read_int("num_inference_steps", h.num_inference_steps, 1, limits.max_steps);
+  reader->read_number("guidance_scale", h.guidance_scale, limits.min_guidance, limits.max_guidance);
+  std::int64_t seed = -1;
+  reader->read_int64("seed", seed, -1, kMaxSeed);
+  if (seed >= 0) {
+    h.seed = seed;
+    seed_given = true;
+  }
+  reader->read_number("strength", h.strength, 0.0, 1.0, /*exclusive_min=*/true);
+  reader->read_number("guidance_rescale", h.guidance_rescale, 0.0, 1.0);
+  reader->read_int("clip_skip", h.clip_skip, 0, 10);
+  double end = 0.0;
+  if (reader->find("denoising_end")) {
+    reader->read_number("denoising_end", end, 0.0, 1.0, true);
+    if (end >= 1.0) invalid(reader->path_of("denoising_end"), "must be in (0, 1)");
+    h.denoising_end = end;
+  }
+  std::vector<int> size;
+  if (reader->find("original_size")) {
+    reader->read_int_array("original_size", size, 2, 1, 65536);
+    h.original_size = size;
+  }
+  if (reader->find("target_size")) {
+    reader->read_int_array("target_size", size, 2, 1, 65536);
+    h.target_size = size;
+  }
+  reader->read_int_array("crops_coords_top_left", h.crops_coords_top_left, 2, 0, 65536);
+  reader->read_number("aesthetic_score", h.aesthetic_score, 0.0, 10.0);
+  reader->read_number("negative_aesthetic_score", h.negative_aesthetic_score, 0.0, 10.0);
+  reader->warn_unknown(warnings);
+}
+
+void check_size(int value, int min, int max, const std::string& field) {
+  if (value % 8 != 0) invalid(field, "must be a multiple of 8 (got " + std::to_string(value) + ")");
+  if (value < min || value > max)
+    invalid(field, "must be in [" + std::to_string(min) + ", " + std::to_string(max) + "] (got " +
+                       std::to_string(value) + ")");
+}
+
+void read_dimensions(FieldReader& data, const Limits& limits, sdk::GenerationRequest& request,
+                     std::vector<std::string>& warnings) {
+  auto reader = data.child("dimensions");
+  if (!reader) return;
+  reader->read_int("width", request.width, std::numeric_limits<int>::min(), std::numeric_limits<int>::max());
+  reader->read_int("height", request.height, std::numeric_limits<int>::min(), std::numeric_limits<int>::max());
+  check_size(request.width, limits.min_width, limits.max_width, reader->path_of("width"));
+  check_size(request.height, limits.min_height, limits.max_height, reader->path_of("height"));
+  reader->warn_unknown(warnings);
+}
+
+void read_lora(FieldReader& data, sdk::GenerationRequest& request, std::vector<std::string>& warnings) {
+  auto reader = data.child("lora");
+  if (!reader) return;
+  bool enabled_given = reader->find("enabled") != nullptr;
+  reader->read_bool("enabled", request.lora_enabled);
+  if (const json* models = reader->find("models")) {
+    if (!models->is_array()) invalid(reader->path_of("models"), "must be an array of {name, weight}");
+    for (std::size_t i = 0; i < models->size(); ++i) {
+      FieldReader item((*models)[i], reader->path_of("models") + "[" + std::to_string(i) + "]");
+      sdk::LoraSelection lora;
+      item.read_string("name", lora.name, /*required=*/true);
+      if (lora.name.empty()) invalid(item.path_of("name"), "must not be empty");
+      item.read_number("weight", lora.weight, -10.0, 10.0);
+      item.warn_unknown(warnings);
+      request.loras.push_back(lora);
+    }
+  }
+  if (!enabled_given) request.lora_enabled = !request.loras.empty();
+  if (request.lora_enabled && request.loras.empty())
+    invalid(reader->path_of("models"), "must name at least one LoRA when lora.enabled is true");
+  if (!request.lora_enabled) request.loras.clear();
+  reader->warn_unknown(warnings);
+}
+
+/// Options objects whose "enabled": false (or empty/false value) means "not asked for" -> null.
+json optional_feature(const json* value, const std::string& field, bool allow_array) {
+  if (!value || (value->is_boolean() && !value->get<bool>())) return nullptr;
+  if (value->is_boolean()) return json{{"enabled", true}};
+  if (value->is_array() && allow_array) return value->empty() ? json(nullptr) : *value;
+  if (!value->is_object()) invalid(field, allow_array ? "must be an object or an array" : "must be an object");
+  auto enabled = value->find("enabled");
+  if (enabled != value->end()) {
+    if (!enabled->is_boolean()) invalid(field + ".enabled", "must be true or false");
+    if (!enabled->get<bool>()) return nullptr;
+  }
+  return *value;
+}
+
+void check_relative_path(const std::string& text, const std::string& field) {
+  std::filesystem::path path(text);
+  if (path.is_absolute() || path.has_root_name() || path.has_root_directory() ||
+      (!text.empty() && (text[0] == '/' || text[0] == '\\')))
+    invalid(field, "must be relative to output_root");
+  for (const auto& part : path)
+    if (part == "..") invalid(field, "must not leave output_root ('..')");
+}
+
+void read_output(FieldReader& data, sdk::OutputOptions& output, std::vector<std::string>& warnings) {
+  auto reader = data.child("output");
+  if (!reader) return;
+  reader->read_string("format", output.format);
+  std::transform(output.format.begin(), output.format.end(), output.format.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (output.format == "jpg") output.format = "jpeg";
+  if (output.format != "png" && output.format != "jpeg" && output.format != "webp")
+    invalid(reader->path_of("format"), "must be one of: png, jpeg, webp");
+  reader->read_int("quality", output.quality, 1, 100);
+  reader->read_string("save_path", output.save_path);
+  check_relative_path(output.save_path, reader->path_of("save_path"));
+  reader->read_bool("return_base64", output.return_base64);
+  output.upscale = optional_feature(reader->find("upscale"), reader->path_of("upscale"), false);
+  reader->warn_unknown(warnings);
+}
+
+void read_batch(FieldReader& data, const Limits& limits, int& batch_size, std::vector<std::string>& warnings) {
+  auto reader = data.child("batch");
+  if (!reader) return;
+  reader->read_int("size", batch_size, 1, limits.max_batch);
+  reader->accept("parallel");
+  reader->warn_unknown(warnings);
+}
+
+void read_metadata(FieldReader& data, const Limits& limits, sdk::RequestMetadata& metadata,
+                   std::vector<std::string>& warnings) {
+  auto reader = data.child("metadata");
+  if (!reader) return;
+  reader->read_string("priority", metadata.priority);
+  if (metadata.priority != "high" && metadata.priority != "normal" && metadata.priority != "low")
+    invalid(reader->path_of("priority"), "must be one of: high, normal, low");
+  reader->read_number("timeout", metadata.timeout_s, 0.0, limits.max_timeout_s, /*exclusive_min=*/true);
+  reader->read_string_array("tags", metadata.tags);
+  reader->accept("request_id");
+  reader->warn_unknown(warnings);
+}
+
+/// The fields of `data` the host reads; the rest are passed to plugins with a warning.
+sdk::GenerationRequest read_request(const json& data, const Limits& limits, double default_timeout_s,
+                                    bool& seed_given, std::vector<std::string>& warnings) {
+  sdk::GenerationRequest request;
+  request.metadata.timeout_s = default_timeout_s;
+  FieldReader reader(data, "data");
+  reader.read_string("prompt", request.prompt, /*required=*/true);
+  reader.read_string("prompt_2", request.prompt_2);
+  reader.read_string("negative_prompt", request.negative_prompt);
+  reader.read_string("negative_prompt_2", request.negative_prompt_2);
+  reader.read_bool("long_prompt", request.long_prompt);
+  read_models(reader, request.models, warnings);
+  read_hyperparameters(reader, limits, request.hyperparameters, seed_given, warnings);
+  read_dimensions(reader, limits, request, warnings);
+  reader.read_string("scheduler", request.scheduler);
+  if (request.scheduler.empty()) invalid("data.scheduler", "must not be empty");
+  if (const json* options = reader.find("scheduler_options")) {
+    if (!options->is_object()) invalid("data.scheduler_options", "must be an object");
+    request.scheduler_options = *options;
+  }
+  read_lora(reader, request, warnings);
+  request.controlnet = optional_feature(reader.find("controlnet"), "data.controlnet", true);
+  reader.read_string("init_image", request.init_image);
+  read_output(reader, request.output, warnings);
+  read_batch(reader, limits, request.batch_size, warnings);
+  read_metadata(reader, limits, request.metadata, warnings);
+  reader.read_bool("dry_run", request.dry_run);
+  reader.accept("worker_type");
+  reader.warn_unknown(warnings);
+  return request;
+}
+
+json size_or_null(const std::optional<std::vector<int>>& size) {
+  return size ? json(*size) : json(nullptr);
+}
+
+}  // namespace
+
+json normalize_legacy_fields(const json& data, std::vector<std::string>& warnings) {
+  json out = data;
+  fold(out, "model_name", "models", "base", warnings);
+  fold(out, "guidance_scale", "hyperparameters", "guidance_scale", warnings);
+  fold(out, "num_inference_steps", "hyperparameters", "num_inference_steps", warnings);
+  fold(out, "seed", "hyperparameters", "seed", warnings);
+  fold(out, "strength", "hyperparameters", "strength", warnings);
+  fold(out, "width", "dimensions", "width", warnings);
+  fold(out, "height", "dimensions", "height", warnings);
+  fold(out, "batch_size", "batch", "size", warnings);
+  return out;
+}
+
+sdk::GenerationRequest parse_generation_request(const json& data, const std::string& request_id,
+                                                const Limits& limits, double default_timeout_s,
+                                                std::vector<std::string>& warnings) {
+  if (!data.is_object()) invalid("data", "must be an object");
+  json normalized = normalize_legacy_fields(data, warnings);
+  bool seed_given = false;
+  sdk::GenerationRequest request = read_request(normalized, limits, default_timeout_s, seed_given, warnings);
+  request.request_id = request_id;
+  if (!seed_given) request.hyperparameters.seed = random_seed();
+  normalized.update(request_to_json(request), /*merge_objects=*/true);
+  request.data = std::move(normalized);
+  return request;
+}
+
+json request_to_json(const sdk::GenerationRequest& r) {
+  const auto& h = r.hyperparameters;
+  json loras = json::array();
+  for (const auto& lora : r.loras) loras.push_back({{"name", lora.name}, {"weight", lora.weight}});
+  return {
+      {"prompt", r.prompt},
+      {"prompt_2", r.prompt_2},
+      {"negative_prompt", r.negative_prompt},
+      {"negative_prompt_2", r.negative_prompt_2},
+      {"long_prompt", r.long_prompt},
+      {"models", {{"base", r.models.base}, {"refiner", r.models.refiner}, {"vae", r.models.vae}}},
+      {"hyperparameters",
+       {{"num_inference_steps", h.num_inference_steps},
+        {"guidance_scale", h.guidance_scale},
+        {"seed", h.seed},
+        {"strength", h.strength},
+        {"guidance_rescale", h.guidance_rescale},
+        {"clip_skip", h.clip_skip},
+        {"denoising_end", h.denoising_end ? json(*h.denoising_end) : json(nullptr)},
+        {"original_size", size_or_null(h.original_size)},
+        {"crops_coords_top_left", h.crops_coords_top_left},
+        {"target_size", size_or_null(h.target_size)},
+        {"aesthetic_score", h.aesthetic_score},
+        {"negative_aesthetic_score", h.negative_aesthetic_score}}},
+      {"dimensions", {{"width", r.width}, {"height", r.height}}},
+      {"scheduler", r.scheduler},
+      {"scheduler_options", r.scheduler_options},
+      {"lora", {{"enabled", r.lora_enabled}, {"models", loras}}},
+      {"controlnet", r.controlnet},
+      {"init_image", r.init_image},
+      {"output",
+       {{"format", r.output.format},
+        {"quality", r.output.quality},
+        {"save_path", r.output.save_path},
+        {"return_base64", r.output.return_base64},
+        {"upscale", r.output.upscale}}},
+      {"batch", {{"size", r.batch_size}}},
+      {"metadata", {{"priority", r.metadata.priority}, {"timeout", r.metadata.timeout_s}, {"tags", r.metadata.tags}}},
+      {"dry_run", r.dry_run},
+  };
+}
+
+}  // namespace sdxlhost::host::protocol

@@ -1,0 +1,35 @@
+#pragma once
+/// @file request_parser.hpp
+/// `data` of an inference_request -> sdk::GenerationRequest. Legacy flat fields (`model_name`,
+/// top-level `guidance_scale`, `num_inference_steps`, `seed`, `strength`, `width`, `height`,
+/// `batch_size`, `priority`, `timeout`) are folded into the nested shape first; then every field
+/// is type- and range-checked against the config's limits. An error is an sdk::Error with
+/// VALIDATION_ERROR and the field's path ("data.dimensions.width"); unknown fields are kept in
+/// `request.data` for plugins and reported as warnings.
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "host/config/host_config.hpp"
+#include "sdxlhost/sdk/request.hpp"
+
+namespace sdxlhost::host::protocol {
+
+/// Folds legacy flat fields into the nested shape (returns a new object). A legacy field that
+/// conflicts with its nested form is dropped with a warning (the nested one wins).
+nlohmann::json normalize_legacy_fields(const nlohmann::json& data, std::vector<std::string>& warnings);
+
+/// Parses and validates `data`. `request_id` is copied into the request; `default_timeout_s` is
+/// used when metadata.timeout is absent. The seed is drawn at random when absent or -1.
+/// `request.data` receives the normalized object with every default filled in.
+sdk::GenerationRequest parse_generation_request(const nlohmann::json& data,
+                                                const std::string& request_id,
+                                                const Limits& limits, double default_timeout_s,
+                                                std::vector<std::string>& warnings);
+
+/// The normalized wire form of a request (what dry_run returns and PNG metadata embeds).
+nlohmann::json request_to_json(const sdk::GenerationRequest& request);
+
+}  // namespace sdxlhost::host::protocol

@@ -1,0 +1,142 @@
+#include "host/runtime/generation.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include "host/protocol/envelope.hpp"
+#include "host/protocol/request_parser.hpp"
+#include "host/runtime/logging.hpp"
+#include "host/runtime/progress_throttle.hpp"
+#include "sdxlhost/sdk/context.hpp"
+#include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/image.hpp"
+#include "sdxlhost/sdk/stage.hpp"
+
+namespace sdxlhost::host::runtime {
+namespace {
+
+using nlohmann::json;
+
+double seconds_between(Clock::time_point from, Clock::time_point to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
+spdlog::level::level_enum to_spdlog(sdk::LogLevel level) {
+  switch (level) {
+    case sdk::LogLevel::Trace: return spdlog::level::trace;
+    case sdk::LogLevel::Debug: return spdlog::level::debug;
+    case sdk::LogLevel::Info: return spdlog::level::info;
+    case sdk::LogLevel::Warn: return spdlog::level::warn;
+    default: return spdlog::level::err;
+  }
+}
+
+/// Progress callback of a job: records it for `status` and forwards throttled events.
+sdk::ContextServices make_services(Job& job, const GenerationEnvironment& environment,
+                                   std::shared_ptr<ProgressThrottle> throttle) {
+  sdk::ContextServices services;
+  services.progress = [&job, throttle](std::string_view stage, int step, int total_steps) {
+    job.set_progress(std::string(stage), step, total_steps);
+    if (!throttle->should_send(stage, step, total_steps) || !job.connection()) return;
+    double elapsed = seconds_between(job.started_at(), Clock::now());
+    job.connection()->send(protocol::to_line(
+        protocol::progress_event(job.request_id(), std::string(stage), step, total_steps, elapsed)));
+  };
+  services.log = [id = job.request_id()](sdk::LogLevel level, std::string_view message) {
+    component_logger("job")->log(to_spdlog(level), "[{}] {}", id, message);
+  };
+  services.models = environment.models;
+  services.registries = &environment.plugins->registries();
+  services.deadline = job.deadline();
+  return services;
+}
+
+std::string read_status_field(const std::string& key) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind(key + ":", 0) == 0) return line.substr(key.size() + 1);
+  return {};
+}
+
+std::uint64_t kib_field_bytes(const std::string& key) {
+  std::istringstream value(read_status_field(key));
+  std::uint64_t kib = 0;
+  value >> kib;
+  return kib * 1024;
+}
+
+}  // namespace
+
+OnDisabledFeature planner_policy(DisabledFeaturePolicy policy) {
+  return policy == DisabledFeaturePolicy::Warn ? OnDisabledFeature::Warn : OnDisabledFeature::Error;
+}
+
+void check_model_names(const sdk::GenerationRequest& request, const ModelStore& models) {
+  if (!request.models.base.empty()) models.resolve(sdk::kCheckpoints, request.models.base, "data.models.base");
+  if (!request.models.refiner.empty())
+    models.resolve(sdk::kCheckpoints, request.models.refiner, "data.models.refiner");
+  if (!request.models.vae.empty()) models.resolve(sdk::kVae, request.models.vae, "data.models.vae");
+  for (std::size_t i = 0; i < request.loras.size(); ++i)
+    models.resolve(sdk::kLoras, request.loras[i].name, "data.lora.models[" + std::to_string(i) + "].name");
+}
+
+json dry_run_data(const sdk::GenerationRequest& request, const PluginSet& plugins,
+                  OnDisabledFeature on_disabled, std::vector<std::string>& warnings) {
+  Plan plan = plan_request(plugins, request, on_disabled, warnings);
+  json stages = json::array();
+  for (const auto& stage : plan.stages)
+    stages.push_back({{"name", stage->name()},
+                      {"feature", stage->feature()},
+                      {"plugin", plugins.registries().stage_owner(stage->name())},
+                      {"order", stage->order()},
+                      {"reads", stage->reads()},
+                      {"writes", stage->writes()}});
+  return {{"dry_run", true},
+          {"request_id", request.request_id},
+          {"stages", plan.names()},
+          {"plan", stages},
+          {"features", required_features(request)},
+          {"normalized_request", request.data}};
+}
+
+json run_generation(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& request,
+                    const GenerationEnvironment& environment) {
+  if (!environment.plugins) throw sdk::Error(sdk::ErrorCode::InternalError, "no plugin set");
+  Plan plan = plan_request(*environment.plugins, *request, environment.on_disabled, job.warnings);
+  auto throttle = std::make_shared<ProgressThrottle>(std::chrono::milliseconds(environment.progress_interval_ms));
+  sdk::Context context(request, make_services(job, environment, throttle), job.token());
+  auto log = component_logger("job");
+  std::string names;
+  for (const auto& name : plan.names()) names += (names.empty() ? "" : " -> ") + name;
+  log->info("[{}] plan: {}", job.request_id(), names);
+
+  Clock::time_point run_start = Clock::now();
+  run_plan(plan, context);
+  Clock::time_point run_end = Clock::now();
+  context.throw_if_cancelled();
+  if (!context.has(sdk::slots::kImages))
+    throw sdk::Error(sdk::ErrorCode::PluginError, "the plan finished without writing the \"images\" slot");
+  const auto& images = context.get<std::vector<sdk::Image>>(sdk::slots::kImages);
+  json generated = write_images(images, *request, environment.output);
+  for (const auto& warning : context.warnings()) job.warnings.push_back(warning);
+
+  json memory = process_memory();
+  return {{"request_id", job.request_id()},
+          {"generated_images", generated},
+          {"stages", plan.names()},
+          {"processing_metrics",
+           {{"total_time", seconds_between(job.enqueued_at(), Clock::now())},
+            {"queue_time", seconds_between(job.enqueued_at(), job.started_at())},
+            {"inference_time", seconds_between(run_start, run_end)},
+            {"output_time", seconds_between(run_end, Clock::now())},
+            {"device_name", environment.device},
+            {"device_memory_used", memory["rss_bytes"]},
+            {"peak_memory_bytes", memory["peak_rss_bytes"]}}}};
+}
+
+json process_memory() {
+  return {{"rss_bytes", kib_field_bytes("VmRSS")}, {"peak_rss_bytes", kib_field_bytes("VmHWM")}};
+}
+
+}  // namespace sdxlhost::host::runtime

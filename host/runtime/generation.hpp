@@ -1,0 +1,53 @@
+#pragma once
+/// @file generation.hpp
+/// What an executor does with an inference_request: take the plugin snapshot, plan, build the
+/// sdk::Context (progress, request-id logging, model store, registries, deadline), run the
+/// stages, write the images, and build the response data {generated_images, processing_metrics,
+/// stages}. Also the dry-run answer (plan + normalized request, nothing run).
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "host/config/host_config.hpp"
+#include "host/graph/planner.hpp"
+#include "host/models/model_store.hpp"
+#include "host/output/image_writer.hpp"
+#include "host/plugins/plugin_manager.hpp"
+#include "host/runtime/job.hpp"
+#include "sdxlhost/sdk/request.hpp"
+
+namespace sdxlhost::host::runtime {
+
+/// What a generation needs from the host, captured when the job starts.
+struct GenerationEnvironment {
+  std::shared_ptr<const PluginSet> plugins;  ///< the snapshot the job runs with
+  ModelStore* models = nullptr;
+  OutputSettings output;
+  OnDisabledFeature on_disabled = OnDisabledFeature::Error;
+  std::string device = "cpu";
+  int progress_interval_ms = 250;
+};
+
+/// The planner's policy for a config value.
+OnDisabledFeature planner_policy(DisabledFeaturePolicy policy);
+
+/// Checks that every model the request names resolves under models_root (MODEL_NOT_FOUND, or
+/// VALIDATION_ERROR for names escaping their folder), before the job is queued.
+void check_model_names(const sdk::GenerationRequest& request, const ModelStore& models);
+
+/// {dry_run: true, stages, features, normalized_request}: the plan without running it.
+nlohmann::json dry_run_data(const sdk::GenerationRequest& request, const PluginSet& plugins,
+                            OnDisabledFeature on_disabled, std::vector<std::string>& warnings);
+
+/// Runs one generation job; returns the success response's data. Appends plan and stage
+/// warnings to job.warnings. Throws sdk::Error (CANCELLED, TIMEOUT, FEATURE_DISABLED, ...).
+nlohmann::json run_generation(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& request,
+                              const GenerationEnvironment& environment);
+
+/// Resident and peak memory of this process: {rss_bytes, peak_rss_bytes} (0 when unknown).
+nlohmann::json process_memory();
+
+}  // namespace sdxlhost::host::runtime

@@ -1,0 +1,350 @@
+#include "host/runtime/host_service.hpp"
+
+#include "host/protocol/request_parser.hpp"
+#include "host/runtime/generation.hpp"
+#include "host/runtime/logging.hpp"
+#include "sdxlhost/sdk/abi.hpp"
+#include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/models.hpp"
+
+namespace sdxlhost::host::runtime {
+namespace {
+
+using nlohmann::json;
+using protocol::Envelope;
+using protocol::MessageType;
+using sdk::Error;
+using sdk::ErrorCode;
+
+constexpr const char* kHostVersion = "0.1.0";
+
+PluginSettings plugin_settings(const HostConfig& config) {
+  PluginSettings settings;
+  settings.dir = config.plugins.dir;
+  settings.enabled = config.plugins.enabled;
+  settings.enable_unlisted = config.plugins.enable_unlisted;
+  settings.plugin_configs = config.plugins.config;
+  return settings;
+}
+
+ModelStoreSettings model_settings(const HostConfig& config) {
+  return {config.models_root, config.cache.max_models, config.cache.max_bytes};
+}
+
+protocol::EnvelopeLimits envelope_limits(const HostConfig& config) {
+  return {config.limits.max_message_bytes, config.limits.max_json_depth};
+}
+
+const std::vector<std::string>& model_kinds() {
+  static const std::vector<std::string> kKinds = {sdk::kCheckpoints, sdk::kLoras, sdk::kControlnet, sdk::kVae,
+                                                  sdk::kUpscalers};
+  return kKinds;
+}
+
+/// data.kind (default "checkpoints") and data.name of load_model / unload_model.
+std::pair<std::string, std::string> model_reference(const json& data) {
+  std::string kind = sdk::kCheckpoints;
+  if (auto it = data.find("kind"); it != data.end() && !it->is_null()) {
+    if (!it->is_string()) throw Error(ErrorCode::ValidationError, "must be a string", "data.kind");
+    kind = it->get<std::string>();
+  }
+  if (std::find(model_kinds().begin(), model_kinds().end(), kind) == model_kinds().end())
+    throw Error(ErrorCode::ValidationError,
+                "must be one of: checkpoints, loras, controlnet, vae, upscalers", "data.kind");
+  auto name = data.find("name");
+  if (name == data.end() || !name->is_string() || name->get<std::string>().empty())
+    throw Error(ErrorCode::ValidationError, "is required (a model name under models_root/" + kind + ")",
+                "data.name");
+  return {kind, name->get<std::string>()};
+}
+
+json error_code_names() {
+  json names = json::array();
+  for (int code = 0; code <= static_cast<int>(ErrorCode::InternalError); ++code)
+    names.push_back(sdk::to_string(static_cast<ErrorCode>(code)));
+  return names;
+}
+
+json stages_of(const sdk::Registries& registries) {
+  json stages = json::array();
+  for (const auto& stage : registries.stages())
+    stages.push_back({{"name", stage->name()},
+                      {"feature", stage->feature()},
+                      {"plugin", registries.stage_owner(stage->name())},
+                      {"order", stage->order()},
+                      {"reads", stage->reads()},
+                      {"writes", stage->writes()}});
+  return stages;
+}
+
+/// Lists what differs between two configs among keys applied only at start.
+void restart_only_changes(const HostConfig& before, const HostConfig& after, std::vector<std::string>& warnings) {
+  json a = before.to_json(), b = after.to_json();
+  for (const char* key : {"pipe_name", "socket_mode", "models_root", "cache", "device", "dtype", "threads"})
+    if (a[key] != b[key]) warnings.push_back(std::string("config key '") + key + "' changed: takes effect after a restart");
+  if (a["queue"]["executors"] != b["queue"]["executors"])
+    warnings.push_back("config key 'queue.executors' changed: takes effect after a restart");
+}
+
+}  // namespace
+
+HostService::HostService(HostConfig config, const std::vector<std::string>& config_warnings)
+    : config_(std::make_shared<const HostConfig>(std::move(config))),
+      plugins_(std::make_unique<PluginManager>(plugin_settings(*config_))),
+      models_(std::make_unique<ModelStore>(model_settings(*config_))),
+      runner_(config_->queue.max_pending, config_->queue.executors) {
+  auto log = component_logger("host");
+  for (const auto& warning : config_warnings) log->warn("config: {}", warning);
+  plugins_->load();
+}
+
+HostService::~HostService() {
+  runner_.shutdown(0.0);
+  if (shutdown_thread_.joinable()) shutdown_thread_.join();
+  models_->drop_all();
+}
+
+void HostService::start() { runner_.start(); }
+
+std::shared_ptr<const HostConfig> HostService::config() const {
+  std::lock_guard<std::mutex> lock(config_mutex_);
+  return config_;
+}
+
+void HostService::reply(const ConnectionPtr& connection, const json& message) const {
+  if (connection) connection->send(protocol::to_line(message));
+}
+
+void HostService::on_line(const ConnectionPtr& connection, std::string&& line) {
+  auto config = this->config();
+  Envelope envelope;
+  try {
+    envelope = protocol::parse_envelope(line, envelope_limits(*config));
+  } catch (const protocol::EnvelopeError& error) {
+    component_logger("protocol")->info("client {}: refused line of {} bytes: {}", connection->id(), line.size(),
+                                       error.what());
+    reply(connection, protocol::error_response(error.request_id(), error));
+    return;
+  }
+  dispatch(connection, envelope);
+}
+
+void HostService::on_oversized(const ConnectionPtr& connection, std::size_t bytes) {
+  auto limit = config()->limits.max_message_bytes;
+  component_logger("protocol")->warn("client {}: line over {} bytes refused", connection->id(), limit);
+  reply(connection, protocol::error_response(
+                        "", Error(ErrorCode::MessageTooLarge,
+                                  "message exceeds limits.max_message_bytes (" + std::to_string(limit) +
+                                      " bytes; " + std::to_string(bytes) + " read before refusing)")));
+}
+
+void HostService::on_disconnect(const ConnectionPtr& connection) {
+  component_logger("transport")->debug("client {} went away", connection->id());
+  runner_.drop_connection(connection->id());
+}
+
+void HostService::dispatch(const ConnectionPtr& connection, Envelope& envelope) {
+  auto log = component_logger("protocol");
+  log->debug("[{}] {} from client {}", envelope.request_id, protocol::to_string(envelope.type), connection->id());
+  try {
+    bool queued = false;
+    json data;
+    bool busy_refused = stopping() && envelope.type != MessageType::Ping && envelope.type != MessageType::Status &&
+                        envelope.type != MessageType::Capabilities;
+    if (busy_refused) throw Error(ErrorCode::ShuttingDown, "the host is shutting down");
+    switch (envelope.type) {
+      case MessageType::InferenceRequest: data = handle_inference(connection, envelope, queued); break;
+      case MessageType::Cancel: data = handle_cancel(envelope); break;
+      case MessageType::Ping: data = ping(); break;
+      case MessageType::Capabilities: data = capabilities(); break;
+      case MessageType::ListModels: data = models_->list_models(); break;
+      case MessageType::LoadModel: data = handle_load_model(connection, envelope, queued); break;
+      case MessageType::UnloadModel: data = handle_unload_model(envelope); break;
+      case MessageType::Status: data = status(); break;
+      case MessageType::ReloadConfig: data = reload_config(envelope.warnings); break;
+      case MessageType::Shutdown: data = {{"shutting_down", true}}; break;
+    }
+    if (queued) return;  // the job answers when it ends
+    reply(connection, protocol::success_response(envelope.request_id, std::move(data), envelope.warnings));
+    if (envelope.type == MessageType::Shutdown) request_shutdown("shutdown message from client " + std::to_string(connection->id()));
+  } catch (const Error& error) {
+    log->info("[{}] {} refused: {} ({})", envelope.request_id, protocol::to_string(envelope.type), error.what(),
+              sdk::to_string(error.code()));
+    reply(connection, protocol::error_response(envelope.request_id, error, envelope.warnings));
+  } catch (const std::exception& error) {
+    log->error("[{}] {} failed: {}", envelope.request_id, protocol::to_string(envelope.type), error.what());
+    reply(connection, protocol::error_response(envelope.request_id, Error(ErrorCode::InternalError, error.what()),
+                                               envelope.warnings));
+  }
+}
+
+json HostService::handle_inference(const ConnectionPtr& connection, Envelope& envelope, bool& queued) {
+  auto config = this->config();
+  auto request = std::make_shared<sdk::GenerationRequest>(protocol::parse_generation_request(
+      envelope.data, envelope.request_id, config->limits, config->queue.default_timeout_s, envelope.warnings));
+  check_model_names(*request, *models_);
+  auto plugins = plugins_->current();
+  OnDisabledFeature policy = planner_policy(config->on_disabled_feature);
+  if (request->dry_run) return dry_run_data(*request, *plugins, policy, envelope.warnings);
+  {
+    std::vector<std::string> ignored;  // the executor plans again with the set current then
+    plan_request(*plugins, *request, policy, ignored);
+  }
+  std::shared_ptr<const sdk::GenerationRequest> frozen = request;
+  JobWork work = [this, frozen](Job& job) {
+    auto config = this->config();
+    GenerationEnvironment environment;
+    environment.plugins = plugins_->current();
+    environment.models = models_.get();
+    environment.output = OutputSettings{config->output_root};
+    environment.on_disabled = planner_policy(config->on_disabled_feature);
+    environment.device = config->device;
+    environment.progress_interval_ms = config->queue.progress_interval_ms;
+    return run_generation(job, frozen, environment);
+  };
+  auto job = std::make_shared<Job>(envelope.request_id, "generation", priority_from_string(request->metadata.priority),
+                                   request->metadata.timeout_s, connection, std::move(work));
+  job->warnings = envelope.warnings;
+  runner_.submit(job);
+  queued = true;
+  return nullptr;
+}
+
+json HostService::handle_cancel(const Envelope& envelope) {
+  std::string target;
+  for (const char* key : {"request_id", "target_request_id"})
+    if (auto it = envelope.data.find(key); it != envelope.data.end() && it->is_string()) target = it->get<std::string>();
+  if (target.empty())
+    throw Error(ErrorCode::ValidationError, "is required: the request_id of the job to cancel", "data.request_id");
+  std::string state = runner_.cancel(target);
+  if (state.empty()) throw Error(ErrorCode::NotFound, "no queued or running job '" + target + "'", "data.request_id");
+  return {{"cancelled", true}, {"request_id", target}, {"state", state}};
+}
+
+json HostService::handle_load_model(const ConnectionPtr& connection, Envelope& envelope, bool& queued) {
+  auto [kind, name] = model_reference(envelope.data);
+  models_->resolve(kind, name, "data.name");
+  auto plugins = plugins_->current();
+  if (!plugins->registries().model_preloader(kind))
+    throw Error(ErrorCode::FeatureDisabled, "no enabled plugin can load models of kind '" + kind + "'", "data.kind");
+  double timeout = config()->queue.default_timeout_s;
+  JobWork work = [this, kind = kind, name = name](Job&) {
+    auto plugins = plugins_->current();
+    const sdk::ModelPreloader* preloader = plugins->registries().model_preloader(kind);
+    if (!preloader)
+      throw Error(ErrorCode::FeatureDisabled, "no enabled plugin can load models of kind '" + kind + "'", "data.kind");
+    (*preloader)(*models_, name);
+    return json{{"kind", kind}, {"name", name}, {"loaded", true}, {"cache", models_->stats()}};
+  };
+  auto job = std::make_shared<Job>(envelope.request_id, "load_model", Priority::Normal, timeout, connection,
+                                   std::move(work));
+  job->warnings = envelope.warnings;
+  runner_.submit(job);
+  queued = true;
+  return nullptr;
+}
+
+json HostService::handle_unload_model(const Envelope& envelope) {
+  auto [kind, name] = model_reference(envelope.data);
+  bool unloaded = models_->unload(kind, name, "data.name");
+  return {{"kind", kind}, {"name", name}, {"unloaded", unloaded}, {"cache", models_->stats()}};
+}
+
+json HostService::ping() const {
+  return {{"pong", true},
+          {"version", kHostVersion},
+          {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count()}};
+}
+
+json HostService::capabilities() const {
+  auto plugins = plugins_->current();
+  const auto& registries = plugins->registries();
+  json aliases = json::object();
+  for (const auto& [alias, target] : registries.scheduler_aliases())
+    aliases[alias] = {{"class_name", target.class_name}, {"overrides", target.overrides}};
+  auto config = this->config();
+  json kinds = json::array();
+  for (const auto& kind : model_kinds())
+    if (registries.model_preloader(kind)) kinds.push_back(kind);
+  return {{"host", {{"name", "sdxl-host"}, {"version", kHostVersion}, {"abi_version", sdk::kAbiVersion},
+                    {"build_id", sdk::kBuildId}}},
+          {"message_types", protocol::message_type_names()},
+          {"error_codes", error_code_names()},
+          {"plugins", plugins->describe()},
+          {"stages", stages_of(registries)},
+          {"schedulers", registries.scheduler_names()},
+          {"scheduler_aliases", aliases},
+          {"preprocessors", registries.preprocessor_names()},
+          {"preloadable_model_kinds", kinds},
+          {"output_formats", {"png", "jpeg", "webp"}},
+          {"limits", config->to_json()["limits"]},
+          {"on_disabled_feature", to_string(config->on_disabled_feature)},
+          {"device", config->device},
+          {"dtype", config->dtype}};
+}
+
+json HostService::status() const {
+  json runner = runner_.describe();
+  return {{"queue", runner["queue"]},
+          {"running", runner["running"]},
+          {"executors", runner["executors"]},
+          {"memory", process_memory()},
+          {"models", models_->stats()},
+          {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count()},
+          {"shutting_down", stopping()},
+          {"config_file", config()->source_file.string()}};
+}
+
+json HostService::reload_config(std::vector<std::string>& warnings) {
+  auto current = config();
+  if (current->source_file.empty())
+    throw Error(ErrorCode::ValidationError, "the host was started without a config file; nothing to reload");
+  std::vector<std::string> load_warnings;
+  HostConfig next;
+  try {
+    next = load_config(current->source_file, load_warnings);
+  } catch (const Error& error) {
+    component_logger("config")->error("reload refused, running config kept: {}", error.what());
+    throw Error(error.code(), std::string("reload refused, running config kept: ") + error.message(), error.field());
+  }
+  restart_only_changes(*current, next, load_warnings);
+  // Restart-only values stay as they run now.
+  next.pipe_name = current->pipe_name;
+  next.socket_mode = current->socket_mode;
+  next.models_root = current->models_root;
+  next.cache = current->cache;
+  next.device = current->device;
+  next.dtype = current->dtype;
+  next.threads = current->threads;
+  next.queue.executors = current->queue.executors;
+  plugins_->reconfigure(plugin_settings(next));
+  set_log_level(next.log_level);
+  runner_.set_max_pending(next.queue.max_pending);
+  auto shared = std::make_shared<const HostConfig>(std::move(next));
+  {
+    std::lock_guard<std::mutex> lock(config_mutex_);
+    config_ = shared;
+  }
+  if (on_limits_changed_) on_limits_changed_(shared->limits.max_message_bytes);
+  auto log = component_logger("config");
+  for (const auto& warning : load_warnings) log->warn("reload: {}", warning);
+  log->info("config reloaded from {}", shared->source_file.string());
+  warnings.insert(warnings.end(), load_warnings.begin(), load_warnings.end());
+  return {{"reloaded", true}, {"config", shared->to_json()}, {"plugins", plugins_->describe()}};
+}
+
+void HostService::request_shutdown(const std::string& reason) {
+  if (shutdown_requested_.exchange(true)) return;
+  component_logger("host")->info("shutting down: {}", reason);
+  double grace = config()->queue.shutdown_grace_s;
+  shutdown_thread_ = std::thread([this, grace] {
+    runner_.shutdown(grace);
+    if (on_stopped_) on_stopped_();
+  });
+}
+
+void HostService::wait_stopped() {
+  if (shutdown_thread_.joinable()) shutdown_thread_.join();
+}
+
+}  // namespace sdxlhost::host::runtime

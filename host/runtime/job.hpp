@@ -1,0 +1,90 @@
+#pragma once
+/// @file job.hpp
+/// One unit of queued work (a generation or a model preload) with its owner connection,
+/// priority, deadline and cancellation token. Exactly one final response is sent per job:
+/// whoever wins `claim_answer()` (executor, cancel, timeout watchdog, shutdown) sends it.
+/// Thread-safety: immutable fields after submit; progress fields and claim are synchronised.
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "host/transport/connection.hpp"
+#include "sdxlhost/sdk/context.hpp"
+#include "sdxlhost/sdk/request.hpp"
+
+namespace sdxlhost::host::runtime {
+
+using Clock = std::chrono::steady_clock;
+
+/// Queue levels; lower runs first.
+enum class Priority { High = 0, Normal = 1, Low = 2 };
+
+/// "high" | "normal" | "low" -> Priority (anything else: Normal).
+Priority priority_from_string(const std::string& text);
+/// Priority -> "high" | "normal" | "low".
+const char* to_string(Priority priority);
+
+class Job;
+/// The work a job does on an executor thread; returns the success response's `data`.
+/// Throws sdk::Error (or anything: reported as INTERNAL_ERROR).
+using JobWork = std::function<nlohmann::json(Job& job)>;
+
+/// A queued or running job.
+class Job {
+ public:
+  Job(std::string request_id, std::string kind, Priority priority, double timeout_s,
+      std::shared_ptr<transport::Connection> connection, JobWork work);
+
+  const std::string& request_id() const { return request_id_; }
+  /// "generation" | "load_model".
+  const std::string& kind() const { return kind_; }
+  Priority priority() const { return priority_; }
+  /// The connection that asked (answers and progress go there).
+  const std::shared_ptr<transport::Connection>& connection() const { return connection_; }
+  std::uint64_t connection_id() const { return connection_ ? connection_->id() : 0; }
+  const std::shared_ptr<sdk::CancellationToken>& token() const { return token_; }
+  Clock::time_point enqueued_at() const { return enqueued_at_; }
+  Clock::time_point deadline() const { return deadline_; }
+  /// Runs the work (executor thread).
+  nlohmann::json run() { return work_(*this); }
+
+  /// True for exactly one caller: the one that sends the final response.
+  bool claim_answer() { return !answered_.exchange(true); }
+  /// Warnings collected before the job ran (parsing); the response carries them.
+  std::vector<std::string> warnings;
+
+  /// Records progress for `status` (any thread).
+  void set_progress(const std::string& stage, int step, int total_steps);
+  /// {request_id, kind, priority, stage, step, total_steps, elapsed_s, queued_s}.
+  nlohmann::json describe() const;
+  /// Marks the moment the job left the queue.
+  void mark_started() { started_at_ = Clock::now(); started_.store(true); }
+  bool started() const { return started_.load(); }
+  Clock::time_point started_at() const { return started_at_; }
+
+ private:
+  std::string request_id_;
+  std::string kind_;
+  Priority priority_;
+  std::shared_ptr<transport::Connection> connection_;
+  JobWork work_;
+  std::shared_ptr<sdk::CancellationToken> token_ = std::make_shared<sdk::CancellationToken>();
+  Clock::time_point enqueued_at_ = Clock::now();
+  Clock::time_point deadline_;
+  Clock::time_point started_at_{};
+  std::atomic<bool> started_{false};
+  std::atomic<bool> answered_{false};
+  mutable std::mutex progress_mutex_;
+  std::string stage_;
+  int step_ = 0;
+  int total_steps_ = 0;
+};
+
+}  // namespace sdxlhost::host::runtime

@@ -1,0 +1,169 @@
+#include "host/runtime/job_runner.hpp"
+
+#include <algorithm>
+
+#include "host/protocol/envelope.hpp"
+#include "host/runtime/logging.hpp"
+
+namespace sdxlhost::host::runtime {
+namespace {
+
+using sdk::Error;
+using sdk::ErrorCode;
+
+constexpr auto kWatchdogTick = std::chrono::milliseconds(100);
+
+void answer_success(Job& job, nlohmann::json data, const std::vector<std::string>& warnings) {
+  if (!job.claim_answer()) return;
+  if (job.connection()) job.connection()->send(protocol::to_line(protocol::success_response(job.request_id(), std::move(data), warnings)));
+}
+
+}  // namespace
+
+JobRunner::JobRunner(std::size_t max_pending, int executors)
+    : queue_(max_pending), executor_count_(std::max(1, executors)) {}
+
+JobRunner::~JobRunner() { shutdown(0.0); }
+
+void JobRunner::start() {
+  if (started_.exchange(true)) return;
+  for (int i = 0; i < executor_count_; ++i) executors_.emplace_back([this, i] { executor_loop(i); });
+  watchdog_ = std::thread([this] { watchdog_loop(); });
+}
+
+void JobRunner::answer_error(Job& job, const Error& error) {
+  if (!job.claim_answer()) return;
+  auto log = component_logger("runtime");
+  log->info("[{}] failed: {} ({})", job.request_id(), error.what(), sdk::to_string(error.code()));
+  if (job.connection())
+    job.connection()->send(protocol::to_line(protocol::error_response(job.request_id(), error, job.warnings)));
+}
+
+void JobRunner::submit(std::shared_ptr<Job> job) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (running_.count(job->request_id()) || queue_.contains(job->request_id()))
+      throw Error(ErrorCode::ValidationError, "a job with this request_id is already queued or running",
+                  "request_id");
+  }
+  queue_.push(job);
+  component_logger("runtime")->info("[{}] queued {} (priority {}, {} waiting)", job->request_id(), job->kind(),
+                                    to_string(job->priority()), queue_.size());
+  changed_.notify_all();  // the watchdog may have a nearer deadline now
+}
+
+std::string JobRunner::cancel(const std::string& request_id) {
+  if (auto job = queue_.remove(request_id)) {
+    job->token()->cancel();
+    answer_error(*job, Error(ErrorCode::Cancelled, "cancelled while queued"));
+    return "queued";
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = running_.find(request_id);
+  if (it == running_.end()) return "";
+  it->second->token()->cancel();
+  component_logger("runtime")->info("[{}] cancel requested while running", request_id);
+  return "running";
+}
+
+void JobRunner::drop_connection(std::uint64_t connection_id) {
+  auto log = component_logger("runtime");
+  for (auto& job : queue_.remove_connection(connection_id)) {
+    job->claim_answer();  // nobody to answer
+    log->info("[{}] dropped: client {} disconnected", job->request_id(), connection_id);
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& [id, job] : running_) {
+    if (job->connection_id() != connection_id) continue;
+    job->token()->cancel();
+    log->info("[{}] cancelled: client {} disconnected", id, connection_id);
+  }
+}
+
+void JobRunner::executor_loop(int index) {
+  component_logger("runtime")->debug("executor {} started", index);
+  while (auto job = queue_.pop()) execute(job);
+  component_logger("runtime")->debug("executor {} stopped", index);
+}
+
+void JobRunner::execute(const std::shared_ptr<Job>& job) {
+  if (Clock::now() >= job->deadline()) {
+    answer_error(*job, Error(ErrorCode::Timeout, "timed out while queued", "data.metadata.timeout"));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    running_[job->request_id()] = job;
+  }
+  job->mark_started();
+  auto log = component_logger("runtime");
+  log->info("[{}] started {}", job->request_id(), job->kind());
+  try {
+    nlohmann::json data = job->run();
+    log->info("[{}] done in {:.3f} s", job->request_id(),
+              std::chrono::duration<double>(Clock::now() - job->started_at()).count());
+    answer_success(*job, std::move(data), job->warnings);
+  } catch (const Error& error) {
+    answer_error(*job, error);
+  } catch (const std::exception& error) {
+    answer_error(*job, Error(ErrorCode::InternalError, error.what()));
+  } catch (...) {
+    answer_error(*job, Error(ErrorCode::InternalError, "unknown exception"));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    running_.erase(job->request_id());
+  }
+  changed_.notify_all();
+}
+
+void JobRunner::watchdog_loop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!stop_watchdog_) {
+    lock.unlock();
+    auto now = Clock::now();
+    for (auto& job : queue_.remove_expired(now))
+      answer_error(*job, Error(ErrorCode::Timeout, "timed out while queued", "data.metadata.timeout"));
+    auto wake = std::min(queue_.next_deadline(), Clock::now() + kWatchdogTick);
+    lock.lock();
+    changed_.wait_until(lock, wake);
+  }
+}
+
+void JobRunner::shutdown(double grace_s) {
+  if (shutting_down_.exchange(true)) {
+    // A second caller waits for the first to finish.
+    for (auto& thread : executors_)
+      if (thread.joinable() && thread.get_id() != std::this_thread::get_id()) thread.join();
+    return;
+  }
+  for (auto& job : queue_.close())
+    answer_error(*job, Error(ErrorCode::ShuttingDown, "the host is shutting down"));
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(grace_s));
+    changed_.wait_until(lock, until, [this] { return running_.empty(); });
+    for (auto& [id, job] : running_) job->token()->cancel();
+    stop_watchdog_ = true;
+  }
+  changed_.notify_all();
+  for (auto& thread : executors_)
+    if (thread.joinable()) thread.join();
+  if (watchdog_.joinable()) watchdog_.join();
+}
+
+nlohmann::json JobRunner::describe() const {
+  nlohmann::json running = nlohmann::json::array();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [id, job] : running_) running.push_back(job->describe());
+  }
+  return {{"queue", queue_.describe()}, {"running", running}, {"executors", executor_count_}};
+}
+
+std::size_t JobRunner::running_count() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return running_.size();
+}
+
+}  // namespace sdxlhost::host::runtime
