@@ -6,7 +6,6 @@
 /// evicted; concurrent loads of the same (file, variant) load once.
 /// Thread-safety: every method may be called from any thread.
 
-#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <list>
@@ -14,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -57,12 +57,11 @@ class ModelStore : public sdk::ModelAccess {
   struct Entry;  ///< one cache slot (defined in model_store.cpp)
 
  private:
-  void evict_to_budget(std::unique_lock<std::mutex>& lock);
+  void evict_to_budget(std::vector<std::shared_ptr<Entry>>& evicted);
   std::filesystem::path kind_folder(const std::string& kind) const;
 
   ModelStoreSettings settings_;
   mutable std::mutex mutex_;
-  std::condition_variable loaded_;
   std::map<std::string, std::shared_ptr<Entry>> entries_;  // key: canonical path + '\n' + variant
   std::list<std::string> lru_;                              // front = most recently used
   std::uint64_t hits_ = 0, misses_ = 0, evictions_ = 0;

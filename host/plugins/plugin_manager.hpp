@@ -50,6 +50,9 @@ class PluginSet : public std::enable_shared_from_this<PluginSet> {
   /// Built by PluginManager only.
   PluginSet(std::vector<PluginRecord> records, std::vector<std::unique_ptr<PluginInstance>> plugins,
             std::unique_ptr<sdk::Registries> registries);
+  /// A snapshot of registries filled by the caller, with no plugin libraries behind it (tests,
+  /// embedding); `records` feed describe() and feature_config_key().
+  PluginSet(std::vector<PluginRecord> records, std::unique_ptr<sdk::Registries> registries);
   /// Drops registered objects, shuts plugins down, then releases their libraries (in that order).
   ~PluginSet();
   PluginSet(const PluginSet&) = delete;
@@ -67,8 +70,8 @@ class PluginSet : public std::enable_shared_from_this<PluginSet> {
   nlohmann::json describe() const;
   /// The records behind describe().
   const std::vector<PluginRecord>& records() const { return records_; }
-  /// A pointer that keeps the library of the plugin owning `stage_name` loaded (and this whole
-  /// snapshot alive); null when the stage is unknown. Used to anchor objects a stage creates.
+  /// A pointer that keeps the library of the plugin owning `stage_name` loaded; null when the
+  /// stage is unknown. Used to anchor objects a stage creates (e.g. cached models).
   std::shared_ptr<const void> stage_anchor(const std::string& stage_name) const;
 
  private:
@@ -100,6 +103,8 @@ class PluginManager {
  private:
   std::shared_ptr<const PluginSet> build_snapshot(const PluginSettings& settings);
   std::shared_ptr<LoadedLibrary> open_library(const std::filesystem::path& file);
+  PluginRecord probe(const std::filesystem::path& file, const PluginSettings& settings,
+                     std::unique_ptr<PluginInstance>& instance);
 
   mutable std::mutex mutex_;         // guards settings_, current_
   std::mutex load_mutex_;            // serializes load/reconfigure

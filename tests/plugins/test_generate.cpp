@@ -97,7 +97,7 @@ class DenoiseStage : public sdk::Stage {
     std::size_t i = 0;
     for (int y = 0; y < image.height; ++y)
       for (int x = 0; x < image.width; ++x)
-        for (int c = 0; c < 3; ++c) image.pixels[i++] = testing::test_pixel(seed, x, y, c);
+        for (int c = 0; c < 3; ++c) image.pixels[i++] = test_pixel(seed, x, y, c);
     image.metadata = {{"seed", seed},
                       {"steps", request.hyperparameters.num_inference_steps},
                       {"guidance_scale", request.hyperparameters.guidance_scale},

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-namespace sdxlhost::testing {
+namespace sdxlhost::test_plugins {
 
 /// Value of channel `c` of pixel (`x`, `y`) of the image drawn for `seed` (a 64-bit mix, so
 /// different seeds give visibly different images).
@@ -20,4 +20,4 @@ inline std::uint8_t test_pixel(std::int64_t seed, int x, int y, int c) {
   return static_cast<std::uint8_t>(v & 0xFF);
 }
 
-}  // namespace sdxlhost::testing
+}  // namespace sdxlhost::test_plugins

@@ -1,0 +1,200 @@
+#include "host/graph/planner.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "host/plugins/plugin_manager.hpp"
+#include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/registries.hpp"
+
+namespace sdxlhost::host {
+namespace {
+
+using sdk::Error;
+using sdk::ErrorCode;
+using StagePtr = std::shared_ptr<sdk::Stage>;
+
+/// A feature a request asks for, with the request field that asks.
+struct FeatureNeed {
+  std::string feature;
+  std::string field;
+};
+
+/// True when an optional JSON option is set: not null, not false, not empty, and not an object
+/// with "enabled": false.
+bool option_set(const nlohmann::json& value) {
+  if (value.is_null()) return false;
+  if (value.is_boolean()) return value.get<bool>();
+  if (value.is_object() || value.is_array()) {
+    if (value.empty()) return false;
+    if (value.is_object() && value.contains("enabled") && value["enabled"].is_boolean())
+      return value["enabled"].get<bool>();
+  }
+  return true;
+}
+
+std::vector<FeatureNeed> feature_needs(const sdk::GenerationRequest& request) {
+  std::vector<FeatureNeed> needs;
+  if (request.lora_enabled) needs.push_back({"lora", "data.lora.enabled"});
+  if (option_set(request.controlnet)) needs.push_back({"controlnet", "data.controlnet"});
+  if (!request.models.refiner.empty()) needs.push_back({"refiner", "data.models.refiner"});
+  if (option_set(request.output.upscale)) needs.push_back({"upscaler", "data.output.upscale"});
+  return needs;
+}
+
+bool has(const std::vector<std::string>& items, const std::string& item) {
+  return std::find(items.begin(), items.end(), item) != items.end();
+}
+
+std::string disabled_message(const std::string& feature, const std::string& key) {
+  return "the request needs feature '" + feature +
+         "', but no enabled plugin provides it (enable it with " + key + ")";
+}
+
+std::vector<StagePtr> applicable_stages(const sdk::Registries& registries,
+                                        const sdk::GenerationRequest& request) {
+  std::vector<StagePtr> out;
+  for (const auto& stage : registries.stages()) {
+    bool applies = false;
+    try {
+      applies = stage->applies(request);
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw Error(ErrorCode::PluginError, "stage '" + stage->name() + "' failed in applies(): " + e.what());
+    }
+    if (applies) out.push_back(stage);
+  }
+  return out;
+}
+
+/// Stage `b` must run after `a` when b reads a slot that a produces without reading it itself
+/// (a pure producer); stages that transform a slot (read and write it) are ordered by order().
+bool must_precede(const sdk::Stage& a, const sdk::Stage& b) {
+  const auto a_reads = a.reads();
+  for (const auto& slot : b.reads())
+    if (has(a.writes(), slot) && !has(a_reads, slot)) return true;
+  return false;
+}
+
+bool runs_before(const StagePtr& x, const StagePtr& y) {
+  if (x->order() != y->order()) return x->order() < y->order();
+  return x->name() < y->name();
+}
+
+/// Topological order by producer dependencies; ties (ready stages) by order() then name.
+std::vector<StagePtr> order_stages(std::vector<StagePtr> stages) {
+  std::sort(stages.begin(), stages.end(), runs_before);
+  const std::size_t n = stages.size();
+  std::vector<std::vector<std::size_t>> after(n);
+  std::vector<int> pending_before(n, 0);
+  for (std::size_t a = 0; a < n; ++a)
+    for (std::size_t b = 0; b < n; ++b)
+      if (a != b && must_precede(*stages[a], *stages[b])) {
+        after[a].push_back(b);
+        ++pending_before[b];
+      }
+  std::vector<StagePtr> ordered;
+  std::vector<bool> done(n, false);
+  while (ordered.size() < n) {
+    std::size_t next = n;
+    for (std::size_t i = 0; i < n && next == n; ++i)
+      if (!done[i] && pending_before[i] == 0) next = i;  // stages are sorted: first ready wins
+    if (next == n) {
+      std::string cycle;
+      for (std::size_t i = 0; i < n; ++i)
+        if (!done[i]) cycle += (cycle.empty() ? "" : ", ") + stages[i]->name();
+      throw Error(ErrorCode::PluginError, "stages depend on each other's slots in a cycle: " + cycle);
+    }
+    done[next] = true;
+    ordered.push_back(stages[next]);
+    for (std::size_t b : after[next]) --pending_before[b];
+  }
+  return ordered;
+}
+
+void check_reads_written_earlier(const std::vector<StagePtr>& ordered) {
+  std::set<std::string> written;
+  for (const auto& stage : ordered) {
+    for (const auto& slot : stage->reads())
+      if (!written.count(slot))
+        throw Error(ErrorCode::PluginError, "stage '" + stage->name() + "' reads slot '" + slot +
+                                                "', which no earlier stage of the plan writes");
+    for (const auto& slot : stage->writes()) written.insert(slot);
+  }
+}
+
+bool writes_images(const std::vector<StagePtr>& ordered) {
+  return std::any_of(ordered.begin(), ordered.end(),
+                     [](const StagePtr& s) { return has(s->writes(), sdk::slots::kImages); });
+}
+
+}  // namespace
+
+std::vector<std::string> Plan::names() const {
+  std::vector<std::string> out;
+  out.reserve(stages.size());
+  for (const auto& stage : stages) out.push_back(stage->name());
+  return out;
+}
+
+std::vector<std::string> required_features(const sdk::GenerationRequest& request) {
+  std::vector<std::string> out;
+  for (const auto& need : feature_needs(request)) out.push_back(need.feature);
+  return out;
+}
+
+Plan plan_request(const PluginSet& plugins, const sdk::GenerationRequest& request,
+                  OnDisabledFeature on_disabled, std::vector<std::string>& warnings) {
+  for (const auto& need : feature_needs(request)) {
+    if (plugins.feature_enabled(need.feature)) continue;
+    const std::string key = plugins.feature_config_key(need.feature);
+    if (on_disabled == OnDisabledFeature::Error)
+      throw Error(ErrorCode::FeatureDisabled, disabled_message(need.feature, key), need.field);
+    warnings.push_back("feature '" + need.feature + "' is disabled or missing (" + key +
+                       "); the request runs without it (" + need.field + " ignored)");
+  }
+
+  auto ordered = order_stages(applicable_stages(plugins.registries(), request));
+  if (!writes_images(ordered))
+    throw Error(ErrorCode::FeatureDisabled,
+                "no enabled plugin generates images for this request: " +
+                    disabled_message("sdxl", plugins.feature_config_key("sdxl")));
+  check_reads_written_earlier(ordered);
+
+  Plan plan;
+  auto owner = plugins.weak_from_this().lock();
+  for (const auto& stage : ordered) {
+    // Alias onto the snapshot so the plan keeps the stage's plugin loaded.
+    plan.stages.push_back(owner ? std::shared_ptr<const sdk::Stage>(owner, stage.get())
+                                : std::shared_ptr<const sdk::Stage>(stage));
+    plan.code_anchors.push_back(plugins.stage_anchor(stage->name()));
+  }
+  return plan;
+}
+
+void run_plan(const Plan& plan, sdk::Context& context) {
+  for (std::size_t i = 0; i < plan.stages.size(); ++i) {
+    const auto& stage = *plan.stages[i];
+    context.throw_if_cancelled();
+    ScopedCodeAnchor anchor(i < plan.code_anchors.size() ? plan.code_anchors[i] : nullptr);
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      stage.run(context);
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw Error(ErrorCode::InternalError, "stage '" + stage.name() + "' failed: " + e.what());
+    } catch (...) {
+      throw Error(ErrorCode::InternalError,
+                  "stage '" + stage.name() + "' threw a non-standard exception");
+    }
+    const auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start);
+    context.log(sdk::LogLevel::Debug, "stage " + stage.name() + " took " + std::to_string(ms.count()) + " ms");
+  }
+}
+
+}  // namespace sdxlhost::host

@@ -1,0 +1,318 @@
+#include "host/models/model_store.hpp"
+
+#include <algorithm>
+#include <future>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include "host/plugins/plugin_manager.hpp"
+#include "sdxlhost/sdk/error.hpp"
+
+namespace sdxlhost::host {
+
+namespace fs = std::filesystem;
+using sdk::Error;
+using sdk::ErrorCode;
+
+namespace {
+
+constexpr const char* kKinds[] = {sdk::kCheckpoints, sdk::kLoras, sdk::kControlnet, sdk::kVae,
+                                  sdk::kUpscalers};
+constexpr const char* kSafetensors = ".safetensors";
+
+/// A cached object together with the code anchor (plugin library) its destructor needs.
+/// `object` is declared last, so it is destroyed first.
+struct Holder {
+  std::shared_ptr<const void> anchor;
+  std::shared_ptr<void> object;
+};
+using HolderPtr = std::shared_ptr<Holder>;
+
+bool is_known_kind(const std::string& kind) {
+  return std::any_of(std::begin(kKinds), std::end(kKinds), [&](const char* k) { return kind == k; });
+}
+
+/// True when `inner` is `outer` or below it (both canonical).
+bool is_within(const fs::path& inner, const fs::path& outer) {
+  auto o = outer.begin();
+  auto i = inner.begin();
+  for (; o != outer.end(); ++o, ++i)
+    if (i == inner.end() || *i != *o) return false;
+  return true;
+}
+
+/// Refuses names that could leave their folder, before touching the file system.
+void validate_name(const std::string& name, const std::string& field) {
+  if (name.empty()) throw Error(ErrorCode::ValidationError, "model name is empty", field);
+  if (name.find('\0') != std::string::npos || name.find('\\') != std::string::npos)
+    throw Error(ErrorCode::ValidationError, "model name must not contain NUL or backslash", field);
+  if (name.size() > 1024) throw Error(ErrorCode::ValidationError, "model name is too long", field);
+  const fs::path path(name);
+  if (path.is_absolute() || path.has_root_path() || name.front() == '/')
+    throw Error(ErrorCode::ValidationError,
+                "model name must be a name inside its folder, not an absolute path", field);
+  for (const auto& part : path)
+    if (part == "..")
+      throw Error(ErrorCode::ValidationError, "model name must not contain '..'", field);
+}
+
+std::uint64_t size_on_disk(const fs::path& path) {
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) return fs::file_size(path, ec);
+  std::uint64_t total = 0;
+  for (fs::recursive_directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_regular_file(ec)) total += it->file_size(ec);
+  return total;
+}
+
+std::shared_ptr<void> share_object(const HolderPtr& holder) {
+  // Aliasing pointer: shares the holder's control block, so use_count() shows jobs using it.
+  return std::shared_ptr<void>(holder, holder->object.get());
+}
+
+}  // namespace
+
+struct ModelStore::Entry {
+  std::string kind;
+  std::string name;
+  std::string variant;
+  fs::path path;
+  std::uint64_t bytes = 0;
+  HolderPtr holder;                            ///< null while loading
+  std::shared_future<HolderPtr> ready;         ///< valid while loading
+
+  bool loaded() const { return holder != nullptr; }
+  /// A job holds the object (the cache's own reference is the first).
+  bool in_use() const { return holder && holder.use_count() > 1; }
+};
+
+ModelStore::ModelStore(ModelStoreSettings settings) : settings_(std::move(settings)) {}
+
+ModelStore::~ModelStore() = default;
+
+fs::path ModelStore::kind_folder(const std::string& kind) const {
+  if (!is_known_kind(kind))
+    throw Error(ErrorCode::InternalError, "unknown model kind '" + kind + "'");
+  return settings_.models_root / kind;
+}
+
+fs::path ModelStore::resolve(const std::string& kind, const std::string& name,
+                             const std::string& field) const {
+  const fs::path folder = kind_folder(kind);
+  validate_name(name, field);
+  std::error_code ec;
+  const fs::path real_folder = fs::canonical(folder, ec);
+  if (!ec) {
+    for (const fs::path candidate : {folder / name, folder / (name + kSafetensors)}) {
+      if (!fs::exists(candidate, ec)) continue;
+      const fs::path real = fs::canonical(candidate, ec);
+      if (ec) continue;
+      if (!is_within(real, real_folder) || real == real_folder)
+        throw Error(ErrorCode::ValidationError,
+                    "model name '" + name + "' resolves outside the " + kind + " folder", field);
+      return real;
+    }
+  }
+  throw Error(ErrorCode::ModelNotFound,
+              "no model named '" + name + "' in " + kind + "/ (list_models shows what is available)",
+              field);
+}
+
+std::shared_ptr<void> ModelStore::load(const std::string& kind, const std::string& name,
+                                       const std::string& variant, const std::string& field,
+                                       const sdk::ModelLoadFn& loader) {
+  const fs::path path = resolve(kind, name, field);
+  const std::string key = path.string() + '\n' + variant;
+
+  std::promise<HolderPtr> promise;
+  std::shared_future<HolderPtr> other_load;  // valid when another call is loading this key
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = entries_.find(key);
+    if (it != entries_.end()) {
+      ++hits_;
+      const auto& existing = it->second;
+      if (existing->loaded()) {
+        lru_.remove(key);
+        lru_.push_front(key);
+        return share_object(existing->holder);
+      }
+      other_load = existing->ready;
+    } else {
+      ++misses_;
+      auto entry = std::make_shared<Entry>();
+      entry->kind = kind;
+      entry->name = name;
+      entry->variant = variant;
+      entry->path = path;
+      entry->ready = promise.get_future().share();
+      entries_[key] = entry;
+    }
+  }
+  if (other_load.valid()) return share_object(other_load.get());  // its result or its error
+
+  HolderPtr holder;
+  std::uint64_t bytes = 0;
+  try {
+    auto anchor = current_code_anchor();
+    sdk::CachedModel model = loader(path);
+    if (!model.object)
+      throw Error(ErrorCode::ModelLoadError, "loading " + kind + " '" + name + "' produced nothing", field);
+    holder = std::make_shared<Holder>();
+    holder->anchor = std::move(anchor);
+    holder->object = std::move(model.object);
+    bytes = model.bytes;
+  } catch (...) {
+    std::exception_ptr error = std::current_exception();
+    try {
+      throw;
+    } catch (const Error&) {
+    } catch (const std::exception& e) {
+      error = std::make_exception_ptr(
+          Error(ErrorCode::ModelLoadError, "cannot load " + kind + " '" + name + "': " + e.what(), field));
+    } catch (...) {
+      error = std::make_exception_ptr(
+          Error(ErrorCode::ModelLoadError, "cannot load " + kind + " '" + name + "'", field));
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      entries_.erase(key);
+    }
+    promise.set_exception(error);
+    std::rethrow_exception(error);
+  }
+
+  std::shared_ptr<void> result = share_object(holder);
+  std::vector<std::shared_ptr<Entry>> evicted;  // destroyed after the lock is released
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& stored = entries_[key];
+    stored->holder = holder;
+    stored->bytes = bytes;
+    stored->ready = {};
+    lru_.push_front(key);
+    evict_to_budget(evicted);
+  }
+  promise.set_value(std::move(holder));
+  return result;
+}
+
+void ModelStore::evict_to_budget(std::vector<std::shared_ptr<Entry>>& evicted) {
+  auto over_budget = [&] {
+    std::size_t count = 0;
+    std::uint64_t bytes = 0;
+    for (const auto& [key, entry] : entries_)
+      if (entry->loaded()) ++count, bytes += entry->bytes;
+    return (settings_.max_models && count > settings_.max_models) ||
+           (settings_.max_bytes && bytes > settings_.max_bytes);
+  };
+  while (over_budget()) {
+    auto victim = std::find_if(lru_.rbegin(), lru_.rend(),
+                               [&](const std::string& key) { return !entries_.at(key)->in_use(); });
+    if (victim == lru_.rend()) {
+      spdlog::warn("models: cache over budget, but every loaded model is in use");
+      return;
+    }
+    const std::string key = *victim;
+    spdlog::info("models: evicting {} '{}' ({})", entries_[key]->kind, entries_[key]->name,
+                 entries_[key]->variant);
+    evicted.push_back(entries_[key]);
+    entries_.erase(key);
+    lru_.erase(std::next(victim).base());
+    ++evictions_;
+  }
+}
+
+nlohmann::json ModelStore::list_models() const {
+  nlohmann::json out = nlohmann::json::object();
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const char* kind : kKinds) {
+    nlohmann::json models = nlohmann::json::array();
+    const fs::path folder = settings_.models_root / kind;
+    std::error_code ec;
+    const fs::path real_folder = fs::canonical(folder, ec);
+    if (!ec) {
+      for (const auto& item : fs::directory_iterator(real_folder, ec)) {
+        const std::string file_name = item.path().filename().string();
+        if (file_name.empty() || file_name.front() == '.') continue;
+        std::error_code item_ec;
+        const fs::path real = fs::canonical(item.path(), item_ec);
+        if (item_ec || !is_within(real, real_folder)) continue;  // dangling or escaping link
+        const bool is_file = fs::is_regular_file(real, item_ec);
+        if (!is_file && !fs::is_directory(real, item_ec)) continue;
+        std::string name = file_name;
+        if (is_file && item.path().extension() == kSafetensors) name = item.path().stem().string();
+        const bool loaded = std::any_of(entries_.begin(), entries_.end(), [&](const auto& kv) {
+          return kv.second->loaded() && kv.second->path == real;
+        });
+        models.push_back({{"name", name}, {"path", real.string()},
+                          {"size_bytes", size_on_disk(real)}, {"loaded", loaded}});
+      }
+    }
+    std::sort(models.begin(), models.end(),
+              [](const nlohmann::json& a, const nlohmann::json& b) { return a["name"] < b["name"]; });
+    out[kind] = std::move(models);
+  }
+  return out;
+}
+
+bool ModelStore::unload(const std::string& kind, const std::string& name, const std::string& field) {
+  const fs::path path = resolve(kind, name, field);
+  std::vector<std::shared_ptr<Entry>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<std::string> keys;
+    for (const auto& [key, entry] : entries_) {
+      if (entry->path != path) continue;
+      if (!entry->loaded())
+        throw Error(ErrorCode::ValidationError, kind + " '" + name + "' is being loaded", field);
+      if (entry->in_use())
+        throw Error(ErrorCode::ValidationError,
+                    kind + " '" + name + "' is in use by a running job", field);
+      keys.push_back(key);
+    }
+    for (const auto& key : keys) {
+      dropped.push_back(entries_[key]);
+      entries_.erase(key);
+      lru_.remove(key);
+    }
+  }
+  return !dropped.empty();
+}
+
+nlohmann::json ModelStore::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::size_t count = 0;
+  std::uint64_t bytes = 0;
+  nlohmann::json models = nlohmann::json::array();
+  for (const auto& key : lru_) {
+    const auto& entry = *entries_.at(key);
+    ++count;
+    bytes += entry.bytes;
+    models.push_back({{"kind", entry.kind}, {"name", entry.name}, {"variant", entry.variant},
+                      {"bytes", entry.bytes}, {"in_use", entry.in_use()}});
+  }
+  return {{"loaded_models", count},     {"loaded_bytes", bytes},
+          {"max_models", settings_.max_models}, {"max_bytes", settings_.max_bytes},
+          {"hits", hits_},              {"misses", misses_},
+          {"evictions", evictions_},    {"models", models}};
+}
+
+void ModelStore::drop_all() {
+  std::vector<std::shared_ptr<Entry>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      if (it->second->loaded()) {
+        dropped.push_back(it->second);
+        it = entries_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    lru_.clear();
+  }
+}
+
+}  // namespace sdxlhost::host

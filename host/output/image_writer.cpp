@@ -1,0 +1,223 @@
+// write_images: metadata, A1111 infotext, sandboxed saving under output_root, base64.
+#include "host/output/image_writer.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+#include <system_error>
+
+#include "sdxlhost/sdk/error.hpp"
+
+namespace sdxlhost::host {
+namespace {
+
+namespace fs = std::filesystem;
+using sdk::Error;
+using sdk::ErrorCode;
+
+constexpr const char* kSavePathField = "data.output.save_path";
+constexpr int kMaxSuffix = 100000;
+
+/// Python's str(float): "7.0", "7.5", "0.1".
+std::string python_float(double value) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.15g", value);
+  std::string out = text;
+  if (out.find_first_of(".eEn") == std::string::npos) out += ".0";
+  return out;
+}
+
+std::string canonical_format(const std::string& format) {
+  if (format == "jpg") return "jpeg";
+  return format;
+}
+
+std::string extension_for(const std::string& format) {
+  if (format == "jpeg") return ".jpg";
+  return "." + format;
+}
+
+bool extension_matches(const std::string& extension, const std::string& format) {
+  if (format == "jpeg") return extension == ".jpg" || extension == ".jpeg";
+  return extension == "." + format;
+}
+
+/// A request id made safe for a file name.
+std::string file_stem_for(const std::string& request_id) {
+  std::string out;
+  for (char c : request_id)
+    out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') ? c : '_';
+  return out.empty() ? "image" : out.substr(0, 100);
+}
+
+bool is_within(const fs::path& inner, const fs::path& outer) {
+  auto o = outer.begin();
+  auto i = inner.begin();
+  for (; o != outer.end(); ++o, ++i)
+    if (i == inner.end() || *i != *o) return false;
+  return true;
+}
+
+void validate_save_path(const std::string& save_path) {
+  if (save_path.find('\0') != std::string::npos || save_path.find('\\') != std::string::npos)
+    throw Error(ErrorCode::ValidationError, "must not contain NUL or backslash", kSavePathField);
+  const fs::path path(save_path);
+  if (path.is_absolute() || path.has_root_path() || save_path.front() == '/')
+    throw Error(ErrorCode::ValidationError, "must be relative to output_root, not absolute",
+                kSavePathField);
+  for (const auto& part : path)
+    if (part == "..") throw Error(ErrorCode::ValidationError, "must not contain '..'", kSavePathField);
+}
+
+/// The folder (created, checked to be inside output_root after resolving symlinks) and file
+/// name for image `index` of `count`.
+fs::path save_target(const std::string& save_path, const sdk::GenerationRequest& request,
+                     const OutputSettings& settings, const std::string& format, std::size_t index,
+                     std::size_t count) {
+  validate_save_path(save_path);
+  std::error_code ec;
+  fs::create_directories(settings.output_root, ec);
+  const fs::path root = fs::canonical(settings.output_root, ec);
+  if (ec) throw Error(ErrorCode::OutputError, "output_root is not usable: " + ec.message());
+
+  const fs::path relative(save_path);
+  const bool names_folder = save_path.back() == '/' || !relative.has_extension() ||
+                            fs::is_directory(root / relative, ec);
+  fs::path folder = names_folder ? root / relative : (root / relative).parent_path();
+  std::string file_name;
+  if (names_folder) {
+    file_name = file_stem_for(request.request_id) + "_" + std::to_string(index) + extension_for(format);
+  } else {
+    const std::string extension = relative.extension().string();
+    file_name = relative.stem().string() + (count > 1 ? "_" + std::to_string(index) : "") +
+                (extension_matches(extension, format) ? extension : extension_for(format));
+  }
+
+  if (!is_within(fs::weakly_canonical(folder, ec), root))
+    throw Error(ErrorCode::OutputError, "resolves outside output_root", kSavePathField);
+  fs::create_directories(folder, ec);
+  if (ec) throw Error(ErrorCode::OutputError, "cannot create the folder: " + ec.message(), kSavePathField);
+  folder = fs::canonical(folder, ec);
+  if (ec || !is_within(folder, root))
+    throw Error(ErrorCode::OutputError, "resolves outside output_root", kSavePathField);
+  return folder / file_name;
+}
+
+/// Writes `bytes` to `target`, or to target_1, target_2, ... when it exists (never overwrites,
+/// never follows a symlink at the final name). Returns the path written.
+fs::path save_new_file(const fs::path& target, const std::vector<std::uint8_t>& bytes) {
+  for (int suffix = 0; suffix < kMaxSuffix; ++suffix) {
+    const fs::path candidate =
+        suffix == 0 ? target
+                    : target.parent_path() / (target.stem().string() + "_" + std::to_string(suffix) +
+                                              target.extension().string());
+    const int fd = ::open(candidate.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0 && errno == EEXIST) continue;
+    if (fd < 0)
+      throw Error(ErrorCode::OutputError, "cannot create the file: " + std::string(std::strerror(errno)),
+                  kSavePathField);
+    std::size_t written = 0;
+    while (written < bytes.size()) {
+      const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        const std::string reason = std::strerror(errno);
+        ::close(fd);
+        ::unlink(candidate.c_str());
+        throw Error(ErrorCode::OutputError, "writing the image failed: " + reason, kSavePathField);
+      }
+      written += static_cast<std::size_t>(n);
+    }
+    if (::close(fd) != 0)
+      throw Error(ErrorCode::OutputError, "closing the image failed: " + std::string(std::strerror(errno)),
+                  kSavePathField);
+    return candidate;
+  }
+  throw Error(ErrorCode::OutputError, "too many files with this name", kSavePathField);
+}
+
+/// The request as JSON for the `sdxl_host` chunk: the normalized `data` object when the
+/// protocol layer kept it, else the modelled fields.
+nlohmann::json request_json(const sdk::GenerationRequest& request) {
+  if (request.data.is_object() && !request.data.empty()) return request.data;
+  const auto& h = request.hyperparameters;
+  return {{"prompt", request.prompt},
+          {"negative_prompt", request.negative_prompt},
+          {"models", {{"base", request.models.base}, {"refiner", request.models.refiner}, {"vae", request.models.vae}}},
+          {"hyperparameters", {{"num_inference_steps", h.num_inference_steps},
+                               {"guidance_scale", h.guidance_scale}, {"seed", h.seed}, {"strength", h.strength}}},
+          {"dimensions", {{"width", request.width}, {"height", request.height}}},
+          {"scheduler", request.scheduler},
+          {"batch", {{"size", request.batch_size}}},
+          {"output", {{"format", request.output.format}, {"quality", request.output.quality}}}};
+}
+
+/// The image's metadata completed with what the request says (the plugin's values win).
+nlohmann::json image_metadata(const sdk::Image& image, const sdk::GenerationRequest& request,
+                              std::size_t index) {
+  nlohmann::json meta = image.metadata.is_object() ? image.metadata : nlohmann::json::object();
+  const auto& h = request.hyperparameters;
+  if (!meta.contains("seed")) meta["seed"] = h.seed + static_cast<std::int64_t>(index);
+  if (!meta.contains("steps")) meta["steps"] = h.num_inference_steps;
+  if (!meta.contains("guidance_scale")) meta["guidance_scale"] = h.guidance_scale;
+  if (!meta.contains("scheduler")) meta["scheduler"] = request.scheduler;
+  if (!meta.contains("model_info"))
+    meta["model_info"] = {{"base_model", request.models.base},
+                          {"refiner_model", request.models.refiner},
+                          {"vae_model", request.models.vae}};
+  return meta;
+}
+
+}  // namespace
+
+std::string a1111_parameters(const sdk::GenerationRequest& request, const sdk::Image& image) {
+  const auto& meta = image.metadata;
+  auto number = [&](const char* key, auto fallback) {
+    return meta.is_object() && meta.contains(key) && meta[key].is_number()
+               ? meta[key].get<decltype(fallback)>()
+               : fallback;
+  };
+  std::ostringstream text;
+  text << request.prompt;
+  if (!request.negative_prompt.empty()) text << "\nNegative prompt: " << request.negative_prompt;
+  text << "\nSteps: " << number("steps", request.hyperparameters.num_inference_steps)
+       << ", Sampler: " << request.scheduler
+       << ", CFG scale: " << python_float(number("guidance_scale", request.hyperparameters.guidance_scale))
+       << ", Seed: " << number("seed", request.hyperparameters.seed)
+       << ", Size: " << image.width << "x" << image.height
+       << ", Model: " << request.models.base;
+  return text.str();
+}
+
+nlohmann::json write_images(const std::vector<sdk::Image>& images,
+                            const sdk::GenerationRequest& request, const OutputSettings& settings) {
+  const std::string format = canonical_format(request.output.format);
+  const std::string& save_path = request.output.save_path;
+  const std::string request_text = request_json(request).dump();
+  nlohmann::json out = nlohmann::json::array();
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    const sdk::Image& image = images[i];
+    const std::map<std::string, std::string> text{{"parameters", a1111_parameters(request, image)},
+                                                  {"sdxl_host", request_text}};
+    const std::vector<std::uint8_t> bytes = encode_image(image, format, request.output.quality, text);
+    nlohmann::json entry = {{"format", format},
+                            {"width", image.width},
+                            {"height", image.height},
+                            {"metadata", image_metadata(image, request, i)}};
+    if (!save_path.empty()) {
+      const fs::path target = save_target(save_path, request, settings, format, i, images.size());
+      entry["image_path"] = save_new_file(target, bytes).string();
+    }
+    if (request.output.return_base64 || save_path.empty()) entry["image_data"] = base64_encode(bytes);
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+}  // namespace sdxlhost::host

@@ -1,0 +1,374 @@
+#include "host/plugins/plugin_manager.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+#include <stdexcept>
+#include <utility>
+
+#include <boost/dll/shared_library.hpp>
+#include <spdlog/spdlog.h>
+
+#include "sdxlhost/sdk/abi.hpp"
+#include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/plugin.hpp"
+
+namespace sdxlhost::host {
+
+namespace fs = std::filesystem;
+
+/// One mapped plugin library. Shared by every snapshot that uses it; unmapped when the last
+/// reference (snapshot, stage pointer, cached model anchor) goes.
+class LoadedLibrary {
+ public:
+  explicit LoadedLibrary(const fs::path& file)
+      : file_(file),
+        library_(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local) {}
+  const fs::path& file() const { return file_; }
+  const boost::dll::shared_library& library() const { return library_; }
+
+ private:
+  fs::path file_;
+  boost::dll::shared_library library_;
+};
+
+/// A created plugin object with the library its code lives in. Members are destroyed in reverse
+/// order: the plugin first (after shutdown()), then the library reference.
+struct PluginInstance {
+  std::shared_ptr<LoadedLibrary> library;
+  std::shared_ptr<sdk::Plugin> plugin;
+  sdk::PluginInfo info;
+
+  ~PluginInstance() {
+    if (!plugin) return;
+    try {
+      plugin->shutdown();
+    } catch (const std::exception& e) {
+      spdlog::warn("plugins: '{}' threw in shutdown(): {}", info.name, e.what());
+    } catch (...) {
+      spdlog::warn("plugins: '{}' threw a non-standard exception in shutdown()", info.name);
+    }
+    plugin.reset();
+  }
+};
+
+namespace {
+
+constexpr const char* kAbiSymbol = "sdxlhost_abi_version";
+constexpr const char* kBuildIdSymbol = "sdxlhost_build_id";
+constexpr const char* kCreateSymbol = "sdxlhost_create_plugin";
+
+/// Why a plugin was refused; the message becomes PluginRecord::reason.
+class LoadRefused : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+thread_local std::shared_ptr<const void> t_code_anchor;
+
+bool contains(const std::vector<std::string>& items, const std::string& item) {
+  return std::find(items.begin(), items.end(), item) != items.end();
+}
+
+std::vector<fs::path> plugin_files(const fs::path& dir) {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    spdlog::warn("plugins: plugin directory '{}' does not exist; no plugins loaded", dir.string());
+    return files;
+  }
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().extension() == ".so" && entry.is_regular_file(ec)) files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+bool is_enabled(const PluginSettings& settings, const std::string& name) {
+  auto it = settings.enabled.find(name);
+  return it == settings.enabled.end() ? settings.enable_unlisted : it->second;
+}
+
+nlohmann::json plugin_config(const PluginSettings& settings, const std::string& name) {
+  const auto& configs = settings.plugin_configs;
+  if (configs.is_object() && configs.contains(name)) return configs.at(name);
+  return nlohmann::json::object();
+}
+
+/// Checks the entry points, ABI version and build id; creates the plugin object.
+std::shared_ptr<sdk::Plugin> create_checked(const boost::dll::shared_library& library) {
+  for (const char* symbol : {kAbiSymbol, kBuildIdSymbol, kCreateSymbol})
+    if (!library.has(symbol))
+      throw LoadRefused(std::string("not a sdxl-host plugin: the library does not export '") +
+                        symbol + "' (use SDXLHOST_PLUGIN)");
+  const int abi = library.get_alias<sdk::AbiVersionFn>(kAbiSymbol)();
+  if (abi != sdk::kAbiVersion)
+    throw LoadRefused("ABI version " + std::to_string(abi) + " differs from the host's " +
+                      std::to_string(sdk::kAbiVersion) + "; rebuild the plugin against this SDK");
+  const char* build_id = library.get_alias<sdk::BuildIdFn>(kBuildIdSymbol)();
+  if (!build_id || std::strcmp(build_id, sdk::kBuildId) != 0)
+    throw LoadRefused(std::string("built with '") + (build_id ? build_id : "(null)") +
+                      "', the host with '" + sdk::kBuildId + "'; rebuild the plugin with the host's toolchain");
+  auto plugin = library.get_alias<sdk::CreatePluginFn>(kCreateSymbol)();
+  if (!plugin) throw LoadRefused("sdxlhost_create_plugin returned no plugin");
+  return plugin;
+}
+
+void log_record(const PluginRecord& record) {
+  if (record.state == "loaded")
+    spdlog::info("plugins: loaded '{}' {} from {}", record.name, record.version, record.file.string());
+  else if (record.state == "disabled")
+    spdlog::info("plugins: '{}' is disabled ({})", record.name, record.reason);
+  else
+    spdlog::error("plugins: '{}' failed: {}{}", record.name, record.reason,
+                  record.file.empty() ? "" : " [" + record.file.string() + "]");
+}
+
+}  // namespace
+
+// ---- ScopedCodeAnchor -----------------------------------------------------------------------
+
+ScopedCodeAnchor::ScopedCodeAnchor(std::shared_ptr<const void> anchor)
+    : previous_(std::exchange(t_code_anchor, std::move(anchor))) {}
+
+ScopedCodeAnchor::~ScopedCodeAnchor() { t_code_anchor = std::move(previous_); }
+
+std::shared_ptr<const void> current_code_anchor() { return t_code_anchor; }
+
+// ---- PluginSet ------------------------------------------------------------------------------
+
+PluginSet::PluginSet(std::vector<PluginRecord> records,
+                     std::vector<std::unique_ptr<PluginInstance>> plugins,
+                     std::unique_ptr<sdk::Registries> registries)
+    : records_(std::move(records)), plugins_(std::move(plugins)), registries_(std::move(registries)) {
+  if (!registries_) registries_ = std::make_unique<sdk::Registries>();
+}
+
+PluginSet::PluginSet(std::vector<PluginRecord> records, std::unique_ptr<sdk::Registries> registries)
+    : PluginSet(std::move(records), std::vector<std::unique_ptr<PluginInstance>>{},
+                std::move(registries)) {}
+
+PluginSet::~PluginSet() {
+  registries_.reset();  // objects the plugins registered, while their code is still mapped
+  while (!plugins_.empty()) plugins_.pop_back();  // shutdown + release, last loaded first
+}
+
+bool PluginSet::feature_enabled(const std::string& feature) const {
+  for (const auto& instance : plugins_)
+    if (instance->info.name == feature || contains(instance->info.provides, feature)) return true;
+  for (const auto& stage : registries_->stages())
+    if (stage->feature() == feature) return true;
+  return false;
+}
+
+std::string PluginSet::feature_config_key(const std::string& feature) const {
+  for (const auto& record : records_)
+    if (record.state != "loaded" && !record.name.empty() &&
+        (record.name == feature || contains(record.provides, feature)))
+      return "plugins.enabled." + record.name;
+  return "plugins.enabled." + feature;
+}
+
+nlohmann::json PluginSet::describe() const {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& r : records_) {
+    out.push_back({{"name", r.name},
+                   {"version", r.version},
+                   {"description", r.description},
+                   {"state", r.state},
+                   {"reason", r.reason},
+                   {"provides", r.provides},
+                   {"requires", r.requires_plugins},
+                   {"file", r.file.string()}});
+  }
+  return out;
+}
+
+std::shared_ptr<const void> PluginSet::stage_anchor(const std::string& stage_name) const {
+  const std::string owner = registries_->stage_owner(stage_name);
+  for (const auto& instance : plugins_)
+    if (instance->info.name == owner) return instance->library;
+  return nullptr;
+}
+
+// ---- PluginManager --------------------------------------------------------------------------
+
+PluginManager::PluginManager(PluginSettings settings)
+    : settings_(std::move(settings)),
+      current_(std::make_shared<PluginSet>(std::vector<PluginRecord>{},
+                                           std::vector<std::unique_ptr<PluginInstance>>{},
+                                           std::make_unique<sdk::Registries>())) {}
+
+PluginManager::~PluginManager() = default;
+
+void PluginManager::load() {
+  std::lock_guard<std::mutex> serial(load_mutex_);
+  auto snapshot = build_snapshot(settings());
+  std::shared_ptr<const PluginSet> previous;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    previous = std::exchange(current_, std::move(snapshot));
+  }
+  // `previous` is released here, outside the lock (unloads libraries no job still holds).
+}
+
+void PluginManager::reconfigure(PluginSettings settings) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    settings_ = std::move(settings);
+  }
+  load();
+}
+
+std::shared_ptr<const PluginSet> PluginManager::current() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return current_;
+}
+
+nlohmann::json PluginManager::describe() const { return current()->describe(); }
+
+PluginSettings PluginManager::settings() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return settings_;
+}
+
+std::shared_ptr<LoadedLibrary> PluginManager::open_library(const fs::path& file) {
+  std::error_code ec;
+  fs::path key = fs::canonical(file, ec);
+  if (ec) key = file;
+  for (auto it = libraries_.begin(); it != libraries_.end();)
+    it = it->second.expired() ? libraries_.erase(it) : std::next(it);
+  if (auto existing = libraries_[key].lock()) return existing;
+  auto library = std::make_shared<LoadedLibrary>(key);
+  libraries_[key] = library;
+  return library;
+}
+
+PluginRecord PluginManager::probe(const fs::path& file, const PluginSettings& settings,
+                                  std::unique_ptr<PluginInstance>& instance) {
+  PluginRecord record;
+  record.file = file;
+  record.name = file.stem().string();
+  // Declared outside the try block so that an exception object thrown by plugin code is
+  // destroyed before the library can be unmapped.
+  auto candidate = std::make_unique<PluginInstance>();
+  try {
+    candidate->library = open_library(file);
+    candidate->plugin = create_checked(candidate->library->library());
+    candidate->info = candidate->plugin->info();
+    const auto& info = candidate->info;
+    if (info.name.empty()) throw LoadRefused("the plugin reports an empty name");
+    record.name = info.name;
+    record.version = info.version;
+    record.description = info.description;
+    record.provides = info.provides;
+    record.requires_plugins = info.requires_plugins;
+    if (!is_enabled(settings, info.name)) {
+      record.state = "disabled";
+      record.reason = settings.enabled.count(info.name)
+                          ? "disabled by plugins.enabled." + info.name
+                          : "not listed in plugins.enabled and unlisted plugins are disabled";
+      return record;  // `candidate` (plugin, then library) is released here
+    }
+    record.state = "pending";
+    instance = std::move(candidate);
+  } catch (const std::exception& e) {
+    record.state = "failed";
+    record.reason = e.what();
+  } catch (...) {
+    record.state = "failed";
+    record.reason = "the plugin threw a non-standard exception while loading";
+  }
+  return record;
+}
+
+std::shared_ptr<const PluginSet> PluginManager::build_snapshot(const PluginSettings& settings) {
+  std::vector<PluginRecord> records;
+  std::vector<std::unique_ptr<PluginInstance>> pending;  // parallel to pending_records
+  std::vector<std::size_t> pending_records;
+  std::set<std::string> seen_names;
+
+  for (const auto& file : plugin_files(settings.dir)) {
+    std::unique_ptr<PluginInstance> instance;
+    PluginRecord record = probe(file, settings, instance);
+    if (instance && !seen_names.insert(record.name).second) {
+      record.state = "failed";
+      record.reason = "another plugin file already has the name '" + record.name + "'";
+      instance.reset();
+    }
+    if (instance) {
+      pending.push_back(std::move(instance));
+      pending_records.push_back(records.size());
+    }
+    records.push_back(std::move(record));
+  }
+
+  // Names the config switches on that no file provides.
+  for (const auto& [name, on] : settings.enabled) {
+    const bool found = std::any_of(records.begin(), records.end(),
+                                   [&](const PluginRecord& r) { return r.name == name; });
+    if (on && !found) {
+      PluginRecord missing;
+      missing.name = name;
+      missing.state = "failed";
+      missing.reason = "enabled in plugins.enabled but no plugin of that name is in '" +
+                       settings.dir.string() + "'";
+      records.push_back(std::move(missing));
+    }
+  }
+
+  // Initialize in dependency order (a plugin after those it requires).
+  auto registries = std::make_unique<sdk::Registries>();
+  std::vector<std::unique_ptr<PluginInstance>> loaded;
+  std::vector<std::string> loaded_names;
+  auto satisfied = [&](const PluginInstance& p) {
+    for (const auto& need : p.info.requires_plugins) {
+      bool ok = std::any_of(loaded.begin(), loaded.end(), [&](const auto& l) {
+        return l->info.name == need || contains(l->info.provides, need);
+      });
+      if (!ok) return false;
+    }
+    return true;
+  };
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (std::size_t i = 0; i < pending.size(); ++i) {
+      if (!pending[i] || !satisfied(*pending[i])) continue;
+      progress = true;
+      PluginRecord& record = records[pending_records[i]];
+      auto instance = std::move(pending[i]);
+      const sdk::Registries before = *registries;
+      std::string failure;
+      try {
+        registries->set_current_plugin(record.name);
+        instance->plugin->initialize(plugin_config(settings, record.name), *registries);
+      } catch (const std::exception& e) {
+        failure = std::string("initialize() failed: ") + e.what();
+      } catch (...) {
+        failure = "initialize() threw a non-standard exception";
+      }
+      if (failure.empty()) {
+        record.state = "loaded";
+        loaded.push_back(std::move(instance));
+      } else {
+        *registries = before;  // drop what it registered while its code is mapped
+        record.state = "failed";
+        record.reason = failure;
+      }
+    }
+  }
+  for (std::size_t i = 0; i < pending.size(); ++i) {
+    if (!pending[i]) continue;
+    PluginRecord& record = records[pending_records[i]];
+    record.state = "failed";
+    std::string missing;
+    for (const auto& need : pending[i]->info.requires_plugins) missing += (missing.empty() ? "" : ", ") + need;
+    record.reason = "requires plugin(s) that are not loaded: " + missing;
+  }
+  pending.clear();
+  registries->set_current_plugin("");
+  for (const auto& record : records) log_record(record);
+  return std::make_shared<PluginSet>(std::move(records), std::move(loaded), std::move(registries));
+}
+
+}  // namespace sdxlhost::host

@@ -1,0 +1,230 @@
+// ModelStore: sandboxed name resolution (.., absolute, NUL/backslash, symlinks out), LRU by
+// count and bytes that never evicts what a job holds, single load under concurrency, code
+// anchors, list/unload/stats/drop_all.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "host/models/model_store.hpp"
+#include "host/plugins/plugin_manager.hpp"
+#include "sdxlhost/sdk/error.hpp"
+#include "temp_dir.hpp"
+
+namespace fs = std::filesystem;
+using namespace sdxlhost;
+using host::ModelStore;
+using host::ModelStoreSettings;
+using sdk::ErrorCode;
+
+namespace {
+
+class ModelStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = tmp_ / "models";
+    test_support::write_file(root_ / "checkpoints" / "base.safetensors", std::string(100, 'a'));
+    test_support::write_file(root_ / "checkpoints" / "other.safetensors", std::string(50, 'b'));
+    test_support::write_file(root_ / "checkpoints" / "third.safetensors", std::string(10, 'c'));
+    test_support::write_file(root_ / "checkpoints" / "diffusers_model" / "unet" / "w.bin", std::string(30, 'd'));
+    test_support::write_file(root_ / "loras" / "style.safetensors", std::string(20, 'e'));
+    test_support::write_file(tmp_ / "secret" / "outside.safetensors", "secret");
+    fs::create_symlink(tmp_ / "secret" / "outside.safetensors", root_ / "checkpoints" / "escape.safetensors");
+    fs::create_symlink(tmp_ / "secret", root_ / "checkpoints" / "escape_dir");
+    fs::create_symlink(root_ / "checkpoints" / "base.safetensors", root_ / "checkpoints" / "alias.safetensors");
+  }
+
+  /// A loader that counts its calls and reports `bytes`.
+  sdk::ModelLoadFn counting_loader(std::uint64_t bytes) {
+    return [this, bytes](const fs::path& file) {
+      ++loads_;
+      return sdk::CachedModel{std::make_shared<std::string>(file.filename().string()), bytes};
+    };
+  }
+
+  ErrorCode resolve_error(ModelStore& store, const std::string& name, std::string* message = nullptr) {
+    try {
+      store.resolve("checkpoints", name, "data.models.base");
+    } catch (const sdk::Error& e) {
+      EXPECT_EQ(e.field(), "data.models.base");
+      if (message) *message = e.message();
+      return e.code();
+    }
+    ADD_FAILURE() << "'" << name << "' resolved";
+    return ErrorCode::InternalError;
+  }
+
+  test_support::TempDir tmp_;
+  fs::path root_;
+  std::atomic<int> loads_{0};
+};
+
+}  // namespace
+
+TEST_F(ModelStoreTest, ResolvesFilesWithOrWithoutExtensionAndFolders) {
+  ModelStore store(ModelStoreSettings{root_});
+  const fs::path base = fs::canonical(root_ / "checkpoints" / "base.safetensors");
+  EXPECT_EQ(store.resolve("checkpoints", "base", "data.models.base"), base);
+  EXPECT_EQ(store.resolve("checkpoints", "base.safetensors", "data.models.base"), base);
+  EXPECT_EQ(store.resolve("checkpoints", "alias", "data.models.base"), base);  // link inside is fine
+  EXPECT_EQ(store.resolve("checkpoints", "diffusers_model", "data.models.base"),
+            fs::canonical(root_ / "checkpoints" / "diffusers_model"));
+  EXPECT_EQ(store.resolve("loras", "style", "data.lora.models[0].name").filename(), "style.safetensors");
+}
+
+TEST_F(ModelStoreTest, RefusesNamesThatEscapeTheirFolder) {
+  ModelStore store(ModelStoreSettings{root_});
+  for (const std::string& name : std::vector<std::string>{"../loras/style", "..", "sub/../../loras/style", "/etc/passwd",
+                                 std::string("base\0x", 6), "dir\\base", "", "escape", "escape_dir",
+                                 "escape_dir/outside"})
+    EXPECT_EQ(resolve_error(store, name), ErrorCode::ValidationError) << name;
+}
+
+TEST_F(ModelStoreTest, UnknownNamesAreModelNotFoundWithoutPaths) {
+  ModelStore store(ModelStoreSettings{root_});
+  std::string message;
+  EXPECT_EQ(resolve_error(store, "nope", &message), ErrorCode::ModelNotFound);
+  EXPECT_EQ(message.find(root_.string()), std::string::npos) << message;
+  EXPECT_NE(message.find("nope"), std::string::npos);
+  EXPECT_THROW(store.resolve("weights", "base", "f"), sdk::Error);  // unknown kind
+}
+
+TEST_F(ModelStoreTest, CacheHitsLoadOnce) {
+  ModelStore store(ModelStoreSettings{root_, 4, 0});
+  auto a = store.load("checkpoints", "base", "unet", "data.models.base", counting_loader(10));
+  auto b = store.load("checkpoints", "base.safetensors", "unet", "data.models.base", counting_loader(10));
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(loads_, 1);
+  auto vae = store.load("checkpoints", "base", "vae", "data.models.base", counting_loader(10));
+  EXPECT_NE(vae, a);
+  EXPECT_EQ(loads_, 2);
+  EXPECT_EQ(*std::static_pointer_cast<std::string>(a), "base.safetensors");
+  EXPECT_EQ(store.stats()["hits"], 1);
+  EXPECT_EQ(store.stats()["misses"], 2);
+}
+
+TEST_F(ModelStoreTest, LruEvictionSkipsModelsInUse) {
+  ModelStore store(ModelStoreSettings{root_, 2, 0});
+  auto held = store.load("checkpoints", "base", "", "f", counting_loader(1));  // LRU, but in use
+  store.load("checkpoints", "other", "", "f", counting_loader(1));
+  store.load("checkpoints", "third", "", "f", counting_loader(1));  // must evict "other"
+  const auto stats = store.stats();
+  EXPECT_EQ(stats["loaded_models"], 2);
+  EXPECT_EQ(stats["evictions"], 1);
+  loads_ = 0;
+  store.load("checkpoints", "base", "", "f", counting_loader(1));
+  EXPECT_EQ(loads_, 0) << "the held model was evicted";
+  store.load("checkpoints", "other", "", "f", counting_loader(1));
+  EXPECT_EQ(loads_, 1) << "the unused model was kept";
+}
+
+TEST_F(ModelStoreTest, ByteBudgetEvictsLeastRecentlyUsedUnusedModels) {
+  ModelStore store(ModelStoreSettings{root_, 0, 100});
+  store.load("checkpoints", "base", "", "f", counting_loader(60));
+  store.load("checkpoints", "other", "", "f", counting_loader(30));
+  store.load("checkpoints", "base", "", "f", counting_loader(60));  // base is now most recent
+  store.load("checkpoints", "third", "", "f", counting_loader(30));  // 120 > 100: evict "other"
+  auto stats = store.stats();
+  EXPECT_EQ(stats["loaded_bytes"], 90);
+  EXPECT_EQ(stats["evictions"], 1);
+  // Everything held: the budget is exceeded rather than breaking a job.
+  auto x = store.load("checkpoints", "other", "", "f", counting_loader(30));
+  auto y = store.load("checkpoints", "base", "", "f", counting_loader(60));
+  auto z = store.load("checkpoints", "third", "", "f", counting_loader(30));
+  auto w = store.load("loras", "style", "", "f", counting_loader(50));
+  EXPECT_EQ(store.stats()["loaded_bytes"], 170);
+  x.reset(); y.reset(); z.reset(); w.reset();
+  store.load("checkpoints", "diffusers_model", "", "f", counting_loader(10));
+  EXPECT_LE(store.stats()["loaded_bytes"].get<std::uint64_t>(), 100u);
+}
+
+TEST_F(ModelStoreTest, ConcurrentLoadsOfOneModelLoadOnce) {
+  ModelStore store(ModelStoreSettings{root_, 4, 0});
+  auto slow_loader = [this](const fs::path&) {
+    ++loads_;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return sdk::CachedModel{std::make_shared<int>(7), 4};
+  };
+  std::vector<std::shared_ptr<void>> results(8);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i)
+    threads.emplace_back([&, i] { results[i] = store.load("checkpoints", "base", "", "f", slow_loader); });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(loads_, 1);
+  for (const auto& r : results) EXPECT_EQ(r, results[0]);
+}
+
+TEST_F(ModelStoreTest, LoaderFailuresAreModelLoadErrorsAndAreNotCached) {
+  ModelStore store(ModelStoreSettings{root_});
+  auto failing = [](const fs::path&) -> sdk::CachedModel { throw std::runtime_error("corrupt header"); };
+  try {
+    store.load("checkpoints", "base", "", "data.models.base", failing);
+    ADD_FAILURE() << "no error";
+  } catch (const sdk::Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::ModelLoadError);
+    EXPECT_EQ(e.field(), "data.models.base");
+    EXPECT_NE(e.message().find("corrupt header"), std::string::npos);
+  }
+  store.load("checkpoints", "base", "", "data.models.base", counting_loader(1));
+  EXPECT_EQ(loads_, 1);
+}
+
+TEST_F(ModelStoreTest, UnloadRefusesModelsInUse) {
+  ModelStore store(ModelStoreSettings{root_});
+  EXPECT_FALSE(store.unload("checkpoints", "base"));
+  auto held = store.load("checkpoints", "base", "", "f", counting_loader(1));
+  try {
+    store.unload("checkpoints", "base", "data.name");
+    ADD_FAILURE() << "unloaded a model in use";
+  } catch (const sdk::Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::ValidationError);
+    EXPECT_EQ(e.field(), "data.name");
+  }
+  held.reset();
+  EXPECT_TRUE(store.unload("checkpoints", "base"));
+  EXPECT_EQ(store.stats()["loaded_models"], 0);
+}
+
+TEST_F(ModelStoreTest, ListModelsShowsWhatIsThereButNotEscapes) {
+  ModelStore store(ModelStoreSettings{root_});
+  auto held = store.load("checkpoints", "base", "", "f", counting_loader(1));
+  const auto listed = store.list_models();
+  for (const char* kind : {"checkpoints", "loras", "controlnet", "vae", "upscalers"})
+    EXPECT_TRUE(listed.contains(kind)) << kind;
+  std::map<std::string, nlohmann::json> by_name;
+  for (const auto& m : listed["checkpoints"]) by_name[m["name"]] = m;
+  EXPECT_TRUE(by_name.count("base") && by_name.count("other") && by_name.count("diffusers_model"));
+  EXPECT_FALSE(by_name.count("escape") || by_name.count("escape_dir"));
+  EXPECT_EQ(by_name["base"]["size_bytes"], 100);
+  EXPECT_EQ(by_name["base"]["loaded"], true);
+  EXPECT_EQ(by_name["other"]["loaded"], false);
+  EXPECT_EQ(by_name["diffusers_model"]["size_bytes"], 30);
+  EXPECT_EQ(listed["loras"][0]["name"], "style");
+}
+
+TEST_F(ModelStoreTest, CachedObjectsKeepTheirCodeAnchorAndDieBeforeIt) {
+  ModelStore store(ModelStoreSettings{root_});
+  std::vector<std::string> destroyed;
+  struct Tracked {
+    std::vector<std::string>* log;
+    std::string name;
+    ~Tracked() { log->push_back(name); }
+  };
+  std::weak_ptr<Tracked> weak_anchor;
+  {
+    auto anchor = std::make_shared<Tracked>(Tracked{&destroyed, "anchor"});
+    weak_anchor = anchor;
+    host::ScopedCodeAnchor scope(anchor);
+    store.load("checkpoints", "base", "", "f", [&](const fs::path&) {
+      return sdk::CachedModel{std::make_shared<Tracked>(Tracked{&destroyed, "model"}), 1};
+    });
+  }
+  EXPECT_EQ(host::current_code_anchor(), nullptr);
+  EXPECT_FALSE(weak_anchor.expired()) << "the cache must keep the library anchor";
+  destroyed.clear();
+  store.drop_all();
+  EXPECT_TRUE(weak_anchor.expired());
+  EXPECT_EQ(destroyed, (std::vector<std::string>{"model", "anchor"}));
+  EXPECT_EQ(store.stats()["loaded_models"], 0);
+}

@@ -1,0 +1,185 @@
+// PluginManager: every load-failure kind is reported while the others load; plugins.enabled and
+// reconfigure; a snapshot held by a job keeps its library mapped, and it is unmapped after.
+#include <dlfcn.h>
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+#include "host/graph/planner.hpp"
+#include "host/plugins/plugin_manager.hpp"
+#include "sdxlhost/sdk/request.hpp"
+#include "temp_dir.hpp"
+
+namespace fs = std::filesystem;
+using namespace sdxlhost;
+using host::PluginManager;
+using host::PluginSettings;
+
+namespace {
+
+const char* const kAllTestPlugins[] = {"test_generate", "test_upscale", "test_bad_abi",
+                                       "test_no_symbol", "test_throws_init", "test_not_a_library"};
+
+/// A private plugin folder with copies of the named test plugins (own copies = own mappings).
+fs::path make_plugin_dir(const test_support::TempDir& tmp, std::initializer_list<const char*> names) {
+  const fs::path dir = tmp / "plugins";
+  fs::create_directories(dir);
+  for (const char* name : names)
+    fs::copy_file(fs::path(SDXLHOST_TEST_PLUGIN_DIR) / (std::string(name) + ".so"),
+                  dir / (std::string(name) + ".so"), fs::copy_options::overwrite_existing);
+  return dir;
+}
+
+/// True when the library at `file` is mapped in this process.
+bool is_mapped(const fs::path& file) {
+  void* handle = ::dlopen(file.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  if (!handle) return false;
+  ::dlclose(handle);
+  return true;
+}
+
+const nlohmann::json* find_plugin(const nlohmann::json& described, const std::string& name) {
+  for (const auto& p : described)
+    if (p["name"] == name) return &p;
+  return nullptr;
+}
+
+std::string state_of(const nlohmann::json& described, const std::string& name) {
+  const auto* p = find_plugin(described, name);
+  return p ? (*p)["state"].get<std::string>() : "absent";
+}
+
+std::string reason_of(const nlohmann::json& described, const std::string& name) {
+  const auto* p = find_plugin(described, name);
+  return p ? (*p)["reason"].get<std::string>() : "";
+}
+
+bool has_stage(const host::PluginSet& set, const std::string& name) {
+  for (const auto& stage : set.registries().stages())
+    if (stage->name() == name) return true;
+  return false;
+}
+
+}  // namespace
+
+TEST(PluginManager, EachFailureKindIsReportedAndTheOthersLoad) {
+  test_support::TempDir tmp;
+  const fs::path dir = make_plugin_dir(tmp, {"test_generate", "test_upscale", "test_bad_abi",
+                                             "test_no_symbol", "test_throws_init",
+                                             "test_not_a_library"});
+  PluginManager manager(PluginSettings{dir, {{"test_missing", true}}, true, nlohmann::json::object()});
+  ASSERT_NO_THROW(manager.load());
+  const nlohmann::json described = manager.describe();
+
+  EXPECT_EQ(state_of(described, "test_generate"), "loaded");
+  EXPECT_EQ(state_of(described, "test_upscale"), "loaded");
+  EXPECT_EQ(state_of(described, "test_bad_abi"), "failed");
+  EXPECT_NE(reason_of(described, "test_bad_abi").find("ABI version"), std::string::npos);
+  EXPECT_EQ(state_of(described, "test_no_symbol"), "failed");
+  EXPECT_NE(reason_of(described, "test_no_symbol").find("sdxlhost_abi_version"), std::string::npos);
+  EXPECT_EQ(state_of(described, "test_throws_init"), "failed");
+  EXPECT_NE(reason_of(described, "test_throws_init").find("refused on purpose"), std::string::npos);
+  EXPECT_EQ(state_of(described, "test_not_a_library"), "failed");
+  EXPECT_FALSE(reason_of(described, "test_not_a_library").empty());
+  EXPECT_EQ(state_of(described, "test_missing"), "failed");
+  EXPECT_NE(reason_of(described, "test_missing").find("no plugin of that name"), std::string::npos);
+  for (const auto& p : described) {
+    EXPECT_TRUE(p.contains("version") && p.contains("provides") && p.contains("file")) << p.dump();
+  }
+
+  auto set = manager.current();
+  EXPECT_TRUE(has_stage(*set, "test_prepare"));
+  EXPECT_TRUE(has_stage(*set, "test_denoise"));
+  EXPECT_TRUE(has_stage(*set, "test_upscale"));
+  // What the failing plugin registered before throwing is gone, and so is its library.
+  EXPECT_FALSE(has_stage(*set, "test_throws_init_stage"));
+  EXPECT_FALSE(is_mapped(dir / "test_throws_init.so"));
+  EXPECT_FALSE(is_mapped(dir / "test_bad_abi.so"));
+  EXPECT_TRUE(is_mapped(dir / "test_generate.so"));
+  EXPECT_TRUE(set->feature_enabled("upscaler"));
+  EXPECT_TRUE(set->feature_enabled("test_generate"));
+  EXPECT_FALSE(set->feature_enabled("lora"));
+}
+
+TEST(PluginManager, MissingDirectoryGivesAnEmptySetWithoutThrowing) {
+  test_support::TempDir tmp;
+  PluginManager manager(PluginSettings{tmp / "nope", {}, true, nlohmann::json::object()});
+  ASSERT_NO_THROW(manager.load());
+  EXPECT_TRUE(manager.describe().empty());
+  EXPECT_TRUE(manager.current()->registries().stages().empty());
+}
+
+TEST(PluginManager, DisableAndEnableThroughReconfigure) {
+  test_support::TempDir tmp;
+  const fs::path dir = make_plugin_dir(tmp, {"test_generate", "test_upscale"});
+  PluginManager manager(PluginSettings{dir, {{"test_upscale", false}}, true, nlohmann::json::object()});
+  manager.load();
+  EXPECT_EQ(state_of(manager.describe(), "test_upscale"), "disabled");
+  EXPECT_NE(reason_of(manager.describe(), "test_upscale").find("plugins.enabled.test_upscale"),
+            std::string::npos);
+  EXPECT_FALSE(manager.current()->feature_enabled("upscaler"));
+  EXPECT_EQ(manager.current()->feature_config_key("upscaler"), "plugins.enabled.test_upscale");
+  EXPECT_FALSE(is_mapped(dir / "test_upscale.so"));  // read for its name, then unloaded
+
+  manager.reconfigure(PluginSettings{dir, {{"test_upscale", true}}, true, nlohmann::json::object()});
+  EXPECT_EQ(state_of(manager.describe(), "test_upscale"), "loaded");
+  EXPECT_TRUE(manager.current()->feature_enabled("upscaler"));
+
+  // Unlisted plugins follow enable_unlisted.
+  manager.reconfigure(PluginSettings{dir, {{"test_upscale", true}}, false, nlohmann::json::object()});
+  EXPECT_EQ(state_of(manager.describe(), "test_generate"), "disabled");
+  EXPECT_EQ(state_of(manager.describe(), "test_upscale"), "loaded");
+}
+
+TEST(PluginManager, ASnapshotHeldByAJobKeepsItsLibraryUntilReleased) {
+  test_support::TempDir tmp;
+  const fs::path dir = make_plugin_dir(tmp, {"test_generate", "test_upscale"});
+  const fs::path library = dir / "test_generate.so";
+  PluginManager manager(PluginSettings{dir, {}, true, nlohmann::json::object()});
+  manager.load();
+
+  // A "job": its plan (stage pointers) and its context's registries come from this snapshot.
+  auto job_set = manager.current();
+  auto request = std::make_shared<sdk::GenerationRequest>();
+  request->width = 16;
+  request->height = 8;
+  request->hyperparameters.num_inference_steps = 2;
+  request->data = {{"test", {{"step_ms", 0}}}};
+  std::vector<std::string> warnings;
+  host::Plan plan = host::plan_request(*job_set, *request, host::OnDisabledFeature::Error, warnings);
+  job_set.reset();  // the plan alone must keep the snapshot alive
+
+  manager.reconfigure(PluginSettings{dir, {{"test_generate", false}}, true, nlohmann::json::object()});
+  EXPECT_EQ(state_of(manager.describe(), "test_generate"), "disabled");
+  EXPECT_FALSE(has_stage(*manager.current(), "test_denoise"));
+  EXPECT_TRUE(is_mapped(library)) << "the running job's plugin was unloaded under it";
+
+  sdk::Context context(request, sdk::ContextServices{});
+  ASSERT_NO_THROW(host::run_plan(plan, context));
+  EXPECT_EQ(context.get<std::vector<sdk::Image>>("images").size(), 1u);
+  context.erase("images");  // its objects (plugin-made std::any) go before the library
+
+  plan = host::Plan{};
+  EXPECT_FALSE(is_mapped(library)) << "no snapshot refers to it any more";
+
+  // Re-enabling maps it again.
+  manager.reconfigure(PluginSettings{dir, {}, true, nlohmann::json::object()});
+  EXPECT_TRUE(is_mapped(library));
+  EXPECT_TRUE(has_stage(*manager.current(), "test_denoise"));
+}
+
+TEST(PluginManager, ReconfigureReusesTheMappingOfPluginsThatStayEnabled) {
+  test_support::TempDir tmp;
+  const fs::path dir = make_plugin_dir(tmp, {"test_generate", "test_upscale"});
+  PluginManager manager(PluginSettings{dir, {}, true, nlohmann::json::object()});
+  manager.load();
+  auto old_set = manager.current();
+  manager.reconfigure(PluginSettings{dir, {{"test_upscale", false}}, true, nlohmann::json::object()});
+  auto new_set = manager.current();
+  EXPECT_NE(old_set.get(), new_set.get());
+  EXPECT_EQ(old_set->stage_anchor("test_prepare"), new_set->stage_anchor("test_prepare"));
+  EXPECT_TRUE(old_set->feature_enabled("upscaler"));   // the old snapshot is unchanged
+  EXPECT_FALSE(new_set->feature_enabled("upscaler"));
+}
