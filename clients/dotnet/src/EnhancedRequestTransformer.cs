@@ -98,7 +98,7 @@ namespace SdxlHost.Client
         private static Dictionary<string, object> TransformModels(ModelSelection model)
         {
             var models = new Dictionary<string, object>();
-            models["base"] = model.Base;
+            AddIfSet(models, "base", model.Base);
             AddIfSet(models, "refiner", model.Refiner);
             AddIfSet(models, "vae", model.Vae);
             return models;

@@ -60,7 +60,7 @@ done
 [ -S "$socket" ] || { echo "run_host_tests: no socket $socket after 30 s; host log:" >&2; cat "$work/host.log" >&2; exit 1; }
 
 status=0
-SDXLHOST_PIPE_NAME="$pipe" SDXLHOST_BIN="$host_bin" SDXLHOST_TEST_PLUGIN_DIR="$plugin_dir" \
+SDXLHOST_PIPE_NAME="$pipe" SDXLHOST_MODELS_ROOT="$work/models" SDXLHOST_BIN="$host_bin" SDXLHOST_TEST_PLUGIN_DIR="$plugin_dir" \
   "$nunit_console" -nologo -noshadow -labels -xml="$work/results.xml" "$test_assembly" "$@" || status=$?
 
 if [ "$status" != 0 ]; then
