@@ -123,11 +123,12 @@ namespace SdxlHost.Client.Tests
             process_ = null;
         }
 
-        /// <summary>Kills the host if running and removes the temp folder.</summary>
+        /// <summary>Kills the host if running and removes the temp folder and the socket a kill leaves behind.</summary>
         public void Dispose()
         {
             Kill();
             try { Directory.Delete(workDir_, true); } catch (IOException) { }
+            try { File.Delete(Path.Combine(Path.GetTempPath(), "CoreFxPipe_" + PipeName)); } catch (IOException) { }
         }
 
         private void WaitUntilServing()

@@ -31,6 +31,7 @@ stop_host() {
 cleanup() {
   stop_host
   rm -rf "$work"
+  rm -f "$socket"  # left behind only if the host had to be killed
 }
 trap cleanup EXIT
 
