@@ -171,7 +171,8 @@ Plan plan_request(const PluginSet& plugins, const sdk::GenerationRequest& reques
     // Alias onto the snapshot so the plan keeps the stage's plugin loaded.
     plan.stages.push_back(owner ? std::shared_ptr<const sdk::Stage>(owner, stage.get())
                                 : std::shared_ptr<const sdk::Stage>(stage));
-    plan.code_anchors.push_back(plugins.stage_anchor(stage->name()));
+    plan.code_anchors.push_back(owner ? std::shared_ptr<const void>(owner)
+                                      : plugins.stage_anchor(stage->name()));
   }
   return plan;
 }

@@ -20,8 +20,9 @@ class PluginSet;
 /// plugin's library (and snapshot) alive.
 struct Plan {
   std::vector<std::shared_ptr<const sdk::Stage>> stages;
-  /// Per stage: its plugin's library, set as the thread's code anchor while it runs (so models
-  /// it caches keep that library mapped). May be shorter than `stages` (then no anchor).
+  /// Per stage: what it must keep mapped (the plan's snapshot), set as the thread's code anchor
+  /// while it runs, so models it caches keep their plugins' code mapped. May be shorter than
+  /// `stages` (then no anchor).
   std::vector<std::shared_ptr<const void>> code_anchors;
   /// Stage names in run order (the response's `stages`).
   std::vector<std::string> names() const;

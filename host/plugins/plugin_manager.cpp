@@ -191,6 +191,18 @@ std::shared_ptr<const void> PluginSet::stage_anchor(const std::string& stage_nam
   return nullptr;
 }
 
+std::shared_ptr<const void> PluginSet::anchor() const { return weak_from_this().lock(); }
+
+void PluginSet::preload_model(const std::string& kind, sdk::ModelAccess& models,
+                              const std::string& name) const {
+  const sdk::ModelPreloader* preloader = registries_->model_preloader(kind);
+  if (!preloader)
+    throw sdk::Error(sdk::ErrorCode::FeatureDisabled,
+                     "no enabled plugin can load models of kind '" + kind + "'", "data.kind");
+  ScopedCodeAnchor scope(anchor());
+  (*preloader)(models, name);
+}
+
 // ---- PluginManager --------------------------------------------------------------------------
 
 PluginManager::PluginManager(PluginSettings settings)

@@ -71,8 +71,17 @@ class PluginSet : public std::enable_shared_from_this<PluginSet> {
   /// The records behind describe().
   const std::vector<PluginRecord>& records() const { return records_; }
   /// A pointer that keeps the library of the plugin owning `stage_name` loaded; null when the
-  /// stage is unknown. Used to anchor objects a stage creates (e.g. cached models).
+  /// stage is unknown.
   std::shared_ptr<const void> stage_anchor(const std::string& stage_name) const;
+  /// A pointer that keeps this whole snapshot (every library in it) alive; null when the
+  /// snapshot is not owned by a shared_ptr. run_plan sets it as the code anchor of each stage,
+  /// because a stage may run code of other plugins (model patches, hooks, schedulers) that
+  /// create cached models.
+  std::shared_ptr<const void> anchor() const;
+  /// Runs the preloader registered for `kind` (the `load_model` message) with this snapshot as
+  /// the code anchor, so the cached model keeps its plugin's code mapped. Throws
+  /// Error(FeatureDisabled, "data.kind") when no loaded plugin preloads that kind.
+  void preload_model(const std::string& kind, sdk::ModelAccess& models, const std::string& name) const;
 
  private:
   std::vector<PluginRecord> records_;

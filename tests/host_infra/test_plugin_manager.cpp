@@ -8,7 +8,9 @@
 #include <string>
 
 #include "host/graph/planner.hpp"
+#include "host/models/model_store.hpp"
 #include "host/plugins/plugin_manager.hpp"
+#include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/request.hpp"
 #include "temp_dir.hpp"
 
@@ -182,4 +184,30 @@ TEST(PluginManager, ReconfigureReusesTheMappingOfPluginsThatStayEnabled) {
   EXPECT_EQ(old_set->stage_anchor("test_prepare"), new_set->stage_anchor("test_prepare"));
   EXPECT_TRUE(old_set->feature_enabled("upscaler"));   // the old snapshot is unchanged
   EXPECT_FALSE(new_set->feature_enabled("upscaler"));
+}
+
+TEST(PluginManager, ACachedModelMadeByAPluginKeepsItsLibraryUntilDropped) {
+  test_support::TempDir tmp;
+  const fs::path dir = make_plugin_dir(tmp, {"test_generate"});
+  const fs::path library = dir / "test_generate.so";
+  test_support::write_file(tmp / "models" / "checkpoints" / "tiny.safetensors", std::string(64, 'x'));
+  host::ModelStore models(host::ModelStoreSettings{tmp / "models"});
+  PluginManager manager(PluginSettings{dir, {}, true, nlohmann::json::object()});
+  manager.load();
+
+  manager.current()->preload_model("checkpoints", models, "tiny");  // object made by plugin code
+  EXPECT_EQ(models.stats()["loaded_bytes"], 64);
+  EXPECT_EQ(models.list_models()["checkpoints"][0]["loaded"], true);
+  try {
+    manager.current()->preload_model("vae", models, "tiny");
+    ADD_FAILURE() << "no preloader for vae expected";
+  } catch (const sdk::Error& e) {
+    EXPECT_EQ(e.code(), sdk::ErrorCode::FeatureDisabled);
+    EXPECT_EQ(e.field(), "data.kind");
+  }
+
+  manager.reconfigure(PluginSettings{dir, {{"test_generate", false}}, true, nlohmann::json::object()});
+  EXPECT_TRUE(is_mapped(library)) << "the cached object's code would be gone";
+  models.drop_all();  // destroys the object, then releases the plugin's code
+  EXPECT_FALSE(is_mapped(library));
 }

@@ -3,8 +3,12 @@
 //   test_denoise (order 300) reads "latents", runs num_inference_steps steps (data.test.step_ms
 //   ms each, default 5) with progress and cancellation checks, writes "images" drawn by
 //   test_pixel(seed + i, x, y, c). data.test.throw = "error" | "std" | "int" throws inside run.
+// It also preloads "checkpoints" (load_model): the file's bytes are read into a cached object
+// whose code lives in this library.
 #include <chrono>
 #include <cstdint>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -14,6 +18,7 @@
 #include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/image.hpp"
+#include "sdxlhost/sdk/models.hpp"
 #include "sdxlhost/sdk/plugin.hpp"
 #include "sdxlhost/sdk/registries.hpp"
 #include "sdxlhost/sdk/request.hpp"
@@ -27,6 +32,29 @@ namespace {
 struct TestLatents {
   std::vector<std::int64_t> seeds;
 };
+
+/// What the preloader caches: the checkpoint file's bytes (a folder model caches nothing).
+class TestModel {
+ public:
+  explicit TestModel(std::vector<char> bytes) : bytes_(std::move(bytes)) {}
+  virtual ~TestModel() = default;
+  std::size_t size() const { return bytes_.size(); }
+
+ private:
+  std::vector<char> bytes_;
+};
+
+void preload_checkpoint(sdk::ModelAccess& models, const std::string& name) {
+  models.load_as<TestModel>(sdk::kCheckpoints, name, "test_generate", "data.name",
+                            [](const std::filesystem::path& file) {
+                              std::ifstream in(file, std::ios::binary);
+                              std::vector<char> bytes{std::istreambuf_iterator<char>(in),
+                                                      std::istreambuf_iterator<char>()};
+                              auto model = std::make_shared<TestModel>(std::move(bytes));
+                              const std::uint64_t size = model->size();
+                              return std::make_pair(model, size);
+                            });
+}
 
 const nlohmann::json& test_options(const sdk::GenerationRequest& request) {
   static const nlohmann::json kEmpty = nlohmann::json::object();
@@ -115,6 +143,7 @@ class TestGeneratePlugin : public sdk::Plugin {
   void initialize(const nlohmann::json&, sdk::Registries& registries) override {
     registries.add_stage(std::make_shared<PrepareStage>());
     registries.add_stage(std::make_shared<DenoiseStage>());
+    registries.add_model_preloader(sdk::kCheckpoints, preload_checkpoint);
   }
 };
 
