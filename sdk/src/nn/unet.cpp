@@ -150,6 +150,25 @@ std::shared_ptr<UNet2DConditionModel> UNet2DConditionModel::load(const UNetConfi
   return model;
 }
 
+std::shared_ptr<UNet2DConditionModel> UNet2DConditionModel::create(
+    const UNetConfig& config, const WeightBinder::Initializer& init, at::ScalarType dtype,
+    at::Device device) {
+  if (config.block_out_channels.empty()) {
+    throw sdk::Error(sdk::ErrorCode::ModelLoadError, "unet config: no block_out_channels");
+  }
+  std::shared_ptr<UNet2DConditionModel> model(new UNet2DConditionModel(config, dtype, device));
+  WeightBinder binder(init, dtype, device, "unet");
+  model->blocks_->bind(binder, model->config_);
+  model->slots_ = binder.slots();
+  return model;
+}
+
+TensorMap UNet2DConditionModel::state_dict() const {
+  TensorMap map("unet");
+  for (const auto& [name, slot] : slots_) map.set(name, *slot);
+  return map;
+}
+
 at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample_in, const at::Tensor& timestep,
                                          const at::Tensor& encoder_hidden_states,
                                          const at::Tensor& text_embeds, const at::Tensor& time_ids,

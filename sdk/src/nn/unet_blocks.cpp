@@ -33,28 +33,42 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 
 WeightBinder::WeightBinder(const TensorMap& weights, at::ScalarType dtype, at::Device device,
                            std::string what)
-    : weights_(weights), dtype_(dtype), device_(device), what_(std::move(what)) {}
+    : weights_(&weights), dtype_(dtype), device_(device), what_(std::move(what)) {}
+
+WeightBinder::WeightBinder(Initializer init, at::ScalarType dtype, at::Device device, std::string what)
+    : init_(std::move(init)), dtype_(dtype), device_(device), what_(std::move(what)) {}
 
 void WeightBinder::bind(const std::string& key, at::Tensor& slot, std::vector<std::int64_t> shape) {
-  const at::Tensor* found = weights_.find(key);
+  if (weights_ == nullptr) {
+    slot = init_(key, shape).to(device_, dtype_);
+    if (slot.sizes() != at::IntArrayRef(shape)) {
+      throw sdk::Error(sdk::ErrorCode::InternalError, what_ + ": initializer gave a wrong shape for " + key);
+    }
+    slots_[key] = &slot;
+    return;
+  }
+  const at::Tensor* found = weights_->find(key);
   if (found == nullptr) {
     throw sdk::Error(sdk::ErrorCode::ModelLoadError,
-                     what_ + ": weight '" + key + "' is missing from " + weights_.source());
+                     what_ + ": weight '" + key + "' is missing from " + weights_->source());
   }
   if (found->sizes() != at::IntArrayRef(shape)) {
     throw sdk::Error(sdk::ErrorCode::ModelLoadError,
-                     what_ + ": weight '" + key + "' in " + weights_.source() + " has shape " +
+                     what_ + ": weight '" + key + "' in " + weights_->source() + " has shape " +
                          shape_text(found->sizes()) + ", the config expects " + shape_text(shape));
   }
   slot = found->to(device_, dtype_);
   slots_[key] = &slot;
 }
 
-bool WeightBinder::has(const std::string& key) const { return weights_.contains(key); }
+bool WeightBinder::has(const std::string& key) const {
+  return weights_ == nullptr || weights_->contains(key);
+}
 
 void WeightBinder::check_all_used() const {
+  if (weights_ == nullptr) return;
   std::vector<std::string> unused;
-  for (const auto& [name, tensor] : weights_) {
+  for (const auto& [name, tensor] : *weights_) {
     if (slots_.count(name) == 0) unused.push_back(name);
   }
   if (unused.empty()) return;
@@ -63,7 +77,7 @@ void WeightBinder::check_all_used() const {
   if (unused.size() > 5) list += ", ...";
   throw sdk::Error(sdk::ErrorCode::ModelLoadError,
                    what_ + ": " + std::to_string(unused.size()) + " weight(s) in " +
-                       weights_.source() + " do not fit the model config: " + list);
+                       weights_->source() + " do not fit the model config: " + list);
 }
 
 // ---- simple layers -----------------------------------------------------------------------------

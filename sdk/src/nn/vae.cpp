@@ -332,6 +332,25 @@ std::shared_ptr<AutoencoderKL> AutoencoderKL::load(const VaeConfig& config, cons
   return model;
 }
 
+std::shared_ptr<AutoencoderKL> AutoencoderKL::create(const VaeConfig& config,
+                                                     const WeightBinder::Initializer& init,
+                                                     at::ScalarType dtype, at::Device device) {
+  if (config.block_out_channels.empty()) {
+    throw sdk::Error(sdk::ErrorCode::ModelLoadError, "vae config: no block_out_channels");
+  }
+  std::shared_ptr<AutoencoderKL> model(new AutoencoderKL(config, dtype, device));
+  WeightBinder binder(init, dtype, device, "vae");
+  model->blocks_->bind(binder, model->config_);
+  model->slots_ = binder.slots();
+  return model;
+}
+
+TensorMap AutoencoderKL::state_dict() const {
+  TensorMap map("vae");
+  for (const auto& [name, slot] : slots_) map.set(name, *slot);
+  return map;
+}
+
 at::Tensor AutoencoderKL::encode_parameters(const at::Tensor& image, const TraceFn& trace) const {
   const Blocks& m = *blocks_;
   const std::int64_t factor = config_.downscale_factor();

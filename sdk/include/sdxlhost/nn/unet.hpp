@@ -91,6 +91,13 @@ class SDXLHOST_API UNet2DConditionModel final : public sdk::WeightTarget {
                                                     at::ScalarType dtype = at::kFloat,
                                                     at::Device device = at::kCPU);
 
+  /// A model of `config` whose parameters come from `init` (random weights for tests, tools
+  /// and benchmarks).
+  static std::shared_ptr<UNet2DConditionModel> create(const UNetConfig& config, const WeightBinder::Initializer& init,
+                                    at::ScalarType dtype = at::kFloat, at::Device device = at::kCPU);
+  /// Every parameter by its diffusers key (views of the model's tensors).
+  TensorMap state_dict() const;
+
   UNet2DConditionModel(const UNet2DConditionModel&) = delete;
   UNet2DConditionModel& operator=(const UNet2DConditionModel&) = delete;
   ~UNet2DConditionModel() override;

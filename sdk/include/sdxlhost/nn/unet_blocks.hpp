@@ -30,19 +30,25 @@ using TraceFn = std::function<void(const std::string& name, const at::Tensor& va
 /// stored, so the owner can reach every parameter by its key afterwards.
 class SDXLHOST_API WeightBinder {
  public:
+  /// Makes a new parameter (random or constant) for a key and shape: builds models without a file.
+  using Initializer =
+      std::function<at::Tensor(const std::string& key, const std::vector<std::int64_t>& shape)>;
+
   /// @param weights  the tensors, keyed like the model's parameters (diffusers names)
   /// @param dtype    the dtype the model computes in
   /// @param device   the device the model computes on
   /// @param what     model name for messages ("unet")
   WeightBinder(const TensorMap& weights, at::ScalarType dtype, at::Device device, std::string what);
+  /// A binder that creates every parameter with `init` instead of reading it.
+  WeightBinder(Initializer init, at::ScalarType dtype, at::Device device, std::string what);
 
   /// Stores weights[key] in `slot` after checking its shape. Throws sdk::Error(ModelLoadError)
   /// naming the key when it is missing or shaped differently.
   void bind(const std::string& key, at::Tensor& slot, std::vector<std::int64_t> shape);
-  /// True when `key` is present in the weights.
+  /// True when `key` is present in the weights (always true when creating).
   bool has(const std::string& key) const;
   /// Throws sdk::Error(ModelLoadError) listing weights that no parameter took (a config that
-  /// does not match the file).
+  /// does not match the file). Nothing to check when creating.
   void check_all_used() const;
   /// Every bound parameter: key -> its storage in the model.
   const std::map<std::string, at::Tensor*>& slots() const { return slots_; }
@@ -50,7 +56,8 @@ class SDXLHOST_API WeightBinder {
   at::ScalarType dtype() const { return dtype_; }
 
  private:
-  const TensorMap& weights_;
+  const TensorMap* weights_ = nullptr;
+  Initializer init_;
   at::ScalarType dtype_;
   at::Device device_;
   std::string what_;

@@ -80,6 +80,13 @@ class SDXLHOST_API AutoencoderKL {
                                              at::ScalarType dtype = at::kFloat,
                                              at::Device device = at::kCPU);
 
+  /// A model of `config` whose parameters come from `init` (random weights for tests, tools
+  /// and benchmarks).
+  static std::shared_ptr<AutoencoderKL> create(const VaeConfig& config, const WeightBinder::Initializer& init,
+                                    at::ScalarType dtype = at::kFloat, at::Device device = at::kCPU);
+  /// Every parameter by its diffusers key (views of the model's tensors).
+  TensorMap state_dict() const;
+
   AutoencoderKL(const AutoencoderKL&) = delete;
   AutoencoderKL& operator=(const AutoencoderKL&) = delete;
   ~AutoencoderKL();

@@ -1,0 +1,73 @@
+// make_tiny_sdxl: writes a random-weight SDXL-architecture model in both layouts under a
+// models_root: checkpoints/<name>/ (diffusers folder) and checkpoints/<name>-single.safetensors
+// (single file, original key names). Its images are noise; it exists for tests and the demo.
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <iostream>
+#include <string>
+
+#include "sdxlhost/sdk/error.hpp"
+#include "tiny_sdxl_model.hpp"
+
+namespace {
+
+void usage() {
+  std::cerr << "usage: make_tiny_sdxl --models-root DIR [--name tiny-sdxl] [--preset tiny|sdxl-width]\n"
+               "                      [--seed N] [--dtype f32|f16|bf16] [--shared DIR]\n"
+               "Writes DIR/checkpoints/NAME/ (diffusers folder) and DIR/checkpoints/NAME-single.safetensors.\n"
+               "--shared: the shared/ folder whose goldens hold the tiny tokenizer (default: $SDXLHOST_SHARED_DIR\n"
+               "or the build's shared dir).\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  namespace fs = std::filesystem;
+  fs::path root;
+  std::string name = "tiny-sdxl", preset = "tiny", dtype_name = "f32";
+  std::uint64_t seed = 0;
+  fs::path shared = std::getenv("SDXLHOST_SHARED_DIR") ? std::getenv("SDXLHOST_SHARED_DIR")
+                                                       : SDXLHOST_SHARED_DIR;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (i + 1 >= argc) {
+      usage();
+      return 2;
+    }
+    const std::string value = argv[++i];
+    if (arg == "--models-root") root = value;
+    else if (arg == "--name") name = value;
+    else if (arg == "--preset") preset = value;
+    else if (arg == "--seed") seed = std::stoull(value);
+    else if (arg == "--dtype") dtype_name = value;
+    else if (arg == "--shared") shared = value;
+    else {
+      usage();
+      return 2;
+    }
+  }
+  if (root.empty() || (preset != "tiny" && preset != "sdxl-width") ||
+      (dtype_name != "f32" && dtype_name != "f16" && dtype_name != "bf16")) {
+    usage();
+    return 2;
+  }
+  try {
+    using namespace sdxlhost::tools;
+    const SdxlSpec spec = preset == "tiny" ? tiny_spec() : sdxl_width_spec();
+    const at::ScalarType dtype = dtype_name == "f16"    ? at::kHalf
+                                 : dtype_name == "bf16" ? at::kBFloat16
+                                                        : at::kFloat;
+    const SdxlWeights weights = make_weights(spec, seed, dtype);
+    const fs::path checkpoints = root / "checkpoints";
+    write_diffusers_folder(checkpoints / name, spec, weights, shared / "goldens" / "models" / "tiny_sdxl");
+    write_single_file(checkpoints / (name + "-single.safetensors"), weights);
+    std::cout << "wrote " << (checkpoints / name).string() << "/ and "
+              << (checkpoints / (name + "-single.safetensors")).string() << " (" << spec.name
+              << ", seed " << seed << ")\n";
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "make_tiny_sdxl: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,57 @@
+#pragma once
+/// @file tiny_sdxl_model.hpp
+/// Random-weight SDXL-architecture models for tests, the demo and benchmarks, written in both
+/// layouts users have: a diffusers folder (model_index.json, unet/, vae/, text_encoder/,
+/// text_encoder_2/, tokenizer/, tokenizer_2/, scheduler/, each with its config) and a single-file
+/// checkpoint with the original (LDM/SGM) key names. Weights are deterministic for a seed.
+/// The attention heads are 64 wide everywhere (as in SDXL), so a single file's config can be
+/// inferred from its shapes and gives the same model as the folder.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "sdxlhost/nn/tensor_map.hpp"
+#include "sdxlhost/nn/unet.hpp"
+#include "sdxlhost/nn/vae.hpp"
+
+namespace sdxlhost::tools {
+
+/// What to build: the four model configs.
+struct SdxlSpec {
+  std::string name;              ///< "tiny" or "sdxl-width"
+  nn::UNetConfig unet;
+  nn::VaeConfig vae;
+  nlohmann::json text_encoder;    ///< transformers CLIPTextConfig (config.json)
+  nlohmann::json text_encoder_2;  ///< transformers CLIPTextConfig with projection_dim
+};
+
+/// The default tiny model: UNet (32, 64) channels, 2 + 1 transformer blocks, cross-attention 128,
+/// text encoders of width 64 (one 64-wide head, 2 layers, vocab 1000), the 2-level tiny VAE.
+SdxlSpec tiny_spec();
+/// SDXL base widths (320/640/1280 channels, 5/10/20 heads, cross-attention 2048, full SDXL VAE)
+/// with one transformer block per attention instead of 2/10, to benchmark real layer sizes
+/// without 10 GB of weights. Text encoders stay tiny.
+SdxlSpec sdxl_width_spec();
+
+/// The weights of every component (diffusers / transformers key names).
+struct SdxlWeights {
+  nn::TensorMap unet, vae, text_encoder, text_encoder_2;
+};
+
+/// Deterministic random weights for `spec` (PyTorch-like init: uniform +-1/sqrt(fan_in) for
+/// matrices and biases, ones for norm scales), stored as `dtype`.
+SdxlWeights make_weights(const SdxlSpec& spec, std::uint64_t seed, at::ScalarType dtype = at::kFloat);
+
+/// Writes a diffusers pipeline folder to `dir` (created). The tokenizers (the tiny 1000-token
+/// vocab) are copied from `goldens_tokenizer_dir`/{tokenizer,tokenizer_2} (the shared goldens'
+/// models/tiny_sdxl). Throws sdk::Error(OutputError) on I/O failure.
+void write_diffusers_folder(const std::filesystem::path& dir, const SdxlSpec& spec,
+                            const SdxlWeights& weights,
+                            const std::filesystem::path& goldens_tokenizer_dir);
+/// Writes one single-file checkpoint with LDM/SGM key names (model.diffusion_model., ...).
+void write_single_file(const std::filesystem::path& file, const SdxlWeights& weights);
+
+}  // namespace sdxlhost::tools
