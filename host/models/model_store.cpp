@@ -4,18 +4,25 @@
 #include <future>
 #include <utility>
 
-#include <spdlog/spdlog.h>
+#include <spdlog/logger.h>
 
 #include "host/plugins/plugin_manager.hpp"
+#include "host/runtime/logging.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
 namespace sdxlhost::host {
 
 namespace fs = std::filesystem;
+
+namespace {
+/// This component's logger (stderr; stdout belongs to --stdio mode).
+std::shared_ptr<spdlog::logger> logger() { return component_logger("models"); }
+}  // namespace
 using sdk::Error;
 using sdk::ErrorCode;
 
 namespace {
+
 
 constexpr const char* kKinds[] = {sdk::kCheckpoints, sdk::kLoras, sdk::kControlnet, sdk::kVae,
                                   sdk::kUpscalers};
@@ -211,11 +218,11 @@ void ModelStore::evict_to_budget(std::vector<std::shared_ptr<Entry>>& evicted) {
     auto victim = std::find_if(lru_.rbegin(), lru_.rend(),
                                [&](const std::string& key) { return !entries_.at(key)->in_use(); });
     if (victim == lru_.rend()) {
-      spdlog::warn("models: cache over budget, but every loaded model is in use");
+      logger()->warn("cache over budget, but every loaded model is in use");
       return;
     }
     const std::string key = *victim;
-    spdlog::info("models: evicting {} '{}' ({})", entries_[key]->kind, entries_[key]->name,
+    logger()->info("evicting {} '{}' ({})", entries_[key]->kind, entries_[key]->name,
                  entries_[key]->variant);
     evicted.push_back(entries_[key]);
     entries_.erase(key);

@@ -7,15 +7,21 @@
 #include <utility>
 
 #include <boost/dll/shared_library.hpp>
-#include <spdlog/spdlog.h>
+#include <spdlog/logger.h>
 
 #include "sdxlhost/sdk/abi.hpp"
+#include "host/runtime/logging.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/plugin.hpp"
 
 namespace sdxlhost::host {
 
 namespace fs = std::filesystem;
+
+namespace {
+/// This component's logger (stderr; stdout belongs to --stdio mode).
+std::shared_ptr<spdlog::logger> logger() { return component_logger("plugins"); }
+}  // namespace
 
 /// One mapped plugin library. Shared by every snapshot that uses it; unmapped when the last
 /// reference (snapshot, stage pointer, cached model anchor) goes.
@@ -44,15 +50,16 @@ struct PluginInstance {
     try {
       plugin->shutdown();
     } catch (const std::exception& e) {
-      spdlog::warn("plugins: '{}' threw in shutdown(): {}", info.name, e.what());
+      logger()->warn("'{}' threw in shutdown(): {}", info.name, e.what());
     } catch (...) {
-      spdlog::warn("plugins: '{}' threw a non-standard exception in shutdown()", info.name);
+      logger()->warn("'{}' threw a non-standard exception in shutdown()", info.name);
     }
     plugin.reset();
   }
 };
 
 namespace {
+
 
 constexpr const char* kAbiSymbol = "sdxlhost_abi_version";
 constexpr const char* kBuildIdSymbol = "sdxlhost_build_id";
@@ -74,7 +81,7 @@ std::vector<fs::path> plugin_files(const fs::path& dir) {
   std::vector<fs::path> files;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
-    spdlog::warn("plugins: plugin directory '{}' does not exist; no plugins loaded", dir.string());
+    logger()->warn("plugin directory '{}' does not exist; no plugins loaded", dir.string());
     return files;
   }
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
@@ -116,11 +123,11 @@ std::shared_ptr<sdk::Plugin> create_checked(const boost::dll::shared_library& li
 
 void log_record(const PluginRecord& record) {
   if (record.state == "loaded")
-    spdlog::info("plugins: loaded '{}' {} from {}", record.name, record.version, record.file.string());
+    logger()->info("loaded '{}' {} from {}", record.name, record.version, record.file.string());
   else if (record.state == "disabled")
-    spdlog::info("plugins: '{}' is disabled ({})", record.name, record.reason);
+    logger()->info("'{}' is disabled ({})", record.name, record.reason);
   else
-    spdlog::error("plugins: '{}' failed: {}{}", record.name, record.reason,
+    logger()->error("'{}' failed: {}{}", record.name, record.reason,
                   record.file.empty() ? "" : " [" + record.file.string() + "]");
 }
 
