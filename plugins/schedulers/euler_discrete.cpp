@@ -1,0 +1,91 @@
+// EulerDiscreteScheduler (diffusers 0.36.0): first-order Euler on the sigma (k-diffusion) ODE.
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "scheduler_common.hpp"
+#include "schedulers.hpp"
+
+namespace sdxlhost::schedulers {
+namespace {
+
+class EulerDiscrete final : public SigmaFamilyScheduler {
+ public:
+  explicit EulerDiscrete(const nlohmann::json& input)
+      : SigmaFamilyScheduler("EulerDiscreteScheduler", {}, {}, false) {
+    OptionReader r(input, class_name_);
+    train_ = read_train_schedule(r, BetaDefaults{});
+    prediction_type_ = r.choice("prediction_type", "epsilon", {"epsilon", "v_prediction", "sample"});
+    interpolation_ = r.choice("interpolation_type", "linear", {"linear", "log_linear"});
+    karras_ = r.flag("use_karras_sigmas", false);
+    r.unsupported_flag("use_exponential_sigmas");
+    r.unsupported_flag("use_beta_sigmas");
+    sigma_min_ = r.optional_number("sigma_min");
+    sigma_max_ = r.optional_number("sigma_max");
+    spacing_ = read_spacing(r, "linspace");
+    steps_offset_ = r.effective().at("steps_offset").get<int>();
+    timestep_type_ = r.choice("timestep_type", "discrete", {"discrete", "continuous"});
+    final_sigmas_type_ = r.choice("final_sigmas_type", "zero", {"zero", "sigma_min"});
+    config_ = r.effective();
+  }
+
+  int order() const override { return 1; }
+
+  void set_timesteps(int n) override {
+    std::vector<double> timesteps = sigma_family_timesteps(spacing_, steps_offset_, train_.num_train_timesteps, n);
+    const std::vector<double> table = sigma_table_f64(train_);
+    std::vector<double> sigmas;
+    if (interpolation_ == "linear") {
+      for (double t : timesteps) sigmas.push_back(interp_on_index(t, table));
+    } else {  // log_linear: torch.linspace over log sigma, float32, exp in float32
+      for (float v : torch_linspace_f32(std::log(table.back()), std::log(table.front()), n + 1))
+        sigmas.push_back(std::exp(v));
+    }
+    if (karras_) {
+      const double lo = sigma_min_.is_number() ? sigma_min_.get<double>() : sigmas.back();
+      const double hi = sigma_max_.is_number() ? sigma_max_.get<double>() : sigmas.front();
+      sigmas = karras_sigmas(lo, hi, n);
+      timesteps.clear();
+      for (double s : sigmas) timesteps.push_back(static_cast<float>(sigma_to_t(s, train_.log_sigmas)));
+    }
+    std::vector<float> rounded;
+    for (double s : sigmas) rounded.push_back(static_cast<float>(s));
+    rounded.push_back(final_sigmas_type_ == "sigma_min" ? train_.sigmas.front() : 0.0f);
+    if (timestep_type_ == "continuous" && prediction_type_ == "v_prediction") {
+      timesteps.clear();
+      for (size_t i = 0; i + 1 < rounded.size(); ++i) timesteps.push_back(0.25f * std::log(rounded[i]));
+    }
+    store_schedule(std::move(timesteps), at::kFloat, std::move(rounded));
+    num_inference_steps_ = n;
+  }
+
+  at::Tensor step(const at::Tensor& model_output, const at::Tensor& timestep, const at::Tensor& sample_in,
+                  sdk::NoiseSource&) override {
+    const int i = step_index_for(timestep);
+    const at::Tensor sample = sample_in.to(at::kFloat);
+    const float sigma = sigmas_.at(i);
+    const float sigma_hat = sigma * 1.0f;  // s_churn = 0: gamma = 0
+    const at::Tensor pred_original = predict_original(model_output, sample, sigma);
+    const at::Tensor derivative = at::div(sample - pred_original, static_cast<double>(sigma_hat));
+    const float dt = sigmas_.at(i + 1) - sigma_hat;
+    at::Tensor prev = sample + scaled(derivative, dt);
+    step_index_ = i + 1;
+    return prev.to(model_output.scalar_type());
+  }
+
+ private:
+  std::string interpolation_;
+  bool karras_ = false;
+  nlohmann::json sigma_min_, sigma_max_;
+  int steps_offset_ = 0;
+  std::string timestep_type_;
+  std::string final_sigmas_type_;
+};
+
+}  // namespace
+
+std::unique_ptr<sdk::Scheduler> make_euler_discrete(const nlohmann::json& config) {
+  return std::make_unique<EulerDiscrete>(config);
+}
+
+}  // namespace sdxlhost::schedulers

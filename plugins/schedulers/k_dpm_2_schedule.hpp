@@ -1,0 +1,34 @@
+#pragma once
+/// @file k_dpm_2_schedule.hpp
+/// Schedule pieces KDPM2DiscreteScheduler and KDPM2AncestralDiscreteScheduler share.
+
+#include <string>
+#include <vector>
+
+#include "schedule_tables.hpp"
+
+namespace sdxlhost::schedulers {
+
+/// The n timesteps and n+1 sigmas (last 0) both KDPM2 variants start from; `float64_timesteps`
+/// tells whether diffusers holds the timesteps as float64 (karras: rounded numpy values).
+struct KDpm2Base {
+  std::vector<double> timesteps;
+  std::vector<float> sigmas;
+  bool float64_timesteps = false;
+};
+
+/// Spacing, interpolation and (optionally) the karras ramp with rounded timesteps.
+KDpm2Base k_dpm_2_base(const TrainSchedule& train, const std::string& spacing, int steps_offset, bool karras,
+                       int n);
+
+/// exp(lerp(log a, log b, 0.5)) in float32 as torch computes it (weight 0.5 takes torch's
+/// `end - (end - start) * 0.5` branch).
+float log_midpoint(float a, float b);
+
+/// [x0, x1, x1, x2, x2, ..., xn, xn, xn]: diffusers' interleaving of per-sigma values.
+std::vector<float> interleave_pairs(const std::vector<float>& values);
+
+/// Rounds a timestep to the dtype diffusers holds it in.
+double timestep_value(double t, bool float64);
+
+}  // namespace sdxlhost::schedulers

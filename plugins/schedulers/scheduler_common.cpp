@@ -1,0 +1,254 @@
+#include "scheduler_common.hpp"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "sdxlhost/sdk/error.hpp"
+
+namespace sdxlhost::schedulers {
+
+TrainSchedule read_train_schedule(OptionReader& reader, const BetaDefaults& defaults) {
+  reader.integer("num_train_timesteps", 1000, 2, 100000);
+  reader.number("beta_start", defaults.beta_start, 1e-12, 0.999);
+  reader.number("beta_end", defaults.beta_end, 1e-12, 0.999);
+  reader.choice("beta_schedule", defaults.beta_schedule, defaults.allowed_schedules);
+  const nlohmann::json trained = reader.trained_betas();
+  if (trained.is_array()) reader.set("num_train_timesteps", static_cast<int>(trained.size()));
+  if (defaults.has_rescale_zero_snr) reader.flag("rescale_betas_zero_snr", false);
+  return make_train_schedule(reader.effective());
+}
+
+std::string read_spacing(OptionReader& reader, const std::string& fallback) {
+  reader.integer("steps_offset", 0, 0, 1000);
+  return reader.choice("timestep_spacing", fallback, {"linspace", "leading", "trailing"});
+}
+
+std::vector<double> sigma_family_timesteps(const std::string& spacing, int steps_offset,
+                                           int num_train_timesteps, int n) {
+  std::vector<double> out;
+  if (spacing == "linspace") {
+    for (double v : numpy_linspace(0, num_train_timesteps - 1, n)) out.push_back(static_cast<float>(v));
+    std::reverse(out.begin(), out.end());
+  } else if (spacing == "leading") {
+    const int step_ratio = num_train_timesteps / n;
+    for (int i = n - 1; i >= 0; --i)
+      out.push_back(static_cast<float>(static_cast<float>(i * step_ratio) + static_cast<float>(steps_offset)));
+  } else {  // trailing
+    const double step_ratio = static_cast<double>(num_train_timesteps) / n;
+    for (double v : numpy_arange_down(num_train_timesteps, 0, -step_ratio))
+      out.push_back(static_cast<float>(numpy_round(v)) - 1.0f);
+  }
+  return out;
+}
+
+at::Tensor scaled(const at::Tensor& t, float c) { return at::mul(t, static_cast<double>(c)); }
+
+at::Tensor combine(std::initializer_list<std::pair<float, at::Tensor>> terms) {
+  at::Tensor sum;
+  for (const auto& [c, t] : terms) {
+    if (!t.defined()) continue;
+    const at::Tensor term = scaled(t, c);
+    sum = sum.defined() ? sum + term : term;
+  }
+  return sum;
+}
+
+at::Tensor draw_noise(sdk::NoiseSource& noise, const at::Tensor& like, at::ScalarType dtype) {
+  at::Tensor drawn = noise.randn(like.sizes());
+  if (!drawn.defined() || drawn.sizes() != like.sizes())
+    throw sdk::Error(sdk::ErrorCode::InternalError, "noise source returned a tensor of the wrong shape");
+  return drawn.to(like.device(), dtype);
+}
+
+// ---- SchedulerBase ------------------------------------------------------------------------
+
+SchedulerBase::SchedulerBase(std::string class_name, nlohmann::json config, TrainSchedule train,
+                             bool last_index_when_missing)
+    : class_name_(std::move(class_name)),
+      config_(std::move(config)),
+      train_(std::move(train)),
+      last_index_when_missing_(last_index_when_missing) {}
+
+at::Tensor SchedulerBase::timesteps() const {
+  at::Tensor out = at::empty({static_cast<int64_t>(timesteps_.size())}, at::TensorOptions().dtype(timestep_dtype_));
+  for (size_t i = 0; i < timesteps_.size(); ++i) {
+    if (timestep_dtype_ == at::kLong) out.data_ptr<int64_t>()[i] = static_cast<int64_t>(timesteps_[i]);
+    else if (timestep_dtype_ == at::kDouble) out.data_ptr<double>()[i] = timesteps_[i];
+    else out.data_ptr<float>()[i] = static_cast<float>(timesteps_[i]);
+  }
+  return out;
+}
+
+at::Tensor SchedulerBase::sigmas() const {
+  at::Tensor out = at::empty({static_cast<int64_t>(sigmas_.size())}, at::TensorOptions().dtype(at::kFloat));
+  std::copy(sigmas_.begin(), sigmas_.end(), out.data_ptr<float>());
+  return out;
+}
+
+void SchedulerBase::set_begin_index(int begin_index) {
+  if (begin_index < 0 || begin_index >= static_cast<int>(timesteps_.size()))
+    throw sdk::Error(sdk::ErrorCode::ValidationError,
+                     class_name_ + ": begin index " + std::to_string(begin_index) +
+                         " is outside the schedule of " + std::to_string(timesteps_.size()) + " timesteps");
+  begin_index_ = begin_index;
+}
+
+void SchedulerBase::store_schedule(std::vector<double> timesteps, at::ScalarType timestep_dtype,
+                                   std::vector<float> sigmas) {
+  timesteps_ = std::move(timesteps);
+  timestep_dtype_ = timestep_dtype;
+  sigmas_ = std::move(sigmas);
+  step_index_ = -1;
+  begin_index_ = -1;
+}
+
+void SchedulerBase::require_timesteps() const {
+  if (timesteps_.empty())
+    throw sdk::Error(sdk::ErrorCode::InternalError, class_name_ + ": set_timesteps() must run before stepping");
+}
+
+int SchedulerBase::index_for_timestep(double t) const {
+  std::vector<int> matches;
+  for (size_t i = 0; i < timesteps_.size(); ++i)
+    if (timesteps_[i] == t) matches.push_back(static_cast<int>(i));
+  if (matches.empty()) {
+    if (last_index_when_missing_) return static_cast<int>(timesteps_.size()) - 1;
+    throw sdk::Error(sdk::ErrorCode::InternalError,
+                     class_name_ + ": timestep " + std::to_string(t) + " is not in the schedule");
+  }
+  return matches.size() > 1 ? matches[1] : matches[0];
+}
+
+int SchedulerBase::step_index_for(const at::Tensor& timestep) {
+  require_timesteps();
+  if (step_index_ < 0) {
+    step_index_ = begin_index_ >= 0 ? begin_index_ : index_for_timestep(timestep.item<double>());
+  }
+  return step_index_;
+}
+
+std::vector<int> SchedulerBase::noise_indices(const at::Tensor& timesteps) const {
+  require_timesteps();
+  const at::Tensor flat = timesteps.reshape({-1}).to(at::kDouble).cpu();
+  std::vector<int> indices;
+  for (int64_t i = 0; i < flat.numel(); ++i) {
+    if (begin_index_ < 0) indices.push_back(index_for_timestep(flat.data_ptr<double>()[i]));
+    else indices.push_back(step_index_ >= 0 ? step_index_ : begin_index_);
+  }
+  return indices;
+}
+
+at::Tensor SchedulerBase::per_batch(const std::vector<float>& values, const at::Tensor& like) {
+  at::Tensor t = at::empty({static_cast<int64_t>(values.size())}, at::TensorOptions().dtype(at::kFloat));
+  std::copy(values.begin(), values.end(), t.data_ptr<float>());
+  t = t.to(like.device(), like.scalar_type());
+  while (t.dim() < like.dim()) t = t.unsqueeze(-1);
+  return t;
+}
+
+// ---- SigmaFamilyScheduler -----------------------------------------------------------------
+
+double SigmaFamilyScheduler::init_noise_sigma() const {
+  float max_sigma = 0.0f;
+  for (float s : sigmas_) max_sigma = std::max(max_sigma, s);
+  if (spacing_ == "linspace" || spacing_ == "trailing") return max_sigma;
+  return std::sqrt(max_sigma * max_sigma + 1.0f);
+}
+
+at::Tensor SigmaFamilyScheduler::scale_model_input(const at::Tensor& sample, const at::Tensor& timestep) {
+  const float sigma = input_sigma(step_index_for(timestep));
+  return at::div(sample, static_cast<double>(std::sqrt(sigma * sigma + 1.0f)));
+}
+
+at::Tensor SigmaFamilyScheduler::add_noise(const at::Tensor& original, const at::Tensor& noise,
+                                           const at::Tensor& timesteps) {
+  std::vector<float> sigma;
+  for (int index : noise_indices(timesteps)) sigma.push_back(sigmas_.at(index));
+  return original + noise * per_batch(sigma, original);
+}
+
+at::Tensor SigmaFamilyScheduler::predict_original(const at::Tensor& model_output, const at::Tensor& sample,
+                                                  float sigma) const {
+  if (prediction_type_ == "epsilon") return sample - scaled(model_output, sigma);
+  if (prediction_type_ == "v_prediction") {
+    const float c = sigma * sigma + 1.0f;
+    return scaled(model_output, -sigma / std::sqrt(c)) + at::div(sample, static_cast<double>(c));
+  }
+  return model_output;  // "sample"
+}
+
+// ---- AlphaSigmaFamilyScheduler ------------------------------------------------------------
+
+at::Tensor AlphaSigmaFamilyScheduler::scale_model_input(const at::Tensor& sample, const at::Tensor&) {
+  return sample;
+}
+
+std::pair<float, float> AlphaSigmaFamilyScheduler::alpha_sigma(float sigma) {
+  const float alpha = 1.0f / std::sqrt(sigma * sigma + 1.0f);
+  return {alpha, sigma * alpha};
+}
+
+float AlphaSigmaFamilyScheduler::lambda_at(int index) const {
+  const auto [alpha, sigma] = alpha_sigma(sigmas_.at(index));
+  return std::log(alpha) - std::log(sigma);
+}
+
+at::Tensor AlphaSigmaFamilyScheduler::add_noise(const at::Tensor& original, const at::Tensor& noise,
+                                                const at::Tensor& timesteps) {
+  std::vector<float> alphas, sigmas;
+  for (int index : noise_indices(timesteps)) {
+    const auto [alpha, sigma] = alpha_sigma(sigmas_.at(index));
+    alphas.push_back(alpha);
+    sigmas.push_back(sigma);
+  }
+  return per_batch(alphas, original) * original + per_batch(sigmas, original) * noise;
+}
+
+float AlphaSigmaFamilyScheduler::final_sigma(const std::string& final_sigmas_type) const {
+  return final_sigmas_type == "sigma_min" ? train_.sigmas.front() : 0.0f;
+}
+
+void AlphaSigmaFamilyScheduler::store_with_final_sigma(const std::vector<double>& timesteps,
+                                                       const std::vector<double>& sigmas, double sigma_last) {
+  std::vector<float> rounded;
+  for (double s : sigmas) rounded.push_back(static_cast<float>(s));
+  rounded.push_back(static_cast<float>(sigma_last));
+  std::vector<double> ints;
+  for (double t : timesteps) ints.push_back(static_cast<double>(static_cast<int64_t>(t)));
+  store_schedule(std::move(ints), at::kLong, std::move(rounded));
+  num_inference_steps_ = static_cast<int>(timesteps_.size());
+}
+
+std::vector<double> AlphaSigmaFamilyScheduler::dpm_timesteps(const std::string& spacing, int steps_offset,
+                                                             int num_train_timesteps, int last_timestep,
+                                                             int n) {
+  std::vector<double> out;
+  if (spacing == "linspace") {
+    const std::vector<double> points = numpy_linspace(0, last_timestep - 1, n + 1);
+    for (int i = n; i >= 1; --i) out.push_back(numpy_round(points[i]));
+  } else if (spacing == "leading") {
+    const int step_ratio = last_timestep / (n + 1);
+    for (int i = n; i >= 1; --i) out.push_back(static_cast<double>(i * step_ratio + steps_offset));
+  } else {  // trailing
+    const double step_ratio = static_cast<double>(num_train_timesteps) / n;
+    for (double v : numpy_arange_down(last_timestep, 0, -step_ratio))
+      out.push_back(static_cast<double>(static_cast<int64_t>(numpy_round(v)) - 1));
+  }
+  return out;
+}
+
+std::vector<double> AlphaSigmaFamilyScheduler::dpm_sigmas(std::vector<double>& timesteps, bool karras) const {
+  const std::vector<double> table = sigma_table_f64(train_);
+  std::vector<double> sigmas;
+  if (karras) {
+    sigmas = karras_sigmas(table.front(), table.back(), static_cast<int>(timesteps.size()));
+    timesteps.clear();
+    for (double s : sigmas) timesteps.push_back(numpy_round(sigma_to_t(s, train_.log_sigmas)));
+  } else {
+    for (double t : timesteps) sigmas.push_back(interp_on_index(t, table));
+  }
+  return sigmas;
+}
+
+}  // namespace sdxlhost::schedulers

@@ -1,0 +1,144 @@
+#pragma once
+/// @file scheduler_common.hpp
+/// Pieces the ten schedulers share: the step-index bookkeeping of diffusers' schedulers, the
+/// sigma-based family (Euler, Heun, KDPM2, LMS: `x / sqrt(sigma^2 + 1)` inputs, float32
+/// timesteps) and the alpha/sigma family (DPM-Solver, UniPC: identity inputs, int64 timesteps).
+/// Scalar coefficients are computed in float32 in the order torch evaluates diffusers'
+/// expressions; tensors are touched only through ATen ops, so any device/dtype works.
+
+#include <ATen/core/Tensor.h>
+
+#include <initializer_list>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "schedule_tables.hpp"
+#include "scheduler_options.hpp"
+#include "sdxlhost/sdk/scheduler.hpp"
+
+namespace sdxlhost::schedulers {
+
+/// Defaults of a class' beta options (diffusers' __init__ signature).
+struct BetaDefaults {
+  double beta_start = 0.0001;
+  double beta_end = 0.02;
+  std::string beta_schedule = "linear";
+  std::vector<std::string> allowed_schedules = {"linear", "scaled_linear", "squaredcos_cap_v2"};
+  bool has_rescale_zero_snr = true;
+};
+
+/// Reads num_train_timesteps / beta_* / trained_betas (/ rescale_betas_zero_snr) and builds
+/// the float32 training schedule.
+TrainSchedule read_train_schedule(OptionReader& reader, const BetaDefaults& defaults);
+
+/// `timestep_spacing` + `steps_offset` with the class default spacing.
+std::string read_spacing(OptionReader& reader, const std::string& fallback);
+
+/// Timesteps of the sigma family (Euler, Heun, KDPM2, LMS): float32 values.
+std::vector<double> sigma_family_timesteps(const std::string& spacing, int steps_offset,
+                                           int num_train_timesteps, int n);
+
+/// `tensor * c` (c a float32 value; computed in the tensor's dtype).
+at::Tensor scaled(const at::Tensor& t, float c);
+
+/// `c0 * t0 + c1 * t1 + ...`, summed left to right (how torch evaluates diffusers' update
+/// expressions; a subtraction is a negative coefficient, which rounds identically).
+at::Tensor combine(std::initializer_list<std::pair<float, at::Tensor>> terms);
+
+/// Draws standard-normal noise shaped like `like`, on its device and in `dtype`.
+at::Tensor draw_noise(sdk::NoiseSource& noise, const at::Tensor& like, at::ScalarType dtype);
+
+/// State and bookkeeping common to every scheduler.
+class SchedulerBase : public sdk::Scheduler {
+ public:
+  std::string class_name() const override { return class_name_; }
+  const nlohmann::json& config() const override { return config_; }
+  at::Tensor timesteps() const override;
+  at::Tensor sigmas() const override;
+  void set_begin_index(int begin_index) override;
+
+ protected:
+  SchedulerBase(std::string class_name, nlohmann::json config, TrainSchedule train,
+                bool last_index_when_missing);
+
+  /// Stores the schedule set_timesteps computed and resets the step index.
+  void store_schedule(std::vector<double> timesteps, at::ScalarType timestep_dtype,
+                      std::vector<float> sigmas);
+  /// diffusers' `_init_step_index` then `step_index`.
+  int step_index_for(const at::Tensor& timestep);
+  /// diffusers' `index_for_timestep`.
+  int index_for_timestep(double t) const;
+  /// Throws unless set_timesteps ran.
+  void require_timesteps() const;
+  /// Step indices of add_noise's timesteps (begin_index, step_index or a lookup each).
+  std::vector<int> noise_indices(const at::Tensor& timesteps) const;
+  /// A [B, 1, 1, ...] (or scalar) tensor of per-batch values for broadcasting over `like`.
+  static at::Tensor per_batch(const std::vector<float>& values, const at::Tensor& like);
+
+  std::string class_name_;
+  nlohmann::json config_;
+  TrainSchedule train_;
+  std::vector<double> timesteps_;
+  at::ScalarType timestep_dtype_ = at::kFloat;
+  std::vector<float> sigmas_;
+  int num_inference_steps_ = 0;
+  int step_index_ = -1;
+  int begin_index_ = -1;
+  bool last_index_when_missing_ = false;
+};
+
+/// Euler, Euler a, Heun, KDPM2 (a), LMS: sigma-scaled inputs, `x + noise * sigma` img2img.
+class SigmaFamilyScheduler : public SchedulerBase {
+ public:
+  double init_noise_sigma() const override;
+  at::Tensor scale_model_input(const at::Tensor& sample, const at::Tensor& timestep) override;
+  at::Tensor add_noise(const at::Tensor& original, const at::Tensor& noise,
+                       const at::Tensor& timesteps) override;
+
+ protected:
+  using SchedulerBase::SchedulerBase;
+  /// The sigma scale_model_input divides by at `index` (KDPM2 uses interpolated sigmas).
+  virtual float input_sigma(int index) const { return sigmas_.at(index); }
+  /// x0 prediction from the model output at `sigma` (epsilon / v_prediction / sample).
+  at::Tensor predict_original(const at::Tensor& model_output, const at::Tensor& sample,
+                              float sigma) const;
+  std::string prediction_type_;
+  std::string spacing_;
+};
+
+/// DPM-Solver (multi/single step) and UniPC: identity inputs, alpha_t x + sigma_t noise.
+class AlphaSigmaFamilyScheduler : public SchedulerBase {
+ public:
+  double init_noise_sigma() const override { return 1.0; }
+  at::Tensor scale_model_input(const at::Tensor& sample, const at::Tensor& timestep) override;
+  at::Tensor add_noise(const at::Tensor& original, const at::Tensor& noise,
+                       const at::Tensor& timesteps) override;
+
+ protected:
+  using SchedulerBase::SchedulerBase;
+  /// (alpha_t, sigma_t) of a sigma, float32 like diffusers' `_sigma_to_alpha_sigma_t`.
+  static std::pair<float, float> alpha_sigma(float sigma);
+  /// log(alpha_t) - log(sigma_t) of the schedule entry `index`.
+  float lambda_at(int index) const;
+  /// alpha_t of entry `index`.
+  float alpha_at(int index) const { return alpha_sigma(sigmas_.at(index)).first; }
+  /// sigma_t of entry `index`.
+  float sigma_t_at(int index) const { return alpha_sigma(sigmas_.at(index)).second; }
+  /// The last sigma for `final_sigmas_type` "zero" (0) or "sigma_min" (the table's first).
+  float final_sigma(const std::string& final_sigmas_type) const;
+  /// Appends `sigma_last`, rounds the sigmas to float32 and stores the int64 schedule.
+  void store_with_final_sigma(const std::vector<double>& timesteps, const std::vector<double>& sigmas,
+                              double sigma_last);
+  /// Timesteps for `spacing` over [0, last_timestep) with `num + 1` points, the last dropped
+  /// (DPM-Solver multistep / UniPC), plus `steps_offset` for "leading".
+  static std::vector<double> dpm_timesteps(const std::string& spacing, int steps_offset,
+                                           int num_train_timesteps, int last_timestep, int n);
+  /// Sigmas for int timesteps: karras ramp over the full table, or linear interpolation.
+  /// Replaces `timesteps` with the karras ones when `karras`.
+  std::vector<double> dpm_sigmas(std::vector<double>& timesteps, bool karras) const;
+};
+
+}  // namespace sdxlhost::schedulers

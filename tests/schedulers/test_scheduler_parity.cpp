@@ -1,0 +1,258 @@
+// Parity with diffusers 0.36.0: reproduces every record of a scheduler goldens directory
+// (default ${SDXLHOST_SHARED_DIR}/goldens/schedulers; SDXLHOST_SCHEDULER_GOLDENS overrides)
+// through the built schedulers plugin: timesteps, sigmas, init_noise_sigma, every step's model
+// input and sample, the final sample, txt2img and img2img, with recorded noise injected.
+// Tolerance (README): |x - ref| <= 1e-5 * max(1, |ref|); schedules within 1 float32 ulp.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include "golden_json.hpp"
+#include "scheduler_plugin_loader.hpp"
+#include "sdxlhost/nn/scheduler_defaults.hpp"
+#include "sdxlhost/sdk/error.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace sdxlhost;
+
+namespace {
+
+constexpr double kSampleTolerance = 1e-5;      // relative to max(1, |ref|)
+constexpr double kScheduleTolerance = 2.4e-7;  // 1 float32 ulp, relative
+
+fs::path goldens_dir() {
+  if (const char* dir = std::getenv("SDXLHOST_SCHEDULER_GOLDENS"); dir && *dir) return dir;
+  const char* shared = std::getenv("SDXLHOST_SHARED_DIR");
+  return fs::path(shared && *shared ? shared : SDXLHOST_SHARED_DIR) / "goldens" / "schedulers";
+}
+
+std::vector<int64_t> shape_of(const json& tensor) { return tensor.at("shape").get<std::vector<int64_t>>(); }
+
+at::Tensor tensor_from(const json& flat, const std::vector<int64_t>& shape) {
+  std::vector<float> values;
+  values.reserve(flat.size());
+  for (const auto& v : flat) values.push_back(v.get<float>());
+  at::Tensor t = at::empty({static_cast<int64_t>(values.size())}, at::kFloat);
+  std::copy(values.begin(), values.end(), t.data_ptr<float>());
+  return t.reshape(shape);
+}
+
+at::Tensor tensor_from(const json& tensor) { return tensor_from(tensor.at("data"), shape_of(tensor)); }
+
+/// max |x - ref| / max(1, |ref|).
+double relative_error(const at::Tensor& x, const at::Tensor& ref) {
+  if (x.sizes() != ref.sizes()) return INFINITY;
+  const at::Tensor a = x.to(at::kDouble).reshape({-1}), b = ref.to(at::kDouble).reshape({-1});
+  return ((a - b).abs() / b.abs().clamp_min(1.0)).max().item<double>();
+}
+
+/// Feeds the recorded draws in order and checks each comes from the step that drew it.
+class RecordedNoise final : public sdk::NoiseSource {
+ public:
+  explicit RecordedNoise(const json& draws) {
+    for (const auto& d : draws) draws_.push_back(d);
+  }
+  at::Tensor randn(at::IntArrayRef shape) override {
+    if (draws_.empty()) throw std::runtime_error("scheduler drew more noise than recorded (step " + std::to_string(step) + ")");
+    const json draw = draws_.front();
+    draws_.pop_front();
+    if (draw.at("step").get<int>() != step)
+      throw std::runtime_error("noise drawn at step " + std::to_string(step) + ", recorded at step " +
+                               std::to_string(draw.at("step").get<int>()));
+    at::Tensor t = tensor_from(draw.at("data"), draw.at("shape").get<std::vector<int64_t>>());
+    if (t.sizes() != shape) throw std::runtime_error("noise shape differs from the record");
+    return t;
+  }
+  size_t left() const { return draws_.size(); }
+  int step = -1;
+
+ private:
+  std::deque<json> draws_;
+};
+
+/// Collects the failures and the worst error of one record.
+struct Outcome {
+  std::vector<std::string> failures;
+  double worst = 0;
+  void check(const std::string& what, double error, double tolerance) {
+    worst = std::max(worst, error);
+    if (!(error <= tolerance)) {
+      std::ostringstream msg;
+      msg << what << ": error " << error << " > " << tolerance;
+      failures.push_back(msg.str());
+    }
+  }
+  void fail(const std::string& what) { failures.push_back(what); }
+};
+
+void check_schedule(const json& rec, sdk::Scheduler& s, Outcome& out) {
+  const at::Tensor ts = s.timesteps();
+  const json& ref_ts = rec.at("timesteps");
+  const std::string dtype = ref_ts.at("dtype").get<std::string>();
+  const std::map<std::string, at::ScalarType> dtypes = {{"int64", at::kLong}, {"float32", at::kFloat}, {"float64", at::kDouble}};
+  if (!dtypes.count(dtype) || ts.scalar_type() != dtypes.at(dtype)) out.fail("timesteps dtype differs from " + dtype);
+  const auto& data = ref_ts.at("data");
+  if (ts.numel() != static_cast<int64_t>(data.size())) {
+    out.fail("timesteps length " + std::to_string(ts.numel()) + " != " + std::to_string(data.size()));
+    return;
+  }
+  const at::Tensor mine = ts.to(at::kDouble);
+  for (size_t i = 0; i < data.size(); ++i) {
+    const double ref = data[i].get<double>(), got = mine[i].item<double>();
+    if (dtype == "int64" ? got != ref : std::abs(got - ref) > kScheduleTolerance * std::max(1.0, std::abs(ref)))
+      out.fail("timesteps[" + std::to_string(i) + "] = " + std::to_string(got) + " != " + std::to_string(ref));
+  }
+  const at::Tensor sig = s.sigmas();
+  if (rec.contains("sigmas")) {
+    if (!sig.defined()) out.fail("no sigmas, record has some");
+    else out.check("sigmas", relative_error(sig, tensor_from(rec.at("sigmas"))) / 1.0, kScheduleTolerance * 1.01);
+  } else if (sig.defined()) {
+    out.fail("sigmas present, record has none");
+  }
+  const double ins = rec.at("init_noise_sigma").get<double>();
+  out.check("init_noise_sigma", std::abs(s.init_noise_sigma() - ins) / std::max(1.0, std::abs(ins)), kScheduleTolerance);
+  if (s.order() != rec.at("order").get<int>()) out.fail("order differs");
+}
+
+/// The keys both configs have agree (numbers to 1e-12 relative; -inf stored as null here).
+/// diffusers also keeps the keys a class ignores in its config, so only shared keys count.
+void check_effective_config(const json& rec, const sdk::Scheduler& s, Outcome& out) {
+  const json& ref = rec.at("effective_config");
+  const json& mine = s.config();
+  for (const auto& [key, value] : ref.items()) {
+    if (key.rfind('_', 0) == 0) continue;
+    if (!mine.contains(key)) continue;
+    const json& m = mine.at(key);
+    bool same = m == value;
+    if (value.is_number() && m.is_number())
+      same = std::abs(m.get<double>() - value.get<double>()) <= 1e-12 * std::max(1.0, std::abs(value.get<double>()));
+    if (value.is_string() && value.get<std::string>() == "-Infinity") same = m.is_null();
+    if (!same) out.fail("effective_config." + key + ": " + m.dump() + " != " + value.dump());
+  }
+}
+
+Outcome run_record(const json& rec, const json& base_config, sdk::Registries& registries) {
+  Outcome out;
+  const std::string name = rec.at("name").get<std::string>();
+  auto scheduler = registries.create_scheduler(name, base_config, rec.value("overrides", json::object()));
+  const int n = rec.at("num_inference_steps").get<int>();
+  scheduler->set_timesteps(n);
+  check_effective_config(rec, *scheduler, out);
+  check_schedule(rec, *scheduler, out);
+  if (!out.failures.empty()) return out;
+
+  const json& fake = rec.at("fake_model");
+  const double input_scale = fake.at("input_scale").get<double>();
+  const double t_coef = fake.at("t_coef").get<double>();
+  at::Tensor timesteps = scheduler->timesteps();
+  at::Tensor sample;
+  if (rec.contains("img2img")) {
+    const json& i2i = rec.at("img2img");
+    const double strength = i2i.at("strength").get<double>();
+    const int init_timestep = std::min(static_cast<int>(n * strength), n);
+    const int t_start = std::max(n - init_timestep, 0);
+    const int begin = t_start * scheduler->order();
+    if (t_start != i2i.at("t_start").get<int>() || begin != i2i.at("begin_index").get<int>())
+      out.fail("img2img t_start/begin_index differ from the record");
+    timesteps = timesteps.slice(0, begin);
+    scheduler->set_begin_index(begin);
+    const at::Tensor latent_timestep = timesteps.slice(0, 0, 1);
+    if (latent_timestep.to(at::kDouble).item<double>() != i2i.at("latent_timestep")[0].get<double>())
+      out.fail("latent timestep differs");
+    sample = scheduler->add_noise(tensor_from(i2i.at("init_latents")), tensor_from(i2i.at("noise")), latent_timestep);
+    out.check("add_noise", relative_error(sample, tensor_from(i2i.at("add_noise_output"))), kSampleTolerance);
+  } else {
+    sample = tensor_from(rec.at("x0")) * scheduler->init_noise_sigma();
+    out.check("initial_sample", relative_error(sample, tensor_from(rec.at("initial_sample"))), kSampleTolerance);
+  }
+  const auto shape = sample.sizes().vec();
+  const json& steps = rec.at("steps");
+  if (static_cast<int64_t>(steps.size()) != timesteps.numel())
+    out.fail("record has " + std::to_string(steps.size()) + " steps, schedule " + std::to_string(timesteps.numel()));
+  RecordedNoise noise(rec.value("noise_draws", json::array()));
+  for (int64_t k = 0; k < timesteps.numel() && k < static_cast<int64_t>(steps.size()); ++k) {
+    const at::Tensor t = timesteps[k];
+    const double t_value = t.to(at::kDouble).item<double>();
+    const double t_ref = steps[k].at("t").get<double>();
+    if (std::abs(t_value - t_ref) > kScheduleTolerance * std::max(1.0, std::abs(t_ref)))
+      out.fail("step " + std::to_string(k) + " timestep " + std::to_string(t_value) + " != " + std::to_string(t_ref));
+    const at::Tensor model_input = scheduler->scale_model_input(sample, t);
+    out.check("step " + std::to_string(k) + " model_input",
+              relative_error(model_input, tensor_from(steps[k].at("model_input"), shape)), kSampleTolerance);
+    const at::Tensor model_output =
+        at::add(at::mul(model_input, input_scale), static_cast<double>(static_cast<float>(t_coef * t_value / 1000.0)));
+    noise.step = static_cast<int>(k);
+    sample = scheduler->step(model_output, t, sample, noise);
+    out.check("step " + std::to_string(k) + " sample_after",
+              relative_error(sample, tensor_from(steps[k].at("sample_after"), shape)), kSampleTolerance);
+  }
+  if (noise.left() != 0) out.fail(std::to_string(noise.left()) + " recorded noise draws were not used");
+  out.check("final_sample", relative_error(sample, tensor_from(rec.at("final_sample"))), kSampleTolerance);
+  return out;
+}
+
+std::vector<fs::path> record_files(const fs::path& dir) {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.path().extension() == ".json" && name != "index.json" && name != "precision_study.json")
+      files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+}  // namespace
+
+TEST(SchedulerParity, EveryRecordWithinTolerance) {
+  const fs::path dir = goldens_dir();
+  ASSERT_TRUE(fs::is_directory(dir)) << "goldens directory missing: " << dir;
+  at::set_num_threads(1);
+  test::LoadedSchedulers loaded;
+  json base_config = nn::sdxl_scheduler_config();
+  if (fs::exists(dir / "index.json")) {
+    const json index = test::read_golden_json(dir / "index.json");
+    if (index.contains("sdxl_scheduler_config")) base_config = index.at("sdxl_scheduler_config");
+    for (const auto& f : index.value("files", json::array()))
+      EXPECT_TRUE(fs::exists(dir / f.at("file").get<std::string>())) << "index lists a missing record " << f.at("file");
+  }
+  const std::vector<fs::path> files = record_files(dir);
+  ASSERT_FALSE(files.empty()) << "no records in " << dir;
+  std::map<std::string, std::pair<double, int>> worst;  // scheduler -> (worst error, records)
+  int passed = 0;
+  for (const fs::path& file : files) {
+    Outcome out;
+    std::string name = "?";
+    try {
+      const json rec = test::read_golden_json(file);
+      name = rec.at("name").get<std::string>();
+      out = run_record(rec, base_config, loaded.registries());
+    } catch (const std::exception& e) {
+      out.fail(std::string("could not run the record: ") + e.what());
+    }
+    auto& w = worst[name];
+    w.first = std::max(w.first, out.worst);
+    ++w.second;
+    if (out.failures.empty()) ++passed;
+    std::string detail;
+    for (size_t i = 0; i < out.failures.size() && i < 5; ++i) detail += "\n    " + out.failures[i];
+    EXPECT_TRUE(out.failures.empty()) << file.filename().string() << ":" << detail;
+  }
+  std::cout << "\nscheduler parity: " << passed << "/" << files.size() << " records pass (" << dir.string() << ")\n"
+            << std::left << std::setw(36) << "scheduler" << std::setw(9) << "records" << "worst |x-ref|/max(1,|ref|)\n";
+  for (const auto& [name, w] : worst)
+    std::cout << std::setw(36) << name << std::setw(9) << w.second << std::scientific << std::setprecision(2) << w.first
+              << std::defaultfloat << "\n";
+}
