@@ -119,7 +119,7 @@ std::optional<FieldReader> FieldReader::child(const std::string& name) {
 
 void FieldReader::warn_unknown(std::vector<std::string>& warnings) const {
   for (const auto& [name, value] : object_.items())
-    if (!known_.count(name)) warnings.push_back("unknown field '" + path_of(name) + "' ignored by the host");
+    if (!known_.count(name)) warnings.push_back("unknown field '" + path_of(name) + "': not used by the host (passed to plugins as is)");
 }
 
 }  // namespace sdxlhost::host::protocol

@@ -42,6 +42,15 @@ void fold(json& data, const std::string& legacy, const std::string& section, con
   data[section][nested] = std::move(value);
 }
 
+/// Deep merge: objects merge key by key, anything else in `patch` replaces what `target` had.
+void merge_into(json& target, const json& patch) {
+  for (const auto& [key, value] : patch.items()) {
+    auto it = target.find(key);
+    if (it != target.end() && it->is_object() && value.is_object()) merge_into(*it, value);
+    else target[key] = value;
+  }
+}
+
 std::int64_t random_seed() {
   static thread_local std::mt19937_64 engine{std::random_device{}()};
   return static_cast<std::int64_t>(engine() & 0xffffffffULL);
@@ -255,7 +264,7 @@ sdk::GenerationRequest parse_generation_request(const json& data, const std::str
   sdk::GenerationRequest request = read_request(normalized, limits, default_timeout_s, seed_given, warnings);
   request.request_id = request_id;
   if (!seed_given) request.hyperparameters.seed = random_seed();
-  normalized.update(request_to_json(request), /*merge_objects=*/true);
+  merge_into(normalized, request_to_json(request));
   request.data = std::move(normalized);
   return request;
 }

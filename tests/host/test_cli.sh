@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The sdxl-host command line end to end: plugins, generate, serve in the background, send
+# (progress + response, exit codes), SIGHUP reload, graceful stop, socket removed.
+set -euo pipefail
+HOST=$1
+PLUGINS=$2
+DIR=$(mktemp -d)
+trap 'kill $SERVER 2>/dev/null || true; rm -rf "$DIR"' EXIT
+SERVER=
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+cat > "$DIR/host.json" <<JSON
+{"pipe_name": "$DIR/host.sock", "plugins": {"dir": "$PLUGINS"}, "output_root": "$DIR/out",
+ "models_root": "$DIR/models", "limits": {"min_width": 8, "min_height": 8}, "log_level": "warn"}
+JSON
+cat > "$DIR/request.json" <<JSON
+{"prompt": "cli", "dimensions": {"width": 16, "height": 16},
+ "hyperparameters": {"num_inference_steps": 3, "seed": 5}, "output": {"save_path": "cli.png"}}
+JSON
+
+"$HOST" plugins --config "$DIR/host.json" > "$DIR/plugins.json" 2>/dev/null
+grep -q '"test_generate"' "$DIR/plugins.json" || fail "plugins does not list test_generate"
+grep -q '"failed"' "$DIR/plugins.json" || fail "plugins does not show failed plugins"
+
+"$HOST" generate --config "$DIR/host.json" "$DIR/request.json" > "$DIR/generate.json" 2>/dev/null \
+  || fail "generate failed: $(cat "$DIR/generate.json")"
+[ -f "$DIR/out/cli.png" ] || fail "generate wrote no image"
+"$HOST" generate --config "$DIR/host.json" --prompt "x" --width 12 > /dev/null 2>&1 && fail "bad width accepted"
+
+"$HOST" serve --config "$DIR/host.json" 2> "$DIR/serve.log" &
+SERVER=$!
+for _ in $(seq 100); do [ -S "$DIR/host.sock" ] && break; sleep 0.05; done
+[ -S "$DIR/host.sock" ] || fail "serve did not create the socket: $(cat "$DIR/serve.log")"
+
+"$HOST" send --pipe "$DIR/host.sock" "$DIR/request.json" > "$DIR/send.out" || fail "send failed"
+grep -q '"message_type":"progress"' "$DIR/send.out" || fail "send printed no progress"
+grep -q '"success":true' "$DIR/send.out" || fail "send printed no success"
+[ -f "$DIR/out/cli_1.png" ] || [ "$(ls "$DIR/out" | wc -l)" -ge 2 ] || fail "second image not written beside the first"
+if "$HOST" send --pipe "$DIR/host.sock" --message inference_request --data '{"prompt":1}' > /dev/null; then
+  fail "send exits 0 on an error response"
+fi
+kill -HUP $SERVER
+"$HOST" send --pipe "$DIR/host.sock" --message ping > /dev/null || fail "host died on SIGHUP"
+kill -TERM $SERVER
+wait $SERVER || fail "serve exited non-zero on SIGTERM"
+SERVER=
+[ ! -e "$DIR/host.sock" ] || fail "socket left behind"
+echo "test_cli: ok"

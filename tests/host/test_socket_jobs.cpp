@@ -1,0 +1,145 @@
+// Jobs over a real socket: cancel (queued and running), timeout, priority order, QUEUE_FULL,
+// a client that disconnects mid-job, and shutdown with work queued.
+#include <gtest/gtest.h>
+
+#include "host_fixture.hpp"
+
+namespace sdxlhost::test {
+namespace {
+
+json message(const std::string& type, const std::string& id, json data = json::object()) {
+  return {{"message_type", type}, {"request_id", id}, {"data", data}};
+}
+
+/// Waits until `status` shows a running job (the executor picked it up).
+void wait_until_running(WireClient& client, const std::string& id) {
+  for (int i = 0; i < 200; ++i) {
+    json running = client.request(message("status", "st-" + std::to_string(i)))["data"]["running"];
+    for (const auto& job : running)
+      if (job["request_id"] == id) return;
+    std::this_thread::sleep_for(10ms);
+  }
+  FAIL() << id << " never started";
+}
+
+TEST(SocketJobs, CancelQueuedAndRunningJobs) {
+  HostFixture fixture;
+  auto owner = fixture.client();
+  auto control = fixture.client();
+  owner->send(generation("long", 200, 20));  // ~4 s unless cancelled
+  wait_until_running(*control, "long");
+  owner->send(generation("waiting", 2, 1));
+
+  json queued = control->request(message("cancel", "c1", {{"request_id", "waiting"}}));
+  ASSERT_TRUE(queued["success"].get<bool>()) << queued.dump();
+  EXPECT_EQ(queued["data"]["state"], "queued");
+  json running = control->request(message("cancel", "c2", {{"request_id", "long"}}));
+  ASSERT_TRUE(running["success"].get<bool>()) << running.dump();
+  EXPECT_EQ(running["data"]["state"], "running");
+
+  auto started = std::chrono::steady_clock::now();
+  std::map<std::string, json> answers;
+  while (answers.size() < 2) {
+    json line = owner->next();
+    if (line.is_null()) break;
+    if (line["message_type"] == "response") answers[line["request_id"]] = line;
+  }
+  EXPECT_EQ(answers["waiting"]["error_code"], "CANCELLED");
+  EXPECT_EQ(answers["long"]["error_code"], "CANCELLED");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);  // stopped between steps, not at the end
+}
+
+TEST(SocketJobs, TimeoutCoversQueueWaitAndRun) {
+  HostFixture fixture;
+  auto client = fixture.client();
+  // Running: 100 steps of 10 ms against a 0.2 s timeout.
+  json slow = client->request(generation("slow", 100, 10, {{"metadata", {{"timeout", 0.2}}}}));
+  EXPECT_EQ(slow["error_code"], "TIMEOUT") << slow.dump();
+  EXPECT_EQ(slow["field"], "data.metadata.timeout");
+  // Queued: stuck behind a long job, it times out without ever running.
+  client->send(generation("blocker", 60, 10));
+  client->send(generation("behind", 1, 1, {{"metadata", {{"timeout", 0.1}}}}));
+  auto lines = client->until_response("behind");
+  EXPECT_EQ(lines.back()["error_code"], "TIMEOUT") << lines.back().dump();
+  EXPECT_NE(lines.back()["error"].get<std::string>().find("queued"), std::string::npos);
+  EXPECT_TRUE(client->until_response("blocker").back()["success"].get<bool>());
+}
+
+TEST(SocketJobs, PriorityOrderFifoWithinLevel) {
+  HostFixture fixture;
+  auto client = fixture.client();
+  client->send(generation("blocker", 30, 10));
+  wait_until_running(*fixture.client(), "blocker");
+  const std::vector<std::pair<std::string, std::string>> jobs = {
+      {"low1", "low"}, {"normal1", "normal"}, {"high1", "high"}, {"normal2", "normal"}, {"high2", "high"}};
+  for (const auto& [id, priority] : jobs)
+    client->send(generation(id, 1, 1, {{"metadata", {{"priority", priority}}}}));
+  std::vector<std::string> order;
+  while (order.size() < 6) {
+    json line = client->next();
+    if (line.is_null()) break;
+    if (line["message_type"] == "response") order.push_back(line["request_id"]);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"blocker", "high1", "high2", "normal1", "normal2", "low1"}));
+}
+
+TEST(SocketJobs, QueueFullAndDuplicateIds) {
+  HostFixture fixture(json{{"queue", {{"max_pending", 1}}}});
+  auto client = fixture.client();
+  client->send(generation("running", 50, 10));
+  wait_until_running(*fixture.client(), "running");
+  client->send(generation("queued", 1, 1));
+  json full = client->request(generation("third", 1, 1));
+  EXPECT_EQ(full["error_code"], "QUEUE_FULL") << full.dump();
+  json duplicate = client->request(generation("queued", 1, 1));
+  EXPECT_EQ(duplicate["error_code"], "VALIDATION_ERROR");
+  EXPECT_EQ(duplicate["field"], "request_id");
+  EXPECT_TRUE(client->until_response("queued").back()["success"].get<bool>());
+}
+
+TEST(SocketJobs, DisconnectMidJobCancelsRunningAndDropsQueued) {
+  HostFixture fixture;
+  auto watcher = fixture.client();
+  {
+    auto leaver = fixture.client();
+    leaver->send(generation("abandoned", 150, 30));  // 4.5 s if nobody stops it
+    wait_until_running(*watcher, "abandoned");
+    leaver->send(generation("orphan", 1, 1));
+    for (int i = 0; i < 100 && watcher->request(message("status", "q" + std::to_string(i)))["data"]["queue"]["depth"] != 1; ++i)
+      std::this_thread::sleep_for(5ms);
+  }  // the client goes away here
+  auto started = std::chrono::steady_clock::now();
+  json status;
+  for (int i = 0; i < 200; ++i) {
+    status = watcher->request(message("status", "s" + std::to_string(i)))["data"];
+    if (status["running"].empty() && status["queue"]["depth"] == 0) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(status["running"].empty()) << status.dump();
+  EXPECT_EQ(status["queue"]["depth"], 0) << status.dump();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
+  // The host keeps serving others.
+  EXPECT_TRUE(watcher->request(generation("next", 1, 1))["success"].get<bool>());
+}
+
+TEST(SocketJobs, ShutdownAnswersQueuedWorkAndRefusesNewWork) {
+  auto fixture = std::make_unique<HostFixture>();
+  auto client = fixture->client();
+  client->send(generation("finishing", 20, 5));
+  wait_until_running(*fixture->client(), "finishing");
+  client->send(generation("left-behind", 1, 1));
+  json bye = fixture->client()->request(message("shutdown", "bye"));
+  ASSERT_TRUE(bye["success"].get<bool>());
+  std::map<std::string, json> answers;
+  while (answers.size() < 2) {
+    json line = client->next();
+    if (line.is_null()) break;
+    if (line["message_type"] == "response") answers[line["request_id"]] = line;
+  }
+  EXPECT_EQ(answers["left-behind"]["error_code"], "SHUTTING_DOWN");
+  EXPECT_TRUE(answers["finishing"]["success"].get<bool>()) << answers["finishing"].dump();  // within the grace
+  fixture.reset();
+}
+
+}  // namespace
+}  // namespace sdxlhost::test
