@@ -37,6 +37,7 @@ namespace SdxlHost.Client
     internal sealed class PipeConnection : IDisposable
     {
         private const int kReadBufferBytes = 64 * 1024;
+        private const int kKeptLineCapacityBytes = 4 * 1024 * 1024;
         private static readonly UTF8Encoding kUtf8 = new UTF8Encoding(false, true);
 
         private readonly NamedPipeClientStream stream_;
@@ -176,6 +177,7 @@ namespace SdxlHost.Client
                 line.Write(buffer, start, i - start);
                 Dispatch(line.GetBuffer(), (int)line.Length);
                 line.SetLength(0);
+                if (line.Capacity > kKeptLineCapacityBytes) line.Capacity = kReadBufferBytes;  // after a huge image line
                 start = i + 1;
             }
             line.Write(buffer, start, count - start);

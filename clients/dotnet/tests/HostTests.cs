@@ -214,6 +214,36 @@ namespace SdxlHost.Client.Tests
         }
 
         [Test]
+        public void AResponseLineOfSeveralMegabytes_ArrivesIntact()
+        {
+            TestEnvironment.Run(async () =>
+            {
+                using (var client = await TestEnvironment.ConnectAsync())
+                {
+                    var request = TestRequest(1, 1, 31, batch: 2);
+                    request.Hyperparameters.Width = 1024;
+                    request.Hyperparameters.Height = 1024;
+                    EnhancedSDXLResponse response = await client.GenerateAsync(request);
+
+                    Assert.That(response.GeneratedImages.Sum(i => i.ImageData.Length), Is.GreaterThan(1 << 20), "a line of more than 1 MiB");
+                    foreach (GeneratedImage image in response.GeneratedImages)
+                    {
+                        byte[] png = image.GetImageBytes();
+                        Assert.That(PngSize(png), Is.EqualTo(new[] { 1024, 1024 }), "IHDR width and height");
+                    }
+                    await client.PingAsync();  // the stream is still in step after the big line
+                }
+            });
+        }
+
+        /// <summary>Width and height from a PNG's IHDR chunk (bytes 16..23, big-endian).</summary>
+        private static int[] PngSize(byte[] png)
+        {
+            Func<int, int> readInt = at => (png[at] << 24) | (png[at + 1] << 16) | (png[at + 2] << 8) | png[at + 3];
+            return new[] { readInt(16), readInt(20) };
+        }
+
+        [Test]
         public void SavedJpeg_IsWrittenUnderOutputRootAndReported()
         {
             TestEnvironment.Run(async () =>
@@ -267,7 +297,7 @@ namespace SdxlHost.Client.Tests
         }
 
         [Test]
-        public void AnAlreadyCancelledToken_SendsNothing()
+        public void AnAlreadyCancelledToken_EndsTheCallAtOnce()
         {
             TestEnvironment.Run(async () =>
             {
