@@ -293,7 +293,13 @@ namespace SdxlHost.Client
             {
                 int start = position_;
                 if (text_[position_] == '-') position_++;
+                int integerStart = position_;
                 if (!ConsumeDigits()) throw Fail("expected a digit");
+                if (text_[integerStart] == '0' && position_ - integerStart > 1)
+                {
+                    position_ = integerStart;
+                    throw Fail("a number must not start with 0");
+                }
                 bool isInteger = true;
                 if (position_ < text_.Length && text_[position_] == '.')
                 {
@@ -312,7 +318,15 @@ namespace SdxlHost.Client
                 long integer;
                 if (isInteger && long.TryParse(literal, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out integer))
                     return integer;
-                return double.Parse(literal, NumberStyles.Float, CultureInfo.InvariantCulture);
+                // .NET Framework/Mono throw on overflow, .NET Core returns infinity: refuse both alike.
+                double number;
+                if (!double.TryParse(literal, NumberStyles.Float, CultureInfo.InvariantCulture, out number) ||
+                    double.IsInfinity(number))
+                {
+                    position_ = start;
+                    throw Fail("number out of range");
+                }
+                return number;
             }
 
             private bool ConsumeDigits()

@@ -34,6 +34,16 @@ namespace SdxlHost.Client.Tests
             Assert.That(line, Is.EqualTo("{\"p\":\"line1\\nline2\\u0001\\u2028\",\"x\":2.5}"));
         }
 
+        [TestCase("0", 0L)]
+        [TestCase("-0.5", -0.5)]
+        [TestCase("0e1", 0.0)]
+        [TestCase(" 12 ", 12L)]
+        [TestCase("-9223372036854775808", long.MinValue)]
+        public void Parse_ReadsNumbers(string text, object expected)
+        {
+            Assert.That(WireJson.Parse(text), Is.EqualTo(expected));
+        }
+
         [Test]
         public void Serialize_RefusesNaN()
         {
@@ -47,6 +57,14 @@ namespace SdxlHost.Client.Tests
         [TestCase("{\"a\":1} x")]
         [TestCase("\"unterminated")]
         [TestCase("01x")]
+        [TestCase("012")]
+        [TestCase("-")]
+        [TestCase("1.")]
+        [TestCase("1e")]
+        [TestCase("tru")]
+        [TestCase("1e400")]
+        [TestCase("-1e400")]
+        [TestCase("\"\\x\"")]
         [TestCase("{'a':1}")]
         public void Parse_RejectsMalformedJson(string text)
         {
