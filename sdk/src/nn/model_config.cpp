@@ -90,6 +90,23 @@ ClipTextConfig ClipTextConfig::infer(const TensorMap& weights, bool open_clip) {
   return c;
 }
 
+nlohmann::json ClipTextConfig::to_json() const {
+  nlohmann::json c = nlohmann::json::object();
+  c["architectures"] = {projection_dim > 0 ? "CLIPTextModelWithProjection" : "CLIPTextModel"};
+  c["model_type"] = "clip_text_model";
+  c["vocab_size"] = vocab_size;
+  c["hidden_size"] = hidden_size;
+  c["intermediate_size"] = intermediate_size;
+  c["num_hidden_layers"] = num_hidden_layers;
+  c["num_attention_heads"] = num_attention_heads;
+  c["max_position_embeddings"] = max_position_embeddings;
+  c["layer_norm_eps"] = layer_norm_eps;
+  c["hidden_act"] = hidden_act;
+  c["projection_dim"] = projection_dim;
+  c["eos_token_id"] = eos_token_id;
+  return c;
+}
+
 nlohmann::json infer_unet_config(const TensorMap& weights, std::int64_t pooled_dim) {
   const UnetKeyStructure s = unet_key_structure(KeyLayout::Diffusers, weights.names());
   nlohmann::json c = nlohmann::json::object();

@@ -36,6 +36,8 @@ struct SDXLHOST_API ClipTextConfig {
   /// Infers the config from diffusers-named weights. `open_clip` selects gelu (the OpenCLIP bigG
   /// encoder) over quick_gelu (CLIP-L); heads = hidden / 64 (both SDXL encoders).
   static ClipTextConfig infer(const TensorMap& weights, bool open_clip);
+  /// The transformers config.json for this config (what from_json reads back).
+  nlohmann::json to_json() const;
 };
 
 /// Infers a diffusers UNet2DConditionModel config (as config.json JSON) from diffusers-named UNet
