@@ -16,7 +16,7 @@ namespace SdxlHost.Client
         /// <summary>Message type of a generation on the wire.</summary>
         public const string InferenceMessageType = "inference_request";
 
-        private static readonly Dictionary<string, string> kSchedulerAliases = BuildSchedulerAliases();
+        private static readonly Dictionary<string, string> kSchedulerClasses = BuildSchedulerClasses();
 
         /// <summary>
         /// The whole envelope: <c>{"message_type":"inference_request","request_id":..,"data":{..}}</c>,
@@ -65,16 +65,19 @@ namespace SdxlHost.Client
         }
 
         /// <summary>
-        /// diffusers class name for a scheduler type: class names pass through, common UI names
-        /// ("Euler a", "DPM++ 2M", "DDIM", ...) map to their class; anything else is sent as is
-        /// (the host validates it and names data.scheduler if unknown). Null or empty: EulerDiscreteScheduler.
+        /// The wire's scheduler name: a diffusers class name passes through, a class name without its
+        /// "Scheduler" suffix gets it back (any case: "EulerAncestralDiscrete"), and anything else is
+        /// sent as written: the host's schedulers plugin resolves A1111 and ComfyUI names ("Euler a",
+        /// "DPM++ 2M Karras", "dpmpp_2m") and answers VALIDATION_ERROR naming data.scheduler for an
+        /// unknown one. Null or empty: EulerDiscreteScheduler.
         /// </summary>
         public static string MapSchedulerType(string type)
         {
             if (string.IsNullOrWhiteSpace(type)) return "EulerDiscreteScheduler";
             string trimmed = type.Trim();
-            string mapped;
-            if (kSchedulerAliases.TryGetValue(NormalizeAlias(trimmed), out mapped)) return mapped;
+            string className;
+            if (kSchedulerClasses.TryGetValue(trimmed, out className)) return className;
+            if (kSchedulerClasses.TryGetValue(trimmed + "Scheduler", out className)) return className;
             return trimmed;
         }
 
@@ -188,40 +191,18 @@ namespace SdxlHost.Client
             };
         }
 
-        private static string NormalizeAlias(string name)
+        private static Dictionary<string, string> BuildSchedulerClasses()
         {
-            var builder = new System.Text.StringBuilder();
-            foreach (char c in name.ToLowerInvariant())
-                if (c != ' ' && c != '_' && c != '-') builder.Append(c);
-            return builder.ToString();
-        }
-
-        private static Dictionary<string, string> BuildSchedulerAliases()
-        {
-            var aliases = new Dictionary<string, string>();
-            string[] classes =
+            var classes = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+            string[] names =
             {
                 "DPMSolverMultistepScheduler", "DDIMScheduler", "EulerDiscreteScheduler",
                 "EulerAncestralDiscreteScheduler", "DPMSolverSinglestepScheduler", "KDPM2DiscreteScheduler",
                 "KDPM2AncestralDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler",
                 "UniPCMultistepScheduler",
             };
-            foreach (string name in classes)
-            {
-                aliases[NormalizeAlias(name)] = name;
-                aliases[NormalizeAlias(name.Substring(0, name.Length - "Scheduler".Length))] = name;
-            }
-            string[,] uiNames =
-            {
-                { "Euler", "EulerDiscreteScheduler" }, { "Euler a", "EulerAncestralDiscreteScheduler" },
-                { "EulerAncestral", "EulerAncestralDiscreteScheduler" }, { "DDIM", "DDIMScheduler" },
-                { "DPM++ 2M", "DPMSolverMultistepScheduler" }, { "DPMSolverMultistep", "DPMSolverMultistepScheduler" },
-                { "DPM++ SDE", "DPMSolverSinglestepScheduler" }, { "DPM++ 2S", "DPMSolverSinglestepScheduler" },
-                { "DPM2", "KDPM2DiscreteScheduler" }, { "DPM2 a", "KDPM2AncestralDiscreteScheduler" },
-                { "Heun", "HeunDiscreteScheduler" }, { "LMS", "LMSDiscreteScheduler" }, { "UniPC", "UniPCMultistepScheduler" },
-            };
-            for (int i = 0; i < uiNames.GetLength(0); i++) aliases[NormalizeAlias(uiNames[i, 0])] = uiNames[i, 1];
-            return aliases;
+            foreach (string name in names) classes[name] = name;
+            return classes;
         }
     }
 }

@@ -144,7 +144,7 @@ namespace SdxlHost.Client.Tests
             Assert.That(hyper["strength"], Is.EqualTo(0.8));
             Assert.That(Section(data, "dimensions")["width"], Is.EqualTo(832L));
             Assert.That(Section(data, "dimensions")["height"], Is.EqualTo(1216L));
-            Assert.That(data["scheduler"], Is.EqualTo("EulerAncestralDiscreteScheduler"));
+            Assert.That(data["scheduler"], Is.EqualTo("Euler a"), "aliases are the host's to resolve");
 
             var lora = Section(data, "lora");
             Assert.That(lora["enabled"], Is.EqualTo(true));
@@ -197,14 +197,17 @@ namespace SdxlHost.Client.Tests
             Assert.That(((IDictionary<string, object>)units[1])["type"], Is.EqualTo("depth"));
         }
 
-        [TestCase("DPM++ 2M", "DPMSolverMultistepScheduler")]
-        [TestCase("euler", "EulerDiscreteScheduler")]
-        [TestCase("UniPC", "UniPCMultistepScheduler")]
-        [TestCase("KDPM2AncestralDiscreteScheduler", "KDPM2AncestralDiscreteScheduler")]
+        [TestCase("DPMSolverMultistepScheduler", "DPMSolverMultistepScheduler")]
+        [TestCase(" KDPM2AncestralDiscreteScheduler ", "KDPM2AncestralDiscreteScheduler")]
         [TestCase("LMSDiscrete", "LMSDiscreteScheduler")]
+        [TestCase("eulerancestraldiscrete", "EulerAncestralDiscreteScheduler")]
+        [TestCase("DDIM", "DDIMScheduler")]
+        [TestCase("DPM++ 2M Karras", "DPM++ 2M Karras")]
+        [TestCase("Euler a", "Euler a")]
+        [TestCase("dpmpp_2m", "dpmpp_2m")]
         [TestCase("", "EulerDiscreteScheduler")]
-        [TestCase("MyCustomScheduler", "MyCustomScheduler")]
-        public void MapSchedulerType_AcceptsClassNamesAndCommonAliases(string type, string expected)
+        [TestCase(null, "EulerDiscreteScheduler")]
+        public void MapSchedulerType_CompletesClassNamesAndPassesAliasesToTheHost(string type, string expected)
         {
             Assert.That(EnhancedRequestTransformer.MapSchedulerType(type), Is.EqualTo(expected));
         }
