@@ -144,6 +144,40 @@ namespace SdxlHost.Client.Tests
             });
         }
 
+        /// <summary>One bad setting per case, made through the C# model: the host names the wire field it maps to.</summary>
+        [TestCase("lora_weight", "VALIDATION_ERROR", "data.lora.models[0].weight")]
+        [TestCase("lora_missing", "MODEL_NOT_FOUND", "data.lora.models[0].name")]
+        [TestCase("controlnet", "FEATURE_DISABLED", "data.controlnet")]
+        [TestCase("priority", "VALIDATION_ERROR", "data.metadata.priority")]
+        [TestCase("steps", "VALIDATION_ERROR", "data.hyperparameters.num_inference_steps")]
+        [TestCase("format", "VALIDATION_ERROR", "data.output.format")]
+        [TestCase("save_path", "VALIDATION_ERROR", "data.output.save_path")]
+        [TestCase("batch", "VALIDATION_ERROR", "data.batch.size")]
+        public void ABadSetting_IsNamedByItsWireField(string setting, string code, string field)
+        {
+            TestEnvironment.Run(async () =>
+            {
+                using (var client = await TestEnvironment.ConnectAsync())
+                {
+                    var request = TestRequest(2, 1, 3);
+                    switch (setting)
+                    {
+                        case "lora_weight": request.Conditioning.LoRAs.Add(new LoRAConfig { ModelPath = "style", Weight = 50 }); break;
+                        case "lora_missing": request.Conditioning.LoRAs.Add(new LoRAConfig { ModelPath = "/any/where/absent_style.safetensors" }); break;
+                        case "controlnet": request.Conditioning.ControlNets.Add(new ControlNetConfig { Type = "canny", ControlImage = "abc" }); break;
+                        case "priority": request.Metadata.Priority = "urgent"; break;
+                        case "steps": request.Scheduler.Steps = 0; break;
+                        case "format": request.Output.Format = "bmp"; break;
+                        case "save_path": request.Output.SavePath = "../outside"; break;
+                        case "batch": request.Hyperparameters.BatchSize = 0; break;
+                    }
+                    var error = await TestEnvironment.CatchAsync<SdxlHostException>(() => client.GenerateAsync(request));
+                    Assert.That(error.ErrorCode, Is.EqualTo(code), error.Message);
+                    Assert.That(error.Field, Is.EqualTo(field), error.Message);
+                }
+            });
+        }
+
         [Test]
         public void UnknownMessageType_IsATypedError()
         {
