@@ -80,7 +80,7 @@ int serve_command(const Arguments& args) {
   host.start();
   if (args.has_flag("--stdio")) {
     stdio = std::make_unique<transport::StdioChannel>(io, host, config.limits.max_message_bytes);
-    stdio->start([&host] { host.request_shutdown("stdin closed"); });
+    stdio->start([&host] { host.request_shutdown("stdin closed", /*drain=*/true); });
     log->info("serving on stdin/stdout");
   } else {
     transport::PipeServerSettings settings{transport::pipe_endpoint(config.pipe_name), config.socket_mode,

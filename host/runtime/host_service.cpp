@@ -333,11 +333,12 @@ json HostService::reload_config(std::vector<std::string>& warnings) {
   return {{"reloaded", true}, {"config", shared->to_json()}, {"plugins", plugins_->describe()}};
 }
 
-void HostService::request_shutdown(const std::string& reason) {
+void HostService::request_shutdown(const std::string& reason, bool drain) {
   if (shutdown_requested_.exchange(true)) return;
-  component_logger("host")->info("shutting down: {}", reason);
+  component_logger("host")->info("shutting down: {}{}", reason, drain ? " (finishing queued work first)" : "");
   double grace = config()->queue.shutdown_grace_s;
-  shutdown_thread_ = std::thread([this, grace] {
+  shutdown_thread_ = std::thread([this, grace, drain] {
+    if (drain) runner_.wait_idle();
     runner_.shutdown(grace);
     if (on_stopped_) on_stopped_();
   });

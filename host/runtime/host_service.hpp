@@ -56,7 +56,8 @@ class HostService : public transport::MessageHandler {
   void set_on_limits_changed(std::function<void(std::size_t)> fn) { on_limits_changed_ = std::move(fn); }
   /// Begins a graceful shutdown on a thread of its own: new work is refused, queued jobs are
   /// answered SHUTTING_DOWN, running jobs get queue.shutdown_grace_s; then on_stopped runs.
-  void request_shutdown(const std::string& reason);
+  /// With `drain`, the queued and running jobs are first allowed to finish (stdin closed).
+  void request_shutdown(const std::string& reason, bool drain = false);
   /// Waits for a requested shutdown to finish.
   void wait_stopped();
   /// True once a shutdown was requested.

@@ -152,6 +152,11 @@ void JobRunner::shutdown(double grace_s) {
   if (watchdog_.joinable()) watchdog_.join();
 }
 
+void JobRunner::wait_idle() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!(running_.empty() && queue_.size() == 0)) changed_.wait_for(lock, kWatchdogTick);
+}
+
 nlohmann::json JobRunner::describe() const {
   nlohmann::json running = nlohmann::json::array();
   {

@@ -46,6 +46,8 @@ class JobRunner {
   /// Stops taking work: queued jobs are answered SHUTTING_DOWN, running jobs get `grace_s`
   /// seconds to finish and are then cancelled; returns when every executor has stopped.
   void shutdown(double grace_s);
+  /// Blocks until no job is queued or running (new jobs may still arrive meanwhile).
+  void wait_idle();
   /// True once shutdown() began.
   bool shutting_down() const { return shutting_down_.load(); }
 

@@ -27,6 +27,14 @@ grep -q '"failed"' "$DIR/plugins.json" || fail "plugins does not show failed plu
 [ -f "$DIR/out/cli.png" ] || fail "generate wrote no image"
 "$HOST" generate --config "$DIR/host.json" --prompt "x" --width 12 > /dev/null 2>&1 && fail "bad width accepted"
 
+# --stdio: lines in on stdin, answers on stdout; closing stdin finishes the queued work, then exits.
+{ echo '{"message_type":"ping","request_id":"s1"}'
+  echo '{"message_type":"inference_request","request_id":"s2","data":{"prompt":"stdio","width":8,"height":8,"num_inference_steps":2}}'
+} | "$HOST" serve --config "$DIR/host.json" --stdio > "$DIR/stdio.out" 2> "$DIR/stdio.log" || fail "serve --stdio failed"
+grep -q '"request_id":"s1","success":true' "$DIR/stdio.out" || fail "no ping answer on stdout: $(cat "$DIR/stdio.out")"
+grep -q '"request_id":"s2","success":true' "$DIR/stdio.out" || fail "queued job not finished at stdin end: $(cat "$DIR/stdio.out")"
+grep -vq '^{' "$DIR/stdio.out" && fail "stdout has something other than protocol lines"
+
 "$HOST" serve --config "$DIR/host.json" 2> "$DIR/serve.log" &
 SERVER=$!
 for _ in $(seq 100); do [ -S "$DIR/host.sock" ] && break; sleep 0.05; done

@@ -68,7 +68,7 @@ TEST(SocketJobs, TimeoutCoversQueueWaitAndRun) {
 TEST(SocketJobs, PriorityOrderFifoWithinLevel) {
   HostFixture fixture;
   auto client = fixture.client();
-  client->send(generation("blocker", 30, 10));
+  client->send(generation("blocker", 100, 10));
   wait_until_running(*fixture.client(), "blocker");
   const std::vector<std::pair<std::string, std::string>> jobs = {
       {"low1", "low"}, {"normal1", "normal"}, {"high1", "high"}, {"normal2", "normal"}, {"high2", "high"}};
@@ -86,7 +86,7 @@ TEST(SocketJobs, PriorityOrderFifoWithinLevel) {
 TEST(SocketJobs, QueueFullAndDuplicateIds) {
   HostFixture fixture(json{{"queue", {{"max_pending", 1}}}});
   auto client = fixture.client();
-  client->send(generation("running", 50, 10));
+  client->send(generation("running", 100, 10));
   wait_until_running(*fixture.client(), "running");
   client->send(generation("queued", 1, 1));
   json full = client->request(generation("third", 1, 1));
@@ -125,7 +125,7 @@ TEST(SocketJobs, DisconnectMidJobCancelsRunningAndDropsQueued) {
 TEST(SocketJobs, ShutdownAnswersQueuedWorkAndRefusesNewWork) {
   auto fixture = std::make_unique<HostFixture>();
   auto client = fixture->client();
-  client->send(generation("finishing", 20, 5));
+  client->send(generation("finishing", 60, 5));
   wait_until_running(*fixture->client(), "finishing");
   client->send(generation("left-behind", 1, 1));
   json bye = fixture->client()->request(message("shutdown", "bye"));
