@@ -1,9 +1,6 @@
 // write_images: metadata, A1111 infotext, sandboxed saving under output_root, base64.
 #include "host/output/image_writer.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -109,34 +106,29 @@ fs::path save_target(const std::string& save_path, const sdk::GenerationRequest&
   return folder / file_name;
 }
 
-/// Writes `bytes` to `target`, or to target_1, target_2, ... when it exists (never overwrites,
-/// never follows a symlink at the final name). Returns the path written.
+/// Writes `bytes` to `target`, or to target_1, target_2, ... when it exists. Exclusive creation
+/// ("x": O_CREAT|O_EXCL) never overwrites and never follows a symlink at the final name.
+/// Returns the path written.
 fs::path save_new_file(const fs::path& target, const std::vector<std::uint8_t>& bytes) {
   for (int suffix = 0; suffix < kMaxSuffix; ++suffix) {
     const fs::path candidate =
         suffix == 0 ? target
                     : target.parent_path() / (target.stem().string() + "_" + std::to_string(suffix) +
                                               target.extension().string());
-    const int fd = ::open(candidate.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0 && errno == EEXIST) continue;
-    if (fd < 0)
+    errno = 0;
+    std::FILE* file = std::fopen(candidate.string().c_str(), "wbx");
+    if (!file && errno == EEXIST) continue;
+    if (!file)
       throw Error(ErrorCode::OutputError, "cannot create the file: " + std::string(std::strerror(errno)),
                   kSavePathField);
-    std::size_t written = 0;
-    while (written < bytes.size()) {
-      const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        const std::string reason = std::strerror(errno);
-        ::close(fd);
-        ::unlink(candidate.c_str());
-        throw Error(ErrorCode::OutputError, "writing the image failed: " + reason, kSavePathField);
-      }
-      written += static_cast<std::size_t>(n);
+    const bool written = std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size();
+    const bool closed = std::fclose(file) == 0;
+    if (!written || !closed) {
+      const std::string reason = std::strerror(errno);
+      std::error_code ec;
+      fs::remove(candidate, ec);
+      throw Error(ErrorCode::OutputError, "writing the image failed: " + reason, kSavePathField);
     }
-    if (::close(fd) != 0)
-      throw Error(ErrorCode::OutputError, "closing the image failed: " + std::string(std::strerror(errno)),
-                  kSavePathField);
     return candidate;
   }
   throw Error(ErrorCode::OutputError, "too many files with this name", kSavePathField);

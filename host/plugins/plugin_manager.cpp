@@ -61,6 +61,13 @@ struct PluginInstance {
 namespace {
 
 
+#if defined(_WIN32)
+constexpr const char* kLibraryExtension = ".dll";
+#elif defined(__APPLE__)
+constexpr const char* kLibraryExtension = ".dylib";
+#else
+constexpr const char* kLibraryExtension = ".so";
+#endif
 constexpr const char* kAbiSymbol = "sdxlhost_abi_version";
 constexpr const char* kBuildIdSymbol = "sdxlhost_build_id";
 constexpr const char* kCreateSymbol = "sdxlhost_create_plugin";
@@ -85,7 +92,7 @@ std::vector<fs::path> plugin_files(const fs::path& dir) {
     return files;
   }
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.path().extension() == ".so" && entry.is_regular_file(ec)) files.push_back(entry.path());
+    if (entry.path().extension() == kLibraryExtension && entry.is_regular_file(ec)) files.push_back(entry.path());
   }
   std::sort(files.begin(), files.end());
   return files;

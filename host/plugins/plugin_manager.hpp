@@ -96,7 +96,7 @@ class PluginManager {
   explicit PluginManager(PluginSettings settings);
   ~PluginManager();
 
-  /// Scans `settings.dir` and loads the enabled plugins into a new current snapshot.
+  /// Scans `settings.dir` (*.so; .dll on Windows) and loads the enabled plugins into a new current snapshot.
   /// Never throws for a bad plugin (it is reported as failed); logs each outcome.
   void load();
   /// Replaces the settings (reload_config / SIGHUP) and builds a new snapshot. Libraries that

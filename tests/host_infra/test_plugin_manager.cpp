@@ -211,3 +211,15 @@ TEST(PluginManager, ACachedModelMadeByAPluginKeepsItsLibraryUntilDropped) {
   models.drop_all();  // destroys the object, then releases the plugin's code
   EXPECT_FALSE(is_mapped(library));
 }
+
+TEST(PluginManager, EachPluginGetsItsConfigSection) {
+  test_support::TempDir tmp;
+  const fs::path dir = make_plugin_dir(tmp, {"test_generate", "test_upscale"});
+  PluginManager manager(PluginSettings{dir, {}, true, {{"test_generate", {{"fail_initialize", true}}}}});
+  manager.load();
+  EXPECT_EQ(state_of(manager.describe(), "test_generate"), "failed");
+  EXPECT_NE(reason_of(manager.describe(), "test_generate").find("fail_initialize"), std::string::npos);
+  EXPECT_EQ(state_of(manager.describe(), "test_upscale"), "loaded");
+  EXPECT_FALSE(has_stage(*manager.current(), "test_prepare"));
+  EXPECT_FALSE(is_mapped(dir / "test_generate.so"));
+}

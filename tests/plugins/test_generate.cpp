@@ -3,6 +3,7 @@
 //   test_denoise (order 300) reads "latents", runs num_inference_steps steps (data.test.step_ms
 //   ms each, default 5) with progress and cancellation checks, writes "images" drawn by
 //   test_pixel(seed + i, x, y, c). data.test.throw = "error" | "std" | "int" throws inside run.
+// Config {"fail_initialize": true} makes initialize() throw.
 // It also preloads "checkpoints" (load_model): the file's bytes are read into a cached object
 // whose code lives in this library.
 #include <chrono>
@@ -140,7 +141,12 @@ class TestGeneratePlugin : public sdk::Plugin {
     return {"test_generate", "1.0.0", "test-only generation flow (patterned images, no model)",
             {"test_prepare", "test_denoise"}, {}};
   }
-  void initialize(const nlohmann::json&, sdk::Registries& registries) override {
+  /// Config (plugins.config.test_generate): {"fail_initialize": true} refuses to load, so
+  /// tests can see the config section arrive.
+  void initialize(const nlohmann::json& config, sdk::Registries& registries) override {
+    if (config.is_object() && config.value("fail_initialize", false))
+      throw sdk::Error(sdk::ErrorCode::PluginError,
+                       "test_generate: plugins.config.test_generate.fail_initialize is set");
     registries.add_stage(std::make_shared<PrepareStage>());
     registries.add_stage(std::make_shared<DenoiseStage>());
     registries.add_model_preloader(sdk::kCheckpoints, preload_checkpoint);
