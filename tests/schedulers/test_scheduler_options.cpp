@@ -1,0 +1,262 @@
+// The schedulers plugin's user-facing surface: registration, A1111/ComfyUI aliases, option
+// validation (VALIDATION_ERROR naming data.scheduler_options.<key> and the allowed values),
+// ignored unknown keys, the SDXL default config, the float32 training tables, and that every
+// scheduler runs any step count on float32/float64/bfloat16 samples.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "golden_json.hpp"
+#include "schedule_tables.hpp"
+#include "scheduler_plugin_loader.hpp"
+#include "sdxlhost/nn/scheduler_defaults.hpp"
+#include "sdxlhost/sdk/error.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace sdxlhost;
+
+namespace {
+
+const std::vector<std::string> kClasses = {
+    "DDIMScheduler", "DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler", "EulerAncestralDiscreteScheduler",
+    "EulerDiscreteScheduler", "HeunDiscreteScheduler", "KDPM2AncestralDiscreteScheduler", "KDPM2DiscreteScheduler",
+    "LMSDiscreteScheduler", "UniPCMultistepScheduler"};
+
+test::LoadedSchedulers& loaded() {
+  static test::LoadedSchedulers instance;
+  return instance;
+}
+
+std::unique_ptr<sdk::Scheduler> create(const std::string& name, const json& overrides = json::object()) {
+  return loaded().registries().create_scheduler(name, nn::sdxl_scheduler_config(), overrides);
+}
+
+/// Expects create() to throw a ValidationError on `field` whose message mentions `mention`.
+void expect_option_error(const std::string& name, const json& overrides, const std::string& field,
+                         const std::string& mention) {
+  try {
+    create(name, overrides);
+    ADD_FAILURE() << name << " accepted " << overrides.dump();
+  } catch (const sdk::Error& e) {
+    EXPECT_EQ(e.code(), sdk::ErrorCode::ValidationError) << e.what();
+    EXPECT_EQ(e.field(), field) << e.what();
+    EXPECT_NE(std::string(e.what()).find(mention), std::string::npos) << e.what();
+  }
+}
+
+/// Standard normal draws from a seeded CPU generator; counts the draws.
+class SeededNoise final : public sdk::NoiseSource {
+ public:
+  at::Tensor randn(at::IntArrayRef shape) override {
+    ++draws;
+    return at::randn(shape, generator_, at::kFloat);
+  }
+  int draws = 0;
+
+ private:
+  at::Generator generator_ = at::detail::createCPUGenerator(42);
+};
+
+/// Runs the whole txt2img loop with a linear fake model; returns the final sample.
+at::Tensor run_loop(sdk::Scheduler& s, int steps, at::ScalarType dtype, sdk::NoiseSource& noise) {
+  s.set_timesteps(steps);
+  at::Tensor sample = (at::randn({1, 4, 8, 8}, at::kFloat) * s.init_noise_sigma()).to(dtype);
+  const at::Tensor ts = s.timesteps();
+  for (int64_t k = 0; k < ts.numel(); ++k) {
+    const at::Tensor input = s.scale_model_input(sample, ts[k]);
+    const at::Tensor eps = input * 0.1 + 0.01;
+    sample = s.step(eps, ts[k], sample, noise);
+  }
+  return sample;
+}
+
+}  // namespace
+
+TEST(SchedulerPlugin, RegistersTheTenClassesUnderDiffusersNames) {
+  EXPECT_EQ(loaded().registries().scheduler_names(), kClasses);
+  const sdk::PluginInfo info = loaded().plugin().info();
+  EXPECT_EQ(info.name, "schedulers");
+  for (const auto& name : kClasses)
+    EXPECT_NE(std::find(info.provides.begin(), info.provides.end(), name), info.provides.end()) << name;
+  for (const auto& name : kClasses) EXPECT_EQ(create(name)->class_name(), name);
+}
+
+TEST(SchedulerPlugin, AliasesMapToTheCorrespondingClassAndOptions) {
+  struct Expected {
+    std::string cls;
+    json overrides;
+  };
+  const json karras = {{"use_karras_sigmas", true}};
+  const std::map<std::string, Expected> expected = {
+      {"Euler", {"EulerDiscreteScheduler", json::object()}},
+      {"Euler a", {"EulerAncestralDiscreteScheduler", json::object()}},
+      {"DPM++ 2M", {"DPMSolverMultistepScheduler", json::object()}},
+      {"DPM++ 2M Karras", {"DPMSolverMultistepScheduler", karras}},
+      {"DPM++ 2M SDE", {"DPMSolverMultistepScheduler", {{"algorithm_type", "sde-dpmsolver++"}}}},
+      {"DPM++ 2M SDE Karras", {"DPMSolverMultistepScheduler", {{"algorithm_type", "sde-dpmsolver++"}, {"use_karras_sigmas", true}}}},
+      {"DPM2", {"KDPM2DiscreteScheduler", json::object()}},
+      {"DPM2 Karras", {"KDPM2DiscreteScheduler", karras}},
+      {"DPM2 a", {"KDPM2AncestralDiscreteScheduler", json::object()}},
+      {"DPM2 a Karras", {"KDPM2AncestralDiscreteScheduler", karras}},
+      {"Heun", {"HeunDiscreteScheduler", json::object()}},
+      {"LMS", {"LMSDiscreteScheduler", json::object()}},
+      {"LMS Karras", {"LMSDiscreteScheduler", karras}},
+      {"DDIM", {"DDIMScheduler", json::object()}},
+      {"UniPC", {"UniPCMultistepScheduler", json::object()}},
+      {"dpmpp_2m_sde", {"DPMSolverMultistepScheduler", {{"algorithm_type", "sde-dpmsolver++"}}}},
+      {"euler_ancestral", {"EulerAncestralDiscreteScheduler", json::object()}},
+      {"uni_pc", {"UniPCMultistepScheduler", json::object()}},
+  };
+  for (const auto& [alias, want] : expected) {
+    const sdk::SchedulerAlias got = loaded().registries().resolve_scheduler(alias);
+    EXPECT_EQ(got.class_name, want.cls) << alias;
+    EXPECT_EQ(got.overrides, want.overrides) << alias;
+    auto s = create(alias);
+    EXPECT_EQ(s->class_name(), want.cls) << alias;
+    for (const auto& [key, value] : want.overrides.items()) EXPECT_EQ(s->config().at(key), value) << alias;
+  }
+  // Case-insensitive, and request options go on top of the alias' options.
+  auto s = loaded().registries().create_scheduler("dpm++ 2m karras", nn::sdxl_scheduler_config(),
+                                                  {{"solver_order", 3}});
+  EXPECT_EQ(s->config().at("use_karras_sigmas"), true);
+  EXPECT_EQ(s->config().at("solver_order"), 3);
+  // No alias for samplers this plugin does not have (DPMSolverSDEScheduler, DPM++ 2S a).
+  EXPECT_THROW(loaded().registries().resolve_scheduler("DPM++ SDE Karras"), sdk::Error);
+  EXPECT_THROW(loaded().registries().resolve_scheduler("DPM++ 2S a"), sdk::Error);
+}
+
+TEST(SchedulerPlugin, UnknownSchedulerIsAValidationErrorListingWhatExists) {
+  try {
+    create("Euler b");
+    FAIL() << "accepted an unknown scheduler";
+  } catch (const sdk::Error& e) {
+    EXPECT_EQ(e.code(), sdk::ErrorCode::ValidationError);
+    EXPECT_EQ(e.field(), "data.scheduler");
+    EXPECT_NE(std::string(e.what()).find("EulerDiscreteScheduler"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("\"dpm++ 2m karras\""), std::string::npos);
+  }
+}
+
+TEST(SchedulerPlugin, BadOptionValuesNameTheOptionAndTheAllowedValues) {
+  const std::string f = "data.scheduler_options.";
+  expect_option_error("EulerDiscreteScheduler", {{"prediction_type", "x0"}}, f + "prediction_type", "'v_prediction'");
+  expect_option_error("EulerAncestralDiscreteScheduler", {{"prediction_type", "sample"}}, f + "prediction_type", "'epsilon'");
+  expect_option_error("DDIMScheduler", {{"timestep_spacing", "uniform"}}, f + "timestep_spacing", "'trailing'");
+  expect_option_error("DPMSolverMultistepScheduler", {{"algorithm_type", "dpm3"}}, f + "algorithm_type", "'sde-dpmsolver++'");
+  expect_option_error("DPMSolverMultistepScheduler", {{"solver_order", 4}}, f + "solver_order", "between 1 and 3");
+  expect_option_error("DPMSolverMultistepScheduler", {{"algorithm_type", "dpmsolver"}}, f + "final_sigmas_type", "sigma_min");
+  expect_option_error("HeunDiscreteScheduler", {{"beta_schedule", "cosine"}}, f + "beta_schedule", "'scaled_linear'");
+  expect_option_error("LMSDiscreteScheduler", {{"use_karras_sigmas", "yes"}}, f + "use_karras_sigmas", "true or false");
+  expect_option_error("UniPCMultistepScheduler", {{"final_sigmas_type", "one"}}, f + "final_sigmas_type", "'sigma_min'");
+  expect_option_error("KDPM2DiscreteScheduler", {{"use_beta_sigmas", true}}, f + "use_beta_sigmas", "not implemented");
+  expect_option_error("DDIMScheduler", {{"eta", -1}}, f + "eta", "between");
+  expect_option_error("EulerDiscreteScheduler", {{"steps_offset", 1.5}}, f + "steps_offset", "integer");
+  expect_option_error("DPMSolverSinglestepScheduler", {{"algorithm_type", "sde-dpmsolver"}}, f + "algorithm_type", "'dpmsolver++'");
+}
+
+TEST(SchedulerPlugin, KeysAClassDoesNotKnowAreIgnoredAndDefaultsFillTheRest) {
+  auto s = create("EulerDiscreteScheduler", {{"solver_order", 99}, {"no_such_key", "x"}});
+  EXPECT_FALSE(s->config().contains("solver_order"));
+  EXPECT_FALSE(s->config().contains("no_such_key"));
+  EXPECT_EQ(s->config().at("timestep_spacing"), "leading");  // from SDXL's config
+  EXPECT_EQ(s->config().at("final_sigmas_type"), "zero");    // class default
+  // Without the SDXL config the class defaults apply (diffusers' __init__ signature).
+  auto bare = loaded().registries().create_scheduler("EulerDiscreteScheduler", json::object(), json::object());
+  EXPECT_EQ(bare->config().at("beta_schedule"), "linear");
+  EXPECT_EQ(bare->config().at("timestep_spacing"), "linspace");
+  // diffusers' remaps: deis -> dpmsolver++, a UniPC solver_type for DPM -> midpoint.
+  auto dpm = create("DPMSolverMultistepScheduler", {{"algorithm_type", "deis"}, {"solver_type", "bh2"}});
+  EXPECT_EQ(dpm->config().at("algorithm_type"), "dpmsolver++");
+  EXPECT_EQ(dpm->config().at("solver_type"), "midpoint");
+}
+
+TEST(SchedulerDefaults, ModelConfigOrSdxlDefaults) {
+  const json sdxl = nn::sdxl_scheduler_config();
+  EXPECT_EQ(sdxl.at("beta_schedule"), "scaled_linear");
+  EXPECT_EQ(sdxl.at("steps_offset"), 1);
+  EXPECT_EQ(nn::model_scheduler_config(""), sdxl);
+  const fs::path dir = fs::temp_directory_path() / ("sched_cfg_" + std::to_string(::getpid()));
+  fs::create_directories(dir / "scheduler");
+  EXPECT_EQ(nn::model_scheduler_config(dir), sdxl);  // folder without scheduler_config.json
+  std::ofstream(dir / "scheduler" / "scheduler_config.json") << R"({"timestep_spacing": "trailing", "beta_end": 0.02})";
+  EXPECT_EQ(nn::model_scheduler_config(dir).at("timestep_spacing"), "trailing");
+  std::ofstream(dir / "scheduler" / "scheduler_config.json") << "not json";
+  EXPECT_THROW(nn::model_scheduler_config(dir), sdk::Error);
+  fs::remove_all(dir);
+}
+
+TEST(ScheduleTables, Float32BetasAndAlphasCumprodMatchDiffusersBitForBit) {
+  const char* shared = std::getenv("SDXLHOST_SHARED_DIR");
+  const fs::path index = fs::path(shared && *shared ? shared : SDXLHOST_SHARED_DIR) / "goldens/schedulers/index.json";
+  ASSERT_TRUE(fs::exists(index)) << index;
+  const json golden = test::read_golden_json(index);
+  json config = golden.at("sdxl_scheduler_config");
+  const schedulers::TrainSchedule s = schedulers::make_train_schedule(config);
+  const auto& betas = golden.at("betas").at("data");
+  const auto& acp = golden.at("alphas_cumprod").at("data");
+  ASSERT_EQ(s.betas.size(), betas.size());
+  for (size_t i = 0; i < betas.size(); ++i) {
+    ASSERT_EQ(s.betas[i], betas[i].get<float>()) << "beta " << i;
+    ASSERT_EQ(s.alphas_cumprod[i], acp[i].get<float>()) << "alphas_cumprod " << i;
+  }
+}
+
+TEST(SchedulerPlugin, EveryClassRunsAnyStepCountOnAnyFloatDtype) {
+  for (const auto& name : kClasses) {
+    for (int steps : {1, 2, 3, 7, 30}) {
+      for (at::ScalarType dtype : {at::kFloat, at::kDouble, at::kBFloat16}) {
+        auto s = create(name);
+        SeededNoise noise;
+        at::Tensor out;
+        ASSERT_NO_THROW(out = run_loop(*s, steps, dtype, noise)) << name << " " << steps;
+        EXPECT_EQ(out.sizes(), (at::IntArrayRef{1, 4, 8, 8})) << name;
+        EXPECT_TRUE(at::isfinite(out).all().item<bool>()) << name << " steps " << steps;
+        EXPECT_EQ(s->timesteps().numel(), s->order() == 2 ? 2 * steps - 1 : steps) << name;
+      }
+    }
+  }
+  for (const auto& overrides : {json{{"use_karras_sigmas", true}}, json{{"timestep_spacing", "trailing"}},
+                                json{{"timestep_spacing", "linspace"}}, json{{"prediction_type", "v_prediction"}}}) {
+    for (const auto& name : kClasses) {
+      auto s = create(name, overrides);
+      SeededNoise noise;
+      EXPECT_TRUE(at::isfinite(run_loop(*s, 12, at::kFloat, noise)).all().item<bool>()) << name << overrides.dump();
+    }
+  }
+}
+
+TEST(SchedulerPlugin, StochasticSchedulersDrawOncePerStepThroughTheNoiseSource) {
+  const std::map<std::string, std::pair<json, int>> cases = {
+      {"EulerAncestralDiscreteScheduler", {json::object(), 10}},
+      {"DPMSolverMultistepScheduler", {{{"algorithm_type", "sde-dpmsolver++"}}, 10}},
+      {"KDPM2AncestralDiscreteScheduler", {json::object(), 9}},  // second-order calls only
+      {"DDIMScheduler", {{{"eta", 1.0}}, 10}},
+      {"EulerDiscreteScheduler", {json::object(), 0}},
+      {"DDIMScheduler", {{{"eta", 0.0}}, 0}},
+  };
+  for (const auto& [name, c] : cases) {
+    auto s = create(name, c.first);
+    SeededNoise noise;
+    run_loop(*s, 10, at::kFloat, noise);
+    EXPECT_EQ(noise.draws, c.second) << name << c.first.dump();
+  }
+}
+
+TEST(SchedulerPlugin, MisuseIsAnErrorNotACrash) {
+  auto s = create("EulerDiscreteScheduler");
+  SeededNoise noise;
+  const at::Tensor x = at::zeros({1, 4, 8, 8});
+  EXPECT_THROW(s->step(x, at::scalar_tensor(500.0), x, noise), sdk::Error);  // before set_timesteps
+  s->set_timesteps(10);
+  EXPECT_THROW(s->set_begin_index(10), sdk::Error);
+  EXPECT_THROW(s->step(x, at::scalar_tensor(123.25), x, noise), sdk::Error);  // not in the schedule
+  auto ddim = create("DDIMScheduler");
+  EXPECT_THROW(ddim->set_timesteps(5000), sdk::Error);
+}
