@@ -308,12 +308,96 @@ PluginRecord PluginManager::probe(const fs::path& file, const PluginSettings& se
   return record;
 }
 
+namespace {
+
+/// A plugin that passed the checks and waits for initialize(), with its record's index.
+struct PendingPlugin {
+  std::unique_ptr<PluginInstance> instance;
+  std::size_t record = 0;
+};
+
+/// Records a failure for every name the config switches on that no file provides.
+void report_missing_enabled(const PluginSettings& settings, std::vector<PluginRecord>& records) {
+  for (const auto& [name, on] : settings.enabled) {
+    const bool found = std::any_of(records.begin(), records.end(),
+                                   [&](const PluginRecord& r) { return r.name == name; });
+    if (!on || found) continue;
+    PluginRecord missing;
+    missing.name = name;
+    missing.state = "failed";
+    missing.reason = "enabled in plugins.enabled but no plugin of that name is in '" +
+                     settings.dir.string() + "'";
+    records.push_back(std::move(missing));
+  }
+}
+
+/// True when every plugin `instance` requires is among `loaded` (by name or provides).
+bool requirements_met(const PluginInstance& instance,
+                      const std::vector<std::unique_ptr<PluginInstance>>& loaded) {
+  for (const auto& need : instance.info.requires_plugins) {
+    const bool ok = std::any_of(loaded.begin(), loaded.end(), [&](const auto& l) {
+      return l->info.name == need || contains(l->info.provides, need);
+    });
+    if (!ok) return false;
+  }
+  return true;
+}
+
+/// Calls initialize() as one transaction: on failure, what the plugin registered is dropped
+/// (while its code is still mapped). Returns the failure, empty on success.
+std::string initialize_plugin(PluginInstance& instance, const nlohmann::json& config,
+                              sdk::Registries& registries) {
+  const sdk::Registries before = registries;
+  std::string failure;
+  try {
+    registries.set_current_plugin(instance.info.name);
+    instance.plugin->initialize(config, registries);
+  } catch (const std::exception& e) {
+    failure = std::string("initialize() failed: ") + e.what();
+  } catch (...) {
+    failure = "initialize() threw a non-standard exception";
+  }
+  if (!failure.empty()) registries = before;
+  registries.set_current_plugin("");
+  return failure;
+}
+
+/// Initializes pending plugins, each after those it requires; moves the successful ones to
+/// `loaded` and records every outcome.
+void initialize_in_dependency_order(std::vector<PendingPlugin>& pending, const PluginSettings& settings,
+                                    sdk::Registries& registries, std::vector<PluginRecord>& records,
+                                    std::vector<std::unique_ptr<PluginInstance>>& loaded) {
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (auto& candidate : pending) {
+      if (!candidate.instance || !requirements_met(*candidate.instance, loaded)) continue;
+      progress = true;
+      PluginRecord& record = records[candidate.record];
+      auto instance = std::move(candidate.instance);
+      const std::string failure =
+          initialize_plugin(*instance, plugin_config(settings, record.name), registries);
+      record.state = failure.empty() ? "loaded" : "failed";
+      record.reason = failure;
+      if (failure.empty()) loaded.push_back(std::move(instance));
+    }
+  }
+  for (auto& candidate : pending) {
+    if (!candidate.instance) continue;
+    std::string missing;
+    for (const auto& need : candidate.instance->info.requires_plugins)
+      missing += (missing.empty() ? "" : ", ") + need;
+    records[candidate.record].state = "failed";
+    records[candidate.record].reason = "requires plugin(s) that are not loaded: " + missing;
+    candidate.instance.reset();
+  }
+}
+
+}  // namespace
+
 std::shared_ptr<const PluginSet> PluginManager::build_snapshot(const PluginSettings& settings) {
   std::vector<PluginRecord> records;
-  std::vector<std::unique_ptr<PluginInstance>> pending;  // parallel to pending_records
-  std::vector<std::size_t> pending_records;
+  std::vector<PendingPlugin> pending;
   std::set<std::string> seen_names;
-
   for (const auto& file : plugin_files(settings.dir)) {
     std::unique_ptr<PluginInstance> instance;
     PluginRecord record = probe(file, settings, instance);
@@ -322,77 +406,14 @@ std::shared_ptr<const PluginSet> PluginManager::build_snapshot(const PluginSetti
       record.reason = "another plugin file already has the name '" + record.name + "'";
       instance.reset();
     }
-    if (instance) {
-      pending.push_back(std::move(instance));
-      pending_records.push_back(records.size());
-    }
+    if (instance) pending.push_back({std::move(instance), records.size()});
     records.push_back(std::move(record));
   }
+  report_missing_enabled(settings, records);
 
-  // Names the config switches on that no file provides.
-  for (const auto& [name, on] : settings.enabled) {
-    const bool found = std::any_of(records.begin(), records.end(),
-                                   [&](const PluginRecord& r) { return r.name == name; });
-    if (on && !found) {
-      PluginRecord missing;
-      missing.name = name;
-      missing.state = "failed";
-      missing.reason = "enabled in plugins.enabled but no plugin of that name is in '" +
-                       settings.dir.string() + "'";
-      records.push_back(std::move(missing));
-    }
-  }
-
-  // Initialize in dependency order (a plugin after those it requires).
   auto registries = std::make_unique<sdk::Registries>();
   std::vector<std::unique_ptr<PluginInstance>> loaded;
-  std::vector<std::string> loaded_names;
-  auto satisfied = [&](const PluginInstance& p) {
-    for (const auto& need : p.info.requires_plugins) {
-      bool ok = std::any_of(loaded.begin(), loaded.end(), [&](const auto& l) {
-        return l->info.name == need || contains(l->info.provides, need);
-      });
-      if (!ok) return false;
-    }
-    return true;
-  };
-  for (bool progress = true; progress;) {
-    progress = false;
-    for (std::size_t i = 0; i < pending.size(); ++i) {
-      if (!pending[i] || !satisfied(*pending[i])) continue;
-      progress = true;
-      PluginRecord& record = records[pending_records[i]];
-      auto instance = std::move(pending[i]);
-      const sdk::Registries before = *registries;
-      std::string failure;
-      try {
-        registries->set_current_plugin(record.name);
-        instance->plugin->initialize(plugin_config(settings, record.name), *registries);
-      } catch (const std::exception& e) {
-        failure = std::string("initialize() failed: ") + e.what();
-      } catch (...) {
-        failure = "initialize() threw a non-standard exception";
-      }
-      if (failure.empty()) {
-        record.state = "loaded";
-        loaded.push_back(std::move(instance));
-      } else {
-        *registries = before;  // drop what it registered while its code is mapped
-        record.state = "failed";
-        record.reason = failure;
-      }
-    }
-  }
-  for (std::size_t i = 0; i < pending.size(); ++i) {
-    if (!pending[i]) continue;
-    PluginRecord& record = records[pending_records[i]];
-    record.state = "failed";
-    std::string missing;
-    for (const auto& need : pending[i]->info.requires_plugins) missing += (missing.empty() ? "" : ", ") + need;
-    record.reason = "requires plugin(s) that are not loaded: " + missing;
-  }
-  pending.clear();
-  registries->set_current_plugin("");
+  initialize_in_dependency_order(pending, settings, *registries, records, loaded);
   for (const auto& record : records) log_record(record);
   return std::make_shared<PluginSet>(std::move(records), std::move(loaded), std::move(registries));
 }

@@ -223,3 +223,26 @@ TEST(PluginManager, EachPluginGetsItsConfigSection) {
   EXPECT_FALSE(has_stage(*manager.current(), "test_prepare"));
   EXPECT_FALSE(is_mapped(dir / "test_generate.so"));
 }
+
+TEST(PluginManager, APluginIsInitializedAfterThePluginsItRequires) {
+  test_support::TempDir tmp;
+  // "test_depends" sorts before "test_generate" but requires it.
+  const fs::path dir = make_plugin_dir(tmp, {"test_depends", "test_generate"});
+  PluginManager manager(PluginSettings{dir, {}, true, nlohmann::json::object()});
+  manager.load();
+  EXPECT_EQ(state_of(manager.describe(), "test_depends"), "loaded");
+  auto invert = manager.current()->registries().preprocessor("test_invert");
+  ASSERT_NE(invert, nullptr);
+  sdk::Image image;
+  image.width = 1;
+  image.height = 1;
+  image.pixels = {0, 100, 255};
+  EXPECT_EQ(invert->run(image, nlohmann::json::object()).pixels, (std::vector<std::uint8_t>{255, 155, 0}));
+  invert.reset();
+
+  manager.reconfigure(PluginSettings{dir, {{"test_generate", false}}, true, nlohmann::json::object()});
+  EXPECT_EQ(state_of(manager.describe(), "test_depends"), "failed");
+  EXPECT_NE(reason_of(manager.describe(), "test_depends").find("test_generate"), std::string::npos);
+  EXPECT_EQ(manager.current()->registries().preprocessor("test_invert"), nullptr);
+  EXPECT_FALSE(is_mapped(dir / "test_depends.so"));
+}
