@@ -156,7 +156,6 @@ TrainSchedule make_train_schedule(const nlohmann::json& config) {
   const auto trained = config.find("trained_betas");
   if (trained != config.end() && trained->is_array()) {
     for (const auto& b : *trained) s.betas.push_back(static_cast<float>(b.get<double>()));
-    s.num_train_timesteps = n;
   } else if (schedule == "linear") {
     s.betas = torch_linspace_f32(beta_start, beta_end, n);
   } else if (schedule == "scaled_linear") {

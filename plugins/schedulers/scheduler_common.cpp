@@ -13,8 +13,7 @@ TrainSchedule read_train_schedule(OptionReader& reader, const BetaDefaults& defa
   reader.number("beta_start", defaults.beta_start, 1e-12, 0.999);
   reader.number("beta_end", defaults.beta_end, 1e-12, 0.999);
   reader.choice("beta_schedule", defaults.beta_schedule, defaults.allowed_schedules);
-  const nlohmann::json trained = reader.trained_betas();
-  if (trained.is_array()) reader.set("num_train_timesteps", static_cast<int>(trained.size()));
+  reader.trained_betas();  // like diffusers, num_train_timesteps still drives the spacing
   if (defaults.has_rescale_zero_snr) reader.flag("rescale_betas_zero_snr", false);
   return make_train_schedule(reader.effective());
 }
