@@ -15,6 +15,7 @@
 #include "golden_json.hpp"
 #include "schedule_tables.hpp"
 #include "scheduler_plugin_loader.hpp"
+#include "sdxlhost/nn/denoise_window.hpp"
 #include "sdxlhost/nn/scheduler_defaults.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
@@ -259,4 +260,33 @@ TEST(SchedulerPlugin, MisuseIsAnErrorNotACrash) {
   EXPECT_THROW(s->step(x, at::scalar_tensor(123.25), x, noise), sdk::Error);  // not in the schedule
   auto ddim = create("DDIMScheduler");
   EXPECT_THROW(ddim->set_timesteps(5000), sdk::Error);
+}
+
+TEST(DenoiseWindow, StrengthDenoisingStartAndEndFollowTheSdxlPipelines) {
+  auto euler = create("Euler");  // leading, offset 1: 961, 921, ..., 41, 1 for 25 steps
+  euler->set_timesteps(25);
+  const nn::DenoiseWindow w = nn::strength_window(*euler, 25, 0.3);  // int(7.5) = 7 steps
+  EXPECT_EQ(w.begin_index, 18);
+  EXPECT_EQ(w.timesteps.numel(), 7);
+  EXPECT_EQ(w.timesteps[0].item<float>(), 241.0f);
+  EXPECT_THROW(nn::strength_window(*euler, 25, 0.01), sdk::Error);  // no step left
+
+  euler->set_timesteps(25);
+  const nn::DenoiseWindow refine = nn::denoising_start_window(*euler, 0.8);  // cutoff 200: 161..1
+  EXPECT_EQ(refine.begin_index, 20);
+  EXPECT_EQ(refine.timesteps.numel(), 5);
+  const at::Tensor base = nn::denoising_end_timesteps(*euler, euler->timesteps(), 0.8);  // >= 200
+  EXPECT_EQ(base.numel(), 20);
+  EXPECT_EQ(base.numel() + refine.timesteps.numel(), euler->timesteps().numel());
+
+  auto heun = create("Heun");  // t0, t1, t1, ...: 49 entries; below 200: 161,161,...,1,1 = 10 -> 11
+  heun->set_timesteps(25);
+  const nn::DenoiseWindow h = nn::denoising_start_window(*heun, 0.8);
+  EXPECT_EQ(h.timesteps.numel(), 11);
+  EXPECT_EQ(h.begin_index, 38);
+  SeededNoise noise;  // the window's loop runs: starts in the corrector half of 201's pair
+  at::Tensor x = at::randn({1, 4, 8, 8});
+  for (int64_t k = 0; k < h.timesteps.numel(); ++k)
+    x = heun->step(heun->scale_model_input(x, h.timesteps[k]) * 0.1, h.timesteps[k], x, noise);
+  EXPECT_TRUE(at::isfinite(x).all().item<bool>());
 }

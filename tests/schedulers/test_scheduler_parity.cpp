@@ -20,6 +20,7 @@
 
 #include "golden_json.hpp"
 #include "scheduler_plugin_loader.hpp"
+#include "sdxlhost/nn/denoise_window.hpp"
 #include "sdxlhost/nn/scheduler_defaults.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
@@ -170,14 +171,11 @@ Outcome run_record(const json& rec, const json* base_config, sdk::Registries& re
   at::Tensor sample;
   if (rec.contains("img2img")) {
     const json& i2i = rec.at("img2img");
-    const double strength = i2i.at("strength").get<double>();
-    const int init_timestep = std::min(static_cast<int>(n * strength), n);
-    const int t_start = std::max(n - init_timestep, 0);
-    const int begin = t_start * scheduler->order();
-    if (t_start != i2i.at("t_start").get<int>() || begin != i2i.at("begin_index").get<int>())
+    const nn::DenoiseWindow window = nn::strength_window(*scheduler, n, i2i.at("strength").get<double>());
+    if (window.begin_index != i2i.at("begin_index").get<int>() ||
+        window.begin_index != i2i.at("t_start").get<int>() * scheduler->order())
       out.fail("img2img t_start/begin_index differ from the record");
-    timesteps = timesteps.slice(0, begin);
-    scheduler->set_begin_index(begin);
+    timesteps = window.timesteps;
     const at::Tensor latent_timestep = timesteps.slice(0, 0, 1);
     if (latent_timestep.to(at::kDouble).item<double>() != i2i.at("latent_timestep")[0].get<double>())
       out.fail("latent timestep differs");
