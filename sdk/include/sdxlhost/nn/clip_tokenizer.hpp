@@ -31,11 +31,11 @@ namespace sdxlhost::nn {
 
 /// Special tokens and lengths (the fields of tokenizer_config.json / special_tokens_map.json).
 struct ClipTokenizerConfig {
-  std::string bos_token = "<|startoftext|>";
-  std::string eos_token = "<|endoftext|>";
-  std::string unk_token = "<|endoftext|>";
+  std::string bos_token = "<|startoftext|>";  ///< prepended to every sequence
+  std::string eos_token = "<|endoftext|>";    ///< appended to every sequence
+  std::string unk_token = "<|endoftext|>";    ///< id for pieces not in the vocabulary
   std::string pad_token = "<|endoftext|>";  ///< SDXL's tokenizer_2 uses "!"
-  int model_max_length = 77;
+  int model_max_length = 77;                  ///< padded length, including bos and eos
 };
 
 /// Ids and mask of one padded sequence.

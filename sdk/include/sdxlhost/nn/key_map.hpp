@@ -120,7 +120,7 @@ SDXLHOST_API VaeKeyStructure vae_key_structure(KeyLayout layout, const std::vect
 
 /// Where each component lives inside an LDM/SGM single file.
 struct LdmPrefixes {
-  std::map<Component, std::string> prefix;  ///< only the components present
+  std::map<Component, std::string> prefix;  ///< component -> key prefix; only those present
 };
 
 /// Finds the components of an LDM/SGM single file from its key names: `model.diffusion_model.`,

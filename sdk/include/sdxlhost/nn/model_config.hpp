@@ -19,13 +19,13 @@ namespace sdxlhost::nn {
 
 /// transformers' CLIPTextConfig, the fields CLIPTextModel(WithProjection) uses.
 struct SDXLHOST_API ClipTextConfig {
-  std::int64_t vocab_size = 49408;
-  std::int64_t hidden_size = 768;
-  std::int64_t intermediate_size = 3072;
-  std::int64_t num_hidden_layers = 12;
-  std::int64_t num_attention_heads = 12;
-  std::int64_t max_position_embeddings = 77;
-  double layer_norm_eps = 1e-5;
+  std::int64_t vocab_size = 49408;            ///< token embedding rows
+  std::int64_t hidden_size = 768;             ///< width of every hidden state
+  std::int64_t intermediate_size = 3072;      ///< MLP inner width
+  std::int64_t num_hidden_layers = 12;        ///< encoder layers
+  std::int64_t num_attention_heads = 12;      ///< heads per layer
+  std::int64_t max_position_embeddings = 77;  ///< longest input
+  double layer_norm_eps = 1e-5;               ///< LayerNorm epsilon
   std::string hidden_act = "quick_gelu";  ///< "quick_gelu" (CLIP-L) or "gelu" (OpenCLIP bigG)
   std::int64_t projection_dim = 0;        ///< > 0 when the model has `text_projection`
   std::int64_t eos_token_id = 2;          ///< 2 (legacy configs): pooled at argmax(ids)

@@ -26,7 +26,7 @@ namespace sdxlhost::nn {
 struct WeightedText {
   std::string text;     ///< the literal text (escapes resolved); empty for a BREAK
   double weight = 1.0;  ///< product of the enclosing brackets' factors
-  bool is_break = false;
+  bool is_break = false;  ///< a BREAK marker (new chunk), not text
 };
 
 /// Parses A1111 emphasis syntax into runs; adjacent runs of equal weight are merged. An empty
@@ -36,8 +36,8 @@ SDXLHOST_API std::vector<WeightedText> parse_prompt_weights(std::string_view pro
 
 /// One 77-token window with a weight per position (1 at start, end and padding).
 struct WeightedChunk {
-  TokenizedText tokens;
-  std::vector<float> weights;
+  TokenizedText tokens;        ///< ids and mask, max_length long
+  std::vector<float> weights;  ///< one weight per position
 };
 
 /// Tokenizes `prompt` with per-token weights. `chunked` = long-prompt mode: every 75 tokens (and

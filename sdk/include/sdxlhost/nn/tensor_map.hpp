@@ -21,6 +21,7 @@ namespace sdxlhost::nn {
 /// Name -> tensor, sorted by name.
 class SDXLHOST_API TensorMap {
  public:
+  /// The storage: ordered by name, heterogeneous lookup by string_view.
   using Map = std::map<std::string, at::Tensor, std::less<>>;
 
   TensorMap() = default;
