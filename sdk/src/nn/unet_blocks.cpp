@@ -7,6 +7,7 @@
 #include <sstream>
 #include <utility>
 
+#include "sdxlhost/nn/attention.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
 namespace sdxlhost::nn {
@@ -18,13 +19,6 @@ std::string shape_text(at::IntArrayRef shape) {
   for (size_t i = 0; i < shape.size(); ++i) out << (i ? "," : "") << shape[i];
   out << ']';
   return out.str();
-}
-
-// TEMPORARY until sdxlhost/nn/attention.hpp lands: diffusers' eager AttnProcessor math.
-at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  at::Tensor probs = at::softmax(at::matmul(q, k.transpose(-1, -2)) * scale, -1);
-  return at::matmul(probs, v);
 }
 
 }  // namespace
@@ -177,7 +171,7 @@ at::Tensor Attention::forward(const at::Tensor& x, const at::Tensor& context) co
   auto split = [&](const at::Tensor& t) {
     return t.view({batch, t.size(1), heads, head_dim}).transpose(1, 2);
   };
-  at::Tensor out = attention(split(to_q.forward(x)), split(to_k.forward(source)),
+  at::Tensor out = scaled_dot_product_attention(split(to_q.forward(x)), split(to_k.forward(source)),
                              split(to_v.forward(source)));
   out = out.transpose(1, 2).reshape({batch, x.size(1), channels});
   return to_out.forward(out);
