@@ -127,9 +127,12 @@ void check_reads_written_earlier(const std::vector<StagePtr>& ordered) {
   }
 }
 
-bool writes_images(const std::vector<StagePtr>& ordered) {
-  return std::any_of(ordered.begin(), ordered.end(),
-                     [](const StagePtr& s) { return has(s->writes(), sdk::slots::kImages); });
+/// True when some stage produces images (writes "images" without reading it): base generation.
+/// An upscaler alone (reads and writes "images") does not count.
+bool produces_images(const std::vector<StagePtr>& ordered) {
+  return std::any_of(ordered.begin(), ordered.end(), [](const StagePtr& s) {
+    return has(s->writes(), sdk::slots::kImages) && !has(s->reads(), sdk::slots::kImages);
+  });
 }
 
 }  // namespace
@@ -159,7 +162,7 @@ Plan plan_request(const PluginSet& plugins, const sdk::GenerationRequest& reques
   }
 
   auto ordered = order_stages(applicable_stages(plugins.registries(), request));
-  if (!writes_images(ordered))
+  if (!produces_images(ordered))
     throw Error(ErrorCode::FeatureDisabled,
                 "no enabled plugin generates images for this request: " +
                     disabled_message("sdxl", plugins.feature_config_key("sdxl")));

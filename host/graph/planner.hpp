@@ -35,7 +35,9 @@ enum class OnDisabledFeature { Error, Warn };
 /// "controlnet", models.refiner -> "refiner", output.upscale -> "upscaler".
 std::vector<std::string> required_features(const sdk::GenerationRequest& request);
 
-/// Builds the plan for `request`. Throws sdk::Error(FeatureDisabled) naming the feature and its
+/// Builds the plan for `request`. Ordering: a stage runs after every stage that produces a slot
+/// it reads (writes it without reading it); among the stages free to run, lower order() (then
+/// name) first, so stages that transform a slot (read and write it) keep their order() bands. Throws sdk::Error(FeatureDisabled) naming the feature and its
 /// config key `plugins.enabled.<name>` (with Warn: adds a warning to `warnings` and plans
 /// without it); FEATURE_DISABLED naming "sdxl" when no applicable stage writes "images";
 /// Error(PluginError) naming the stage and slot when a read slot is written by no earlier stage.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <future>
+#include <tuple>
 #include <utility>
 
 #include <spdlog/logger.h>
@@ -71,6 +72,28 @@ std::uint64_t size_on_disk(const fs::path& path) {
   for (fs::recursive_directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec))
     if (it->is_regular_file(ec)) total += it->file_size(ec);
   return total;
+}
+
+/// Runs `loader` with the thread's code anchor; every failure becomes Error(ModelLoadError)
+/// naming `field` (an sdk::Error from the loader passes through).
+std::pair<HolderPtr, std::uint64_t> run_loader(const sdk::ModelLoadFn& loader, const fs::path& path,
+                                               const std::string& kind, const std::string& name,
+                                               const std::string& field) {
+  const std::string what = kind + " '" + name + "'";
+  try {
+    auto holder = std::make_shared<Holder>();
+    holder->anchor = current_code_anchor();
+    sdk::CachedModel model = loader(path);
+    if (!model.object) throw Error(ErrorCode::ModelLoadError, "loading " + what + " produced nothing", field);
+    holder->object = std::move(model.object);
+    return {holder, model.bytes};
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::ModelLoadError, "cannot load " + what + ": " + e.what(), field);
+  } catch (...) {
+    throw Error(ErrorCode::ModelLoadError, "cannot load " + what, field);
+  }
 }
 
 std::shared_ptr<void> share_object(const HolderPtr& holder) {
@@ -162,32 +185,14 @@ std::shared_ptr<void> ModelStore::load(const std::string& kind, const std::strin
   HolderPtr holder;
   std::uint64_t bytes = 0;
   try {
-    auto anchor = current_code_anchor();
-    sdk::CachedModel model = loader(path);
-    if (!model.object)
-      throw Error(ErrorCode::ModelLoadError, "loading " + kind + " '" + name + "' produced nothing", field);
-    holder = std::make_shared<Holder>();
-    holder->anchor = std::move(anchor);
-    holder->object = std::move(model.object);
-    bytes = model.bytes;
+    std::tie(holder, bytes) = run_loader(loader, path, kind, name, field);
   } catch (...) {
-    std::exception_ptr error = std::current_exception();
-    try {
-      throw;
-    } catch (const Error&) {
-    } catch (const std::exception& e) {
-      error = std::make_exception_ptr(
-          Error(ErrorCode::ModelLoadError, "cannot load " + kind + " '" + name + "': " + e.what(), field));
-    } catch (...) {
-      error = std::make_exception_ptr(
-          Error(ErrorCode::ModelLoadError, "cannot load " + kind + " '" + name + "'", field));
-    }
     {
       std::lock_guard<std::mutex> lock(mutex_);
       entries_.erase(key);
     }
-    promise.set_exception(error);
-    std::rethrow_exception(error);
+    promise.set_exception(std::current_exception());  // waiters get the same error
+    throw;
   }
 
   std::shared_ptr<void> result = share_object(holder);

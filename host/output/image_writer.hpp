@@ -30,7 +30,8 @@ struct OutputSettings {
 nlohmann::json write_images(const std::vector<sdk::Image>& images,
                             const sdk::GenerationRequest& request, const OutputSettings& settings);
 
-/// Encodes one image: format "png" (text chunks from `png_text`), "jpeg"/"jpg" (`quality`
+/// Encodes one image: format "png" (text chunks from `png_text`: tEXt when the text is ASCII,
+/// iTXt (UTF-8) otherwise), "jpeg"/"jpg" (`quality`
 /// 1..100, `parameters` as a comment) or "webp" (`quality`). Throws Error(ValidationError,
 /// "data.output.format") for another format, Error(OutputError) for an invalid image.
 std::vector<std::uint8_t> encode_image(const sdk::Image& image, const std::string& format,

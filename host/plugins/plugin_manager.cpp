@@ -27,9 +27,14 @@ std::shared_ptr<spdlog::logger> logger() { return component_logger("plugins"); }
 /// reference (snapshot, stage pointer, cached model anchor) goes.
 class LoadedLibrary {
  public:
-  explicit LoadedLibrary(const fs::path& file)
-      : file_(file),
-        library_(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local) {}
+  /// Maps `file`; throws std::runtime_error saying why it is not a loadable library.
+  explicit LoadedLibrary(const fs::path& file) : file_(file) {
+    try {
+      library_.load(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string("not a loadable library: ") + e.what());
+    }
+  }
   const fs::path& file() const { return file_; }
   const boost::dll::shared_library& library() const { return library_; }
 

@@ -195,7 +195,9 @@ TEST(Planner, RequiredFeaturesFollowTheRequest) {
 }
 
 TEST(Planner, NoStageWritingImagesIsFeatureDisabledSdxl) {
-  auto set = make_set({});
+  // An upscaler alone transforms images but does not generate them.
+  auto set = make_set({std::make_shared<FakeStage>("upscale", 600, std::vector<std::string>{"images"},
+                                                   std::vector<std::string>{"images"})});
   std::vector<std::string> warnings;
   std::string message;
   for (auto mode : {OnDisabledFeature::Error, OnDisabledFeature::Warn}) {

@@ -2,6 +2,10 @@
 // reconfigure; a snapshot held by a job keeps its library mapped, and it is unmapped after.
 #include <dlfcn.h>
 
+#include <atomic>
+#include <chrono>
+#include <thread>
+
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -245,4 +249,53 @@ TEST(PluginManager, APluginIsInitializedAfterThePluginsItRequires) {
   EXPECT_NE(reason_of(manager.describe(), "test_depends").find("test_generate"), std::string::npos);
   EXPECT_EQ(manager.current()->registries().preprocessor("test_invert"), nullptr);
   EXPECT_FALSE(is_mapped(dir / "test_depends.so"));
+}
+
+TEST(PluginManager, JobsRunSafelyWhilePluginsAreToggled) {
+  test_support::TempDir tmp;
+  const fs::path dir = make_plugin_dir(tmp, {"test_generate", "test_upscale", "test_depends"});
+  PluginManager manager(PluginSettings{dir, {}, true, nlohmann::json::object()});
+  manager.load();
+  std::atomic<bool> stop{false};
+  std::atomic<int> finished{0}, refused{0};
+  std::string unexpected;  // last error other than FEATURE_DISABLED (written under a race only on failure)
+  auto job_loop = [&] {
+    auto request = std::make_shared<sdk::GenerationRequest>();
+    request->width = 8;
+    request->height = 8;
+    request->hyperparameters.num_inference_steps = 3;
+    request->output.upscale = {{"scale", 2}};
+    request->data = {{"test", {{"step_ms", 1}}}};
+    while (!stop) {
+      std::vector<std::string> warnings;
+      try {
+        host::Plan plan = host::plan_request(*manager.current(), *request, host::OnDisabledFeature::Warn, warnings);
+        sdk::Context context(request, sdk::ContextServices{});
+        host::run_plan(plan, context);
+        const auto& images = context.get<std::vector<sdk::Image>>("images");
+        EXPECT_EQ(images.at(0).width, warnings.empty() ? 16 : 8);
+        context.erase("images");
+        ++finished;
+      } catch (const sdk::Error& e) {
+        if (e.code() != sdk::ErrorCode::FeatureDisabled) unexpected = e.what();
+        ++refused;
+      }
+    }
+  };
+  std::vector<std::thread> jobs;
+  for (int i = 0; i < 3; ++i) jobs.emplace_back(job_loop);
+  for (int round = 0; round < 12; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    manager.reconfigure(PluginSettings{dir, {{"test_generate", round % 3 != 1}, {"test_upscale", round % 2 == 0}},
+                                       true, nlohmann::json::object()});
+  }
+  stop = true;
+  for (auto& job : jobs) job.join();
+  EXPECT_GT(finished.load(), 0);
+  EXPECT_GT(refused.load(), 0);
+  EXPECT_EQ(unexpected, "");
+  manager.reconfigure(PluginSettings{dir, {{"test_generate", false}, {"test_upscale", false}, {"test_depends", false}},
+                                     true, nlohmann::json::object()});
+  for (const char* name : {"test_generate", "test_upscale", "test_depends"})
+    EXPECT_FALSE(is_mapped(dir / (std::string(name) + ".so"))) << name;
 }
