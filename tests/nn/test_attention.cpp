@@ -80,3 +80,30 @@ TEST(Attention, AutoUsesThePublicKernelOnlyWhereItExists) {
   if (!has_public_sdpa()) EXPECT_TRUE(at::equal(auto_out, scaled_dot_product_attention(x.q, x.k, x.v, math)));
   EXPECT_LT(max_diff(auto_out, reference(x, false)), 1e-5);
 }
+
+TEST(Attention, SlicedQueriesGiveTheSameResult) {
+  const Qkv x = random_qkv(37, 29, 8, 6);
+  at::Tensor keep = at::rand({37, 29}) > 0.2;
+  keep.select(1, 0).fill_(true);
+  for (int variant = 0; variant < 3; ++variant) {
+    AttentionOptions whole, sliced;
+    whole.backend = sliced.backend = AttentionBackend::Math;
+    whole.max_scores_bytes = 0;
+    sliced.max_scores_bytes = 2 * 3 * 29 * 4 * 5;  // five query rows per slice
+    if (variant == 1) {
+      whole.mask = sliced.mask = at::randn({37, 29});
+    } else if (variant == 2) {
+      whole.mask = sliced.mask = keep;
+    }
+    EXPECT_LT(max_diff(scaled_dot_product_attention(x.q, x.k, x.v, whole),
+                       scaled_dot_product_attention(x.q, x.k, x.v, sliced)), 1e-6) << variant;
+  }
+  const Qkv square = random_qkv(23, 23, 8, 7);
+  AttentionOptions whole, sliced;
+  whole.backend = sliced.backend = AttentionBackend::Math;
+  whole.causal = sliced.causal = true;
+  whole.max_scores_bytes = 0;
+  sliced.max_scores_bytes = 2 * 3 * 23 * 4 * 4;
+  EXPECT_LT(max_diff(scaled_dot_product_attention(square.q, square.k, square.v, whole),
+                     scaled_dot_product_attention(square.q, square.k, square.v, sliced)), 1e-6);
+}

@@ -4,7 +4,9 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/api/include/torch/version.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 #include <limits>
 
 #include "sdxlhost/sdk/error.hpp"
@@ -39,23 +41,43 @@ void check_shapes(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v)
                          " v" + c10::str(v.sizes()));
 }
 
-at::Tensor math_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                          const AttentionOptions& options) {
+/// softmax(q k^T * scale + mask) v for the query rows [row0, row0 + q.size(-2)) of the full problem.
+at::Tensor math_attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               const AttentionOptions& options, int64_t row0, int64_t total_rows) {
   const double scale = options.scale.value_or(default_scale(q));
   at::Tensor scores = at::matmul(q, k.transpose(-2, -1)).mul_(scale);
+  const auto rows = q.size(-2), tk = k.size(-2);
   if (options.causal) {
-    const auto tq = q.size(-2), tk = k.size(-2);
-    at::Tensor future = at::ones({tq, tk}, q.options().dtype(at::kBool)).triu_(1);
+    // Query row r attends to keys 0..r (r counted in the full problem).
+    at::Tensor future = at::ones({total_rows, tk}, q.options().dtype(at::kBool)).triu_(1).narrow(0, row0, rows);
     scores.masked_fill_(future, -std::numeric_limits<double>::infinity());
   }
   if (options.mask.has_value() && options.mask->defined()) {
-    const at::Tensor& mask = *options.mask;
+    at::Tensor mask = *options.mask;
+    if (mask.dim() >= 2 && mask.size(-2) == total_rows && total_rows != rows) mask = mask.narrow(-2, row0, rows);
     if (mask.scalar_type() == at::kBool)
       scores.masked_fill_(mask.logical_not(), -std::numeric_limits<double>::infinity());
     else
       scores.add_(mask);
   }
   return at::matmul(at::softmax(scores, -1), v);
+}
+
+at::Tensor math_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                          const AttentionOptions& options) {
+  const int64_t tq = q.size(-2), tk = k.size(-2);
+  const int64_t batch_heads = q.numel() / std::max<int64_t>(1, tq * q.size(-1));
+  const int64_t row_bytes = batch_heads * tk * static_cast<int64_t>(q.element_size());
+  if (options.max_scores_bytes <= 0 || row_bytes * tq <= options.max_scores_bytes || tq < 2)
+    return math_attention_rows(q, k, v, options, 0, tq);
+  // Too many scores at once: slice the query rows (each row's softmax is independent).
+  const int64_t rows_per_slice = std::max<int64_t>(1, options.max_scores_bytes / std::max<int64_t>(1, row_bytes));
+  std::vector<at::Tensor> slices;
+  for (int64_t row0 = 0; row0 < tq; row0 += rows_per_slice) {
+    const int64_t rows = std::min(rows_per_slice, tq - row0);
+    slices.push_back(math_attention_rows(q.narrow(-2, row0, rows), k, v, options, row0, tq));
+  }
+  return at::cat(slices, -2);
 }
 
 /// A mask as the fused kernels take it: bool stays, float stays (additive).

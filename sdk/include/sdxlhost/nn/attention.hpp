@@ -12,6 +12,8 @@
 
 #include <c10/util/Optional.h>
 
+#include <cstdint>
+
 #include "sdxlhost/sdk/export.hpp"
 
 namespace sdxlhost::nn {
@@ -34,6 +36,12 @@ struct AttentionOptions {
   c10::optional<double> scale;
   /// Implementation choice; Auto unless a test compares them.
   AttentionBackend backend = AttentionBackend::Auto;
+  /// Math path: largest score matrix [..., Tq, Tk] computed at once; bigger ones are computed in
+  /// slices of query rows (same result, bounded memory; e.g. SDXL at 1024x1024 has 4096-token
+  /// self-attention). 0 = no limit.
+  std::int64_t max_scores_bytes = kDefaultMaxScoresBytes;
+  /// Default slice budget: 256 MiB of scores.
+  static constexpr std::int64_t kDefaultMaxScoresBytes = 256ll * 1024 * 1024;
 };
 
 /// softmax(q k^T * scale + mask) v for q [..., Tq, D], k [..., Tk, D], v [..., Tk, Dv]
