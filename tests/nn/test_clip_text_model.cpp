@@ -127,3 +127,14 @@ TEST(ClipTextModel, LoadAndInputErrorsAreClear) {
   EXPECT_THROW(model->forward(at::zeros({1, 78}, at::kLong)), sdxlhost::sdk::Error);
   EXPECT_THROW(model->forward(at::zeros({1, 7}, at::kFloat)), sdxlhost::sdk::Error);
 }
+
+TEST(ClipTextModel, Bfloat16WeightsRunOnTheCpu) {
+  // bf16 is the fast CPU dtype (fp16 matmul is missing on CPU in libtorch 1.13): same outputs to bf16 precision.
+  auto model = ClipTextModel::load_folder(sdxlhost::test::shared_dir() / "goldens/models/tiny_sdxl/text_encoder_2",
+                                          at::kBFloat16);
+  auto io = SafetensorsFile::open(sdxlhost::test::shared_dir() / "goldens/models/reference/text_encoder_2_io.safetensors");
+  const ClipTextOutput out = model->forward(io->tensor("input.input_ids"));
+  EXPECT_EQ(out.last_hidden_state.scalar_type(), at::kBFloat16);
+  const at::Tensor want = io->tensor("output.last_hidden_state");
+  EXPECT_LT(max_diff(out.last_hidden_state.to(at::kFloat), want), 0.05 * want.abs().max().item<double>());
+}
