@@ -184,6 +184,34 @@ TEST(SafetensorsCorpus, BadJson) {
   parse_error(make_file(R"({"":{"dtype":"F32","shape":[],"data_offsets":[0,4]}})"));
 }
 
+TEST(SafetensorsCorpus, DuplicateNames) {
+  const std::string msg = parse_error(make_file(
+      R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+      R"("w":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})"));
+  EXPECT_NE(msg.find("tensor 'w'"), std::string::npos) << msg;
+}
+
+TEST(Safetensors, MisalignedTensorsAreCopiedNotViewed) {
+  // Legal but unusual: an F32 tensor at an odd offset. The reader copies it (aligned) and the
+  // values are right.
+  sdxlhost::test::TempDir dir;
+  std::string data(2, '\0');
+  const float values[3] = {1.5f, -2.0f, 3.25f};
+  data.append(reinterpret_cast<const char*>(values), sizeof(values));
+  data.append(2, '\0');
+  const std::string header = R"({"b":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
+                             R"("w":{"dtype":"F32","shape":[3],"data_offsets":[2,14]}})";
+  std::string padded = header;
+  padded.append((8 - (8 + padded.size()) % 8) % 8, ' ');
+  const fs::path path = dir.path() / "odd.safetensors";
+  std::ofstream(path, std::ios::binary) << make_file(padded, data);
+  auto file = SafetensorsFile::open(path);
+  const at::Tensor w = file->tensor("w");
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(w.data_ptr()) % 4, 0u);
+  EXPECT_FLOAT_EQ(w[0].item<float>(), 1.5f);
+  EXPECT_FLOAT_EQ(w[2].item<float>(), 3.25f);
+}
+
 TEST(SafetensorsCorpus, BadDtype) {
   std::string msg = parse_error(make_file(R"({"w":{"dtype":"F9","shape":[2],"data_offsets":[0,8]}})"));
   EXPECT_NE(msg.find("unsupported dtype 'F9'"), std::string::npos) << msg;

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <system_error>
 
@@ -70,12 +71,19 @@ std::uint64_t read_u64_le(const std::uint8_t* p) {
 nlohmann::json parse_json_shallow(const char* first, const char* last, const std::string& source) {
   constexpr int kMaxDepth = 8;
   bool too_deep = false;
-  auto callback = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+  std::string duplicate;
+  std::set<std::string> top_level_keys;
+  auto callback = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     if (depth > kMaxDepth) too_deep = true;
+    // A repeated tensor name would silently replace the first entry: refuse it.
+    if (event == nlohmann::json::parse_event_t::key && depth == 1 && parsed.is_string() &&
+        !top_level_keys.insert(parsed.get<std::string>()).second && duplicate.empty())
+      duplicate = parsed.get<std::string>();
     return !too_deep;
   };
   nlohmann::json doc = nlohmann::json::parse(first, last, callback, /*allow_exceptions=*/false);
   if (too_deep) fail(source, "", "header JSON is nested too deeply");
+  if (!duplicate.empty()) fail(source, duplicate, "the name appears twice in the header");
   if (doc.is_discarded()) fail(source, "", "header is not valid JSON");
   if (!doc.is_object()) fail(source, "", "header JSON is not an object");
   return doc;
