@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The ctest entry of the C# client (label dotnet): starts a real sdxl-host with a temporary config
-# (unique pipe name, plugins.dir = the test-only plugins, empty models_root, temp output_root),
-# runs the NUnit tests against it, stops the host and removes the temp folder.
+# The ctest entries of the C# client (label dotnet): starts a real sdxl-host with a temporary config
+# (unique pipe name, plugins.dir = PLUGIN_DIR, models_root = $SDXLHOST_TEST_MODELS_ROOT or an
+# empty temp folder, temp output_root, every progress step sent), runs the NUnit tests against it,
+# stops the host and removes the temp folder.
 #
-# usage: run_host_tests.sh HOST_BINARY TEST_PLUGIN_DIR NUNIT_CONSOLE TEST_ASSEMBLY [nunit args...]
+# usage: run_host_tests.sh HOST_BINARY PLUGIN_DIR NUNIT_CONSOLE TEST_ASSEMBLY [nunit args...]
 set -euo pipefail
 
 host_bin=$1 plugin_dir=$2 nunit_console=$3 test_assembly=$4
@@ -35,11 +36,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$work/models" "$work/output"
+models_root="${SDXLHOST_TEST_MODELS_ROOT:-$work/models}"
+mkdir -p "$models_root" "$work/output"
 cat > "$work/config.json" <<EOF
 {
   "pipe_name": "$pipe",
-  "models_root": "$work/models",
+  "models_root": "$models_root",
   "output_root": "$work/output",
   "plugins": { "dir": "$plugin_dir" },
   "queue": { "progress_interval_ms": 0 }
@@ -61,7 +63,7 @@ done
 [ -S "$socket" ] || { echo "run_host_tests: no socket $socket after 30 s; host log:" >&2; cat "$work/host.log" >&2; exit 1; }
 
 status=0
-SDXLHOST_PIPE_NAME="$pipe" SDXLHOST_MODELS_ROOT="$work/models" SDXLHOST_BIN="$host_bin" SDXLHOST_TEST_PLUGIN_DIR="$plugin_dir" \
+SDXLHOST_PIPE_NAME="$pipe" SDXLHOST_MODELS_ROOT="$models_root" SDXLHOST_BIN="$host_bin" SDXLHOST_TEST_PLUGIN_DIR="$plugin_dir" \
   "$nunit_console" -nologo -noshadow -labels -xml="$work/results.xml" "$test_assembly" "$@" || status=$?
 
 if [ "$status" != 0 ]; then
