@@ -228,6 +228,9 @@ TEST(KeyMap, LayoutDetectionAndUnknownKeys) {
   EXPECT_EQ(detect_key_layout({"encoder.down.0.block.0.conv1.weight"}), KeyLayout::Ldm);
   EXPECT_EQ(detect_key_layout({"encoder.down_blocks.0.resnets.0.conv1.weight"}), KeyLayout::Diffusers);
   EXPECT_EQ(detect_key_layout({"model.diffusion_model.out.2.weight"}), KeyLayout::Ldm);
+  // Hostile structure: an absurd block index is refused, not turned into millions of rules.
+  EXPECT_THROW(unet_key_structure(KeyLayout::Ldm, {"input_blocks.3.0.op.weight", "input_blocks.999999.0.x"}),
+               sdxlhost::sdk::Error);
   TensorMap junk;
   junk.set("something.else", at::zeros({1}));
   EXPECT_THROW(ldm_checkpoint_to_diffusers(junk), sdxlhost::sdk::Error);

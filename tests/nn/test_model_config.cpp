@@ -108,5 +108,6 @@ TEST(ModelConfig, BadConfigsAreRefused) {
   EXPECT_THROW(ClipTextConfig::from_json({{"hidden_size", "big"}}), sdxlhost::sdk::Error);
   EXPECT_THROW(ClipTextConfig::from_json({{"hidden_size", 30}, {"num_attention_heads", 4}}), sdxlhost::sdk::Error);
   EXPECT_THROW(ClipTextConfig::from_json({{"hidden_act", "relu"}}), sdxlhost::sdk::Error);
+  EXPECT_THROW(ClipTextConfig::from_json({{"num_hidden_layers", 1000000000}}), sdxlhost::sdk::Error);
   EXPECT_THROW(infer_unet_config(TensorMap()), sdxlhost::sdk::Error);
 }

@@ -16,6 +16,9 @@ using sdk::ErrorCode;
 
 std::string str(int i) { return std::to_string(i); }
 
+/// Upper bound on levels / blocks per level read from untrusted key names (SDXL has 3-4 / 2-3).
+constexpr int kMaxLevels = 32;
+
 bool starts_with(std::string_view text, std::string_view prefix) {
   return text.size() >= prefix.size() && text.compare(0, prefix.size(), prefix) == 0;
 }
@@ -241,6 +244,9 @@ UnetKeyStructure unet_key_structure(KeyLayout layout, const std::vector<std::str
   const int per = first_downsampler;
   s.layers_per_block = per - 1;
   s.levels = *inputs.rbegin() / per + 1;
+  if (s.levels > kMaxLevels || s.layers_per_block > kMaxLevels)
+    throw Error(ErrorCode::ModelLoadError, "UNet weights: implausible input_blocks structure (" +
+                                               str(s.levels) + " levels of " + str(per) + " blocks)");
   for (int i = 0; i < s.levels; ++i) {
     s.down_has_attention.push_back(any_starts_with(names, "input_blocks." + str(i * per + 1) + ".1."));
     // An up block's first SGM block holds [resnet, attention] when it has attentions.

@@ -72,6 +72,11 @@ ClipTextConfig ClipTextConfig::from_json(const nlohmann::json& config) {
       c.num_attention_heads <= 0 || c.max_position_embeddings <= 0 ||
       c.hidden_size % c.num_attention_heads != 0)
     throw Error(ErrorCode::ModelLoadError, "text encoder config has impossible sizes");
+  // Bounds far above any CLIP (bigG: 1280 wide, 32 layers) so a hostile config cannot make us
+  // build millions of layers before the weights are checked.
+  if (c.num_hidden_layers > 1024 || c.num_attention_heads > 4096 || c.hidden_size > (1 << 20) ||
+      c.intermediate_size > (1 << 22) || c.max_position_embeddings > (1 << 20) || c.vocab_size > (1 << 26))
+    throw Error(ErrorCode::ModelLoadError, "text encoder config has implausibly large sizes");
   if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu")
     throw Error(ErrorCode::ModelLoadError, "text encoder config: unsupported hidden_act '" + c.hidden_act + "'");
   return c;
