@@ -110,6 +110,11 @@ namespace SdxlHost.Client
             return WireValues.GetString(envelope, "error");
         }
 
+        private static string NullIfEmpty(string text)
+        {
+            return string.IsNullOrEmpty(text) ? null : text;
+        }
+
         private static GeneratedImage TransformImage(IDictionary<string, object> image)
         {
             var metadata = WireValues.GetObject(image, "metadata");
@@ -130,8 +135,8 @@ namespace SdxlHost.Client
                     ModelInfo = new ModelInfo
                     {
                         BaseModel = WireValues.GetString(modelInfo, "base_model"),
-                        RefinerModel = WireValues.GetString(modelInfo, "refiner_model"),
-                        VaeModel = WireValues.GetString(modelInfo, "vae_model"),
+                        RefinerModel = NullIfEmpty(WireValues.GetString(modelInfo, "refiner_model")),
+                        VaeModel = NullIfEmpty(WireValues.GetString(modelInfo, "vae_model")),
                     },
                 },
             };
@@ -142,8 +147,11 @@ namespace SdxlHost.Client
             return new ProcessingMetrics
             {
                 TotalTime = WireValues.GetDouble(metrics, "total_time"),
+                QueueTime = WireValues.GetDouble(metrics, "queue_time"),
                 InferenceTime = WireValues.GetDouble(metrics, "inference_time"),
+                OutputTime = WireValues.GetDouble(metrics, "output_time"),
                 DeviceMemoryUsed = WireValues.GetDouble(metrics, "device_memory_used") ?? WireValues.GetDouble(metrics, "memory_used"),
+                PeakMemoryBytes = WireValues.GetDouble(metrics, "peak_memory_bytes"),
                 DeviceName = WireValues.GetString(metrics, "device_name"),
             };
         }
@@ -194,7 +202,7 @@ namespace SdxlHost.Client
                 Name = WireValues.GetString(plugin, "name") ?? nameFromKey,
                 Version = WireValues.GetString(plugin, "version"),
                 State = WireValues.GetString(plugin, "state"),
-                Reason = WireValues.GetString(plugin, "reason"),
+                Reason = NullIfEmpty(WireValues.GetString(plugin, "reason")),
                 Provides = ReadNames(WireValues.Get(plugin, "provides")),
             };
         }

@@ -94,10 +94,10 @@ namespace SdxlHost.Client
         /// <summary>Base checkpoint.</summary>
         public string BaseModel { get; set; }
 
-        /// <summary>Refiner checkpoint, or null.</summary>
+        /// <summary>Refiner checkpoint, or null when none was used.</summary>
         public string RefinerModel { get; set; }
 
-        /// <summary>VAE, or null for the checkpoint's own.</summary>
+        /// <summary>VAE, or null when the checkpoint's own was used.</summary>
         public string VaeModel { get; set; }
     }
 
@@ -110,8 +110,17 @@ namespace SdxlHost.Client
         /// <summary>Seconds spent running the stages.</summary>
         public double? InferenceTime { get; set; }
 
+        /// <summary>Seconds the job waited in the host's queue.</summary>
+        public double? QueueTime { get; set; }
+
+        /// <summary>Seconds spent encoding and saving the images.</summary>
+        public double? OutputTime { get; set; }
+
         /// <summary>Device memory in use, in bytes, as the host reports it.</summary>
         public double? DeviceMemoryUsed { get; set; }
+
+        /// <summary>Peak memory of the host process, in bytes, when reported.</summary>
+        public double? PeakMemoryBytes { get; set; }
 
         /// <summary>The device that ran the job (e.g. "cpu").</summary>
         public string DeviceName { get; set; }

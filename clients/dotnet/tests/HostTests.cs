@@ -91,8 +91,13 @@ namespace SdxlHost.Client.Tests
                     PluginInfo plugin = capabilities.FindPlugin(kTestPlugin);
                     Assert.That(plugin, Is.Not.Null, "plugins: " + string.Join(",", capabilities.Plugins.Select(p => p.Name)));
                     Assert.That(plugin.State, Is.EqualTo("loaded"));
+                    Assert.That(plugin.Reason, Is.Null);
+                    CollectionAssert.Contains(plugin.Provides, "test_denoise");
                     PluginInfo badAbi = capabilities.FindPlugin("test_bad_abi");
-                    if (badAbi != null) Assert.That(badAbi.State, Is.EqualTo("failed"));
+                    Assert.That(badAbi, Is.Not.Null, "the test-plugins folder has a plugin built for another ABI");
+                    Assert.That(badAbi.State, Is.EqualTo("failed"));
+                    StringAssert.Contains("ABI", badAbi.Reason);
+                    Assert.That(capabilities.Limits.ContainsKey("max_width"), Is.True);
                 }
             });
         }

@@ -229,8 +229,8 @@ namespace SdxlHost.Client.Tests
             string line = "{\"message_type\":\"response\",\"request_id\":\"r\",\"success\":true,\"warnings\":[\"w1\"]," +
                           "\"data\":{\"generated_images\":[{\"image_path\":\"/o/a.png\",\"format\":\"png\",\"width\":64,\"height\":48," +
                           "\"metadata\":{\"seed\":5,\"steps\":4,\"guidance_scale\":7.5,\"scheduler\":\"DDIMScheduler\"," +
-                          "\"model_info\":{\"base_model\":\"b\",\"refiner_model\":null,\"vae_model\":\"v\"}}}]," +
-                          "\"processing_metrics\":{\"total_time\":1.25,\"inference_time\":1,\"memory_used\":1024,\"device_name\":\"cpu\"}," +
+                          "\"model_info\":{\"base_model\":\"b\",\"refiner_model\":\"\",\"vae_model\":\"v\"}}}]," +
+                          "\"processing_metrics\":{\"total_time\":1.25,\"queue_time\":0.25,\"inference_time\":1,\"memory_used\":1024,\"device_name\":\"cpu\"}," +
                           "\"stages\":[\"a\",{\"name\":\"b\"}]}}";
             var response = EnhancedResponseTransformer.TransformResponse((IDictionary<string, object>)WireJson.Parse(line));
             Assert.That(response.Success, Is.True);
@@ -245,6 +245,7 @@ namespace SdxlHost.Client.Tests
             Assert.That(image.GetImageBytes(), Is.Null);
             Assert.That(response.ProcessingMetrics.TotalTime, Is.EqualTo(1.25));
             Assert.That(response.ProcessingMetrics.InferenceTime, Is.EqualTo(1.0));
+            Assert.That(response.ProcessingMetrics.QueueTime, Is.EqualTo(0.25));
             Assert.That(response.ProcessingMetrics.DeviceMemoryUsed, Is.EqualTo(1024.0));
             Assert.That(response.Stages, Is.EqualTo(new[] { "a", "b" }));
         }
