@@ -1,0 +1,38 @@
+// The sdxl plugin: registers the generation stages and the checkpoint preloader.
+#include "sdxlhost/sdk/plugin.hpp"
+
+#include "sdxl_models.hpp"
+#include "sdxlhost/sdk/models.hpp"
+#include "sdxlhost/sdk/registries.hpp"
+#include "stages.hpp"
+
+namespace sdxlhost::sdxl {
+
+/// SDXL text-to-image: encode_prompt, prepare_latents, denoise, vae_decode.
+class SdxlPlugin final : public sdk::Plugin {
+ public:
+  sdk::PluginInfo info() const override {
+    return {"sdxl", "0.1.0",
+            "SDXL text-to-image from diffusers folders or single-file checkpoints "
+            "(UNet, VAE, both CLIP text encoders)",
+            {"encode_prompt", "prepare_latents", "denoise", "vae_decode"},
+            {"schedulers"}};
+  }
+
+  void initialize(const nlohmann::json& config, sdk::Registries& registries) override {
+    auto settings = std::make_shared<const SdxlSettings>(SdxlSettings::from_json(config));
+    for (auto& stage : make_stages(settings)) registries.add_stage(stage);
+    registries.add_model_preloader(sdk::kCheckpoints, [settings](sdk::ModelAccess& models,
+                                                                 const std::string& name) {
+      models.load_as<SdxlModels>(sdk::kCheckpoints, name, pipeline_variant(*settings), "data.name",
+                                 [&](const std::filesystem::path& file) {
+                                   auto loaded = SdxlModels::load(file, *settings);
+                                   return std::make_pair(loaded, loaded->bytes);
+                                 });
+    });
+  }
+};
+
+}  // namespace sdxlhost::sdxl
+
+SDXLHOST_PLUGIN(sdxlhost::sdxl::SdxlPlugin)

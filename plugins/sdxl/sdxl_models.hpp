@@ -1,0 +1,87 @@
+#pragma once
+/// @file sdxl_models.hpp
+/// What the SDXL stages share: the loaded pipeline models (cached by the host per checkpoint),
+/// the plugin settings (device, dtype), the per-job conditioning and noise generators kept in
+/// the Context's slots, and the model lookup through sdk::ModelAccess.
+/// Thread-safety: SdxlModels is immutable after loading and shared by concurrent jobs.
+
+#include <ATen/core/Tensor.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "sdxlhost/nn/clip_text_model.hpp"
+#include "sdxlhost/nn/clip_tokenizer.hpp"
+#include "sdxlhost/nn/noise.hpp"
+#include "sdxlhost/nn/unet.hpp"
+#include "sdxlhost/nn/vae.hpp"
+#include "sdxlhost/sdk/context.hpp"
+
+namespace sdxlhost::sdxl {
+
+/// `plugins.config.sdxl`: where models run.
+struct SdxlSettings {
+  std::string device = "cpu";      ///< "cpu" or "cuda:N"
+  std::string dtype = "fp32";      ///< fp32 | bf16 | fp16
+  std::string tokenizer_dir;       ///< tokenizer/ + tokenizer_2/ for single-file checkpoints
+  at::ScalarType scalar_type() const;
+  at::Device torch_device() const;
+  /// Reads the plugin config; throws sdk::Error(ValidationError, "plugins.config.sdxl.<key>").
+  static SdxlSettings from_json(const nlohmann::json& config);
+};
+
+/// A loaded SDXL pipeline: tokenizers, text encoders, UNet, VAE and the scheduler config.
+struct SdxlModels {
+  std::shared_ptr<nn::ClipTokenizer> tokenizer;    ///< CLIP-L's (absent in a refiner)
+  std::shared_ptr<nn::ClipTokenizer> tokenizer_2;  ///< bigG's (pads with "!")
+  std::shared_ptr<nn::ClipTextModel> text_encoder;    ///< may be null (refiner)
+  std::shared_ptr<nn::ClipTextModel> text_encoder_2;
+  std::shared_ptr<nn::UNet2DConditionModel> unet;
+  std::shared_ptr<nn::AutoencoderKL> vae;
+  nlohmann::json scheduler_config;       ///< scheduler/scheduler_config.json or SDXL's default
+  bool force_zeros_for_empty_prompt = true;  ///< model_index.json (SDXL: true)
+  std::uint64_t bytes = 0;               ///< parameter bytes, for the cache budget
+
+  /// Loads a diffusers pipeline folder or a single-file checkpoint. Single files carry no
+  /// tokenizer: they come from `settings.tokenizer_dir`, else `<file's folder>/tokenizers/`.
+  /// Throws sdk::Error(ModelLoadError) naming what is missing.
+  static std::shared_ptr<SdxlModels> load(const std::filesystem::path& path, const SdxlSettings& settings);
+};
+
+/// The cache variant of a pipeline loaded with `settings` ("sdxl-pipeline:cpu:fp32").
+std::string pipeline_variant(const SdxlSettings& settings);
+/// The job's base pipeline, from the host's model cache (loaded on first use).
+std::shared_ptr<SdxlModels> base_models(sdk::Context& context, const SdxlSettings& settings);
+/// The VAE that decodes and encodes for this job: `models.vae` (models_root/vae/NAME) when the
+/// request names one, else the checkpoint's.
+std::shared_ptr<nn::AutoencoderKL> job_vae(sdk::Context& context, const SdxlSettings& settings);
+
+/// The prompt embeddings one job uses (slot "conditioning"), for one image (batch 1).
+struct SdxlConditioning {
+  at::Tensor prompt_embeds;           ///< (1, 77k, 2048) te1 | te2 penultimate hidden states
+  at::Tensor pooled_prompt_embeds;    ///< (1, 1280) te2 text_embeds
+  at::Tensor negative_prompt_embeds;  ///< same shapes; zeros for an empty negative prompt
+  at::Tensor negative_pooled_prompt_embeds;
+};
+
+/// Slot holding the per-image noise generators (seed + i), shared by prepare_latents and denoise.
+inline constexpr const char* kGeneratorsSlot = "sdxl.generators";
+/// The generators of the images of one job.
+using Generators = std::vector<std::shared_ptr<nn::CpuNoiseGenerator>>;
+
+/// Noise for a batch: image i's rows come from generator i, as diffusers draws with a list of
+/// generators, so every image is reproducible alone from its seed.
+class BatchNoise : public sdk::NoiseSource {
+ public:
+  explicit BatchNoise(Generators& generators) : generators_(generators) {}
+  at::Tensor randn(at::IntArrayRef shape) override;
+
+ private:
+  Generators& generators_;
+};
+
+}  // namespace sdxlhost::sdxl

@@ -1,0 +1,293 @@
+// The sdxl plugin's stages driven directly over a Context (no host): parity with the pipeline
+// goldens (2 and 3 Euler steps) from the prompt to the image, custom VAE, batch seeds,
+// cancellation, both layouts of the tool's tiny model giving the same image, bad requests.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <mutex>
+
+#include "golden_util.hpp"
+#include "schedulers.hpp"
+#include "sdxl_models.hpp"
+#include "sdxlhost/sdk/context.hpp"
+#include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/image.hpp"
+#include "sdxlhost/sdk/models.hpp"
+#include "sdxlhost/sdk/registries.hpp"
+#include "sdxlhost/sdk/request.hpp"
+#include "stages.hpp"
+#include "tiny_sdxl_model.hpp"
+
+namespace fs = std::filesystem;
+using namespace sdxlhost;
+using namespace sdxl_test;
+using nn::TensorMap;
+using sdk::Error;
+using sdk::ErrorCode;
+
+namespace {
+
+/// Resolves names to fixed paths and caches loaded objects like the host's model cache.
+class TestModels : public sdk::ModelAccess {
+ public:
+  std::map<std::string, fs::path> paths;  // "kind/name" -> path
+  int loads = 0;
+
+  fs::path resolve(const std::string& kind, const std::string& name, const std::string& field) const override {
+    auto it = paths.find(kind + "/" + name);
+    if (it == paths.end()) throw Error(ErrorCode::ModelNotFound, "no model " + name, field);
+    return it->second;
+  }
+  std::shared_ptr<void> load(const std::string& kind, const std::string& name, const std::string& variant,
+                             const std::string& field, const sdk::ModelLoadFn& load) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::string key = kind + "/" + name + "/" + variant;
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return it->second;
+    ++loads;
+    auto object = load(resolve(kind, name, field)).object;
+    cache_[key] = object;
+    return object;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<void>> cache_;
+};
+
+/// Records what the UNet is given at every step (a DenoiseHook that adds nothing).
+class RecordingHook : public sdk::DenoiseHook {
+ public:
+  mutable std::vector<at::Tensor> inputs;
+  mutable int begun = 0, ended = 0;
+  std::string name() const override { return "recorder"; }
+  bool applies(const sdk::GenerationRequest&) const override { return true; }
+  void begin(sdk::Context&) const override { ++begun; }
+  void before_unet(sdk::Context&, const sdk::DenoiseStepInput& input, sdk::UNetResiduals&) const override {
+    inputs.push_back(input.sample.clone());
+  }
+  void end(sdk::Context&) const override { ++ended; }
+};
+
+struct Harness {
+  TestModels models;
+  sdk::Registries registries;
+  std::vector<std::shared_ptr<sdk::Stage>> stages =
+      sdxl::make_stages(std::make_shared<const sdxl::SdxlSettings>());
+  std::shared_ptr<RecordingHook> hook = std::make_shared<RecordingHook>();
+  std::vector<std::tuple<std::string, int, int>> progress;
+
+  Harness() {
+    registries.add_scheduler("EulerDiscreteScheduler", schedulers::make_euler_discrete);
+    registries.add_denoise_hook(hook);
+    models.paths["checkpoints/tiny"] = golden("models/tiny_sdxl");
+    models.paths["vae/custom"] = golden("vae/custom_vae");
+  }
+
+  std::unique_ptr<sdk::Context> context(const sdk::GenerationRequest& request) {
+    sdk::ContextServices services;
+    services.models = &models;
+    services.registries = &registries;
+    services.progress = [this](std::string_view stage, int step, int total) {
+      progress.emplace_back(std::string(stage), step, total);
+    };
+    return std::make_unique<sdk::Context>(std::make_shared<const sdk::GenerationRequest>(request), services);
+  }
+
+  /// Runs every stage in order; returns the context for inspection.
+  std::unique_ptr<sdk::Context> run(const sdk::GenerationRequest& request) {
+    auto ctx = context(request);
+    for (const auto& stage : stages) stage->run(*ctx);
+    return ctx;
+  }
+};
+
+sdk::GenerationRequest cat_request(int steps) {
+  sdk::GenerationRequest r;
+  r.prompt = "a photo of a cat";
+  r.models.base = "tiny";
+  r.hyperparameters.num_inference_steps = steps;
+  r.hyperparameters.guidance_scale = 5.0;
+  r.hyperparameters.seed = 0;
+  r.width = 64;
+  r.height = 64;
+  r.scheduler = "EulerDiscreteScheduler";
+  return r;
+}
+
+at::Tensor image_tensor(const sdk::Image& image) {
+  return at::from_blob(const_cast<std::uint8_t*>(image.pixels.data()), {image.height, image.width, image.channels},
+                       at::kByte)
+      .clone();
+}
+
+/// |image - round(np * 255)| <= 1 everywhere (the goal: within 1/255 per channel).
+void expect_image_matches(const sdk::Image& image, const at::Tensor& np_float) {
+  const at::Tensor expected = at::round(np_float[0] * 255);
+  const at::Tensor got = image_tensor(image).to(at::kFloat);
+  EXPECT_LE((got - expected).abs().max().item<double>(), 1.0);
+}
+
+}  // namespace
+
+TEST(SdxlPipeline, TwoAndThreeEulerStepsMatchTheGoldensFromPromptToImage) {
+  for (int steps : {2, 3}) {
+    SCOPED_TRACE(steps);
+    const TensorMap g = load_tensors(golden("models/reference/pipeline_" + std::to_string(steps) + "steps.safetensors"));
+    Harness h;
+    auto ctx = h.context(cat_request(steps));
+    h.stages[0]->run(*ctx);  // encode_prompt
+    const auto& cond = ctx->get<sdxl::SdxlConditioning>(sdk::slots::kConditioning);
+    EXPECT_LT(max_abs_diff(cond.prompt_embeds, g.at("prompt_embeds")), 1e-4);
+    EXPECT_LT(max_abs_diff(cond.pooled_prompt_embeds, g.at("pooled_prompt_embeds")), 1e-4);
+    EXPECT_EQ(max_abs_diff(cond.negative_prompt_embeds, g.at("negative_prompt_embeds")), 0.0);
+    EXPECT_EQ(max_abs_diff(cond.negative_pooled_prompt_embeds, g.at("negative_pooled_prompt_embeds")), 0.0);
+
+    h.stages[1]->run(*ctx);  // prepare_latents: seed-0 CPU generator, times init_noise_sigma
+    EXPECT_LT(max_abs_diff(ctx->get<at::Tensor>(sdk::slots::kLatents), g.at("initial_latents")), 1e-5);
+
+    h.stages[2]->run(*ctx);  // denoise
+    ASSERT_EQ(h.hook->inputs.size(), static_cast<std::size_t>(steps));
+    for (int i = 0; i < steps; ++i) {
+      EXPECT_LT(max_abs_diff(h.hook->inputs[i], g.at("step" + std::to_string(i) + ".unet_input")), 1e-4) << i;
+    }
+    EXPECT_EQ(h.hook->begun, 1);
+    EXPECT_EQ(h.hook->ended, 1);
+    EXPECT_LT(max_abs_diff(ctx->get<at::Tensor>(sdk::slots::kLatents), g.at("final_latents")), 5e-4);
+    ASSERT_EQ(h.progress.size(), static_cast<std::size_t>(steps));
+    EXPECT_EQ(h.progress.back(), std::make_tuple(std::string("denoise"), steps, steps));
+
+    h.stages[3]->run(*ctx);  // vae_decode
+    const auto& images = ctx->get<std::vector<sdk::Image>>(sdk::slots::kImages);
+    ASSERT_EQ(images.size(), 1u);
+    EXPECT_EQ(images[0].width, 64);
+    EXPECT_EQ(images[0].metadata["seed"], 0);
+    expect_image_matches(images[0], g.at("image_np_float"));
+  }
+}
+
+TEST(SdxlPipeline, CustomVaeDecodesTheSameLatentsToTheReferenceImage) {
+  const TensorMap g = load_tensors(golden("vae/pipeline_custom_vae.safetensors"));
+  Harness h;
+  auto request = cat_request(3);
+  request.models.vae = "custom";
+  auto ctx = h.run(request);
+  EXPECT_LT(max_abs_diff(ctx->get<at::Tensor>(sdk::slots::kLatents), g.at("final_latents")), 5e-4);
+  expect_image_matches(ctx->get<std::vector<sdk::Image>>(sdk::slots::kImages)[0], g.at("image_np_float"));
+  EXPECT_EQ(ctx->get<std::vector<sdk::Image>>(sdk::slots::kImages)[0].metadata["model_info"]["vae_model"], "custom");
+}
+
+TEST(SdxlPipeline, BatchImageIUsesSeedPlusIAndIsReproducibleAlone) {
+  Harness h;
+  auto batch = cat_request(2);
+  batch.batch_size = 2;
+  batch.hyperparameters.seed = 10;
+  auto ctx = h.run(batch);
+  const auto images = ctx->get<std::vector<sdk::Image>>(sdk::slots::kImages);
+  ASSERT_EQ(images.size(), 2u);
+  EXPECT_EQ(images[1].metadata["seed"], 11);
+  auto single = cat_request(2);
+  single.hyperparameters.seed = 11;
+  const auto alone = h.run(single)->get<std::vector<sdk::Image>>(sdk::slots::kImages);
+  // same noise and computation; batched float kernels may round differently, so allow 1/255
+  const at::Tensor diff = image_tensor(images[1]).to(at::kInt) - image_tensor(alone[0]).to(at::kInt);
+  EXPECT_LE(diff.abs().max().item<int>(), 1);
+  EXPECT_FALSE(at::equal(image_tensor(images[0]), image_tensor(images[1])));
+  EXPECT_EQ(h.models.loads, 1);  // one pipeline load, cached for every stage and job
+}
+
+TEST(SdxlPipeline, CancelStopsBetweenStepsAndEndsTheHooks) {
+  Harness h;
+  auto request = cat_request(5);
+  auto ctx = h.context(request);
+  h.stages[0]->run(*ctx);
+  h.stages[1]->run(*ctx);
+  h.progress.clear();
+  // a hook cancels the job during step 2 (index 1): that step finishes, step 3 never starts
+  auto token = ctx->token();
+  auto* raw = ctx.get();
+  struct CancelAfter : sdk::DenoiseHook {
+    std::shared_ptr<sdk::CancellationToken> token;
+    std::string name() const override { return "cancel"; }
+    bool applies(const sdk::GenerationRequest&) const override { return true; }
+    void before_unet(sdk::Context&, const sdk::DenoiseStepInput& in, sdk::UNetResiduals&) const override {
+      if (in.step == 1) token->cancel();
+    }
+  };
+  auto canceller = std::make_shared<CancelAfter>();
+  canceller->token = token;
+  h.registries.add_denoise_hook(canceller);
+  try {
+    h.stages[2]->run(*raw);
+    FAIL() << "expected Cancelled";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::Cancelled);
+  }
+  EXPECT_EQ(h.progress.size(), 2u);  // step 2 finished, step 3 never started
+  EXPECT_EQ(h.hook->ended, 1);
+}
+
+TEST(SdxlPipeline, SingleFileAndDiffusersFolderOfTheTinyModelGiveTheSameImage) {
+  const fs::path root = fs::temp_directory_path() / ("sdxl_pipe_" + std::to_string(::getpid()));
+  const auto spec = tools::tiny_spec();
+  const auto weights = tools::make_weights(spec, 3);
+  tools::write_diffusers_folder(root / "tiny-sdxl", spec, weights, golden("models/tiny_sdxl"));
+  tools::write_single_file(root / "tiny-sdxl-single.safetensors", weights);
+  fs::create_directories(root / "tokenizers");
+  fs::copy(root / "tiny-sdxl" / "tokenizer", root / "tokenizers" / "tokenizer");
+  fs::copy(root / "tiny-sdxl" / "tokenizer_2", root / "tokenizers" / "tokenizer_2");
+
+  Harness h;
+  h.models.paths["checkpoints/folder"] = root / "tiny-sdxl";
+  h.models.paths["checkpoints/single"] = root / "tiny-sdxl-single.safetensors";
+  auto request = cat_request(2);
+  request.models.base = "folder";
+  const auto a = h.run(request)->get<std::vector<sdk::Image>>(sdk::slots::kImages);
+  request.models.base = "single";
+  const auto b = h.run(request)->get<std::vector<sdk::Image>>(sdk::slots::kImages);
+  EXPECT_TRUE(at::equal(image_tensor(a[0]), image_tensor(b[0])));
+  EXPECT_GT(image_tensor(a[0]).to(at::kFloat).std().item<double>(), 1.0);  // not a flat image
+  fs::remove_all(root);
+}
+
+TEST(SdxlPipeline, BadRequestsGiveValidationErrorsNamingTheField) {
+  Harness h;
+  auto field_of = [&](sdk::GenerationRequest r) -> std::string {
+    try {
+      h.run(r);
+    } catch (const Error& e) {
+      return e.field();
+    }
+    return "(no error)";
+  };
+  auto r = cat_request(2);
+  r.width = 65;
+  EXPECT_EQ(field_of(r), "data.dimensions.width");
+  r = cat_request(2);
+  r.scheduler = "NoSuchScheduler";
+  EXPECT_EQ(field_of(r), "data.scheduler");
+  r = cat_request(2);
+  r.hyperparameters.original_size = std::vector<int>{64};
+  EXPECT_EQ(field_of(r), "data.hyperparameters.original_size");
+  r = cat_request(2);
+  r.hyperparameters.clip_skip = 5;
+  EXPECT_EQ(field_of(r), "data.hyperparameters.clip_skip");
+  r = cat_request(2);
+  r.models.base = "missing";
+  EXPECT_EQ(field_of(r), "data.models.base");
+}
+
+TEST(SdxlPipeline, GuidanceRescaleAndTimeIdsFollowDiffusers) {
+  sdk::GenerationRequest r = cat_request(2);
+  r.height = 64;
+  r.width = 128;
+  r.hyperparameters.crops_coords_top_left = {3, 4};
+  EXPECT_EQ(sdxl::time_ids(r), (std::vector<float>{64, 128, 3, 4, 64, 128}));
+  r.hyperparameters.original_size = std::vector<int>{1024, 1024};
+  EXPECT_EQ(sdxl::time_ids(r), (std::vector<float>{1024, 1024, 3, 4, 64, 128}));
+  const at::Tensor text = at::randn({2, 4, 8, 8}), guided = text * 3 + 1;
+  EXPECT_TRUE(at::allclose(sdxl::rescale_noise_cfg(guided, text, 0.0), guided));
+  const at::Tensor full = sdxl::rescale_noise_cfg(guided, text, 1.0);
+  EXPECT_TRUE(at::allclose(full.std({1, 2, 3}), text.std({1, 2, 3}), 1e-4, 1e-5));
+}
