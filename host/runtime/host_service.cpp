@@ -99,8 +99,8 @@ HostService::HostService(HostConfig config, const std::vector<std::string>& conf
 }
 
 HostService::~HostService() {
-  runner_.shutdown(0.0);
   if (shutdown_thread_.joinable()) shutdown_thread_.join();
+  runner_.shutdown(0.0);
   models_->drop_all();
 }
 

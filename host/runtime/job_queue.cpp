@@ -35,7 +35,7 @@ void JobQueue::push(std::shared_ptr<Job> job) {
   available_.notify_one();
 }
 
-std::shared_ptr<Job> JobQueue::pop() {
+std::shared_ptr<Job> JobQueue::pop(const std::function<void(const std::shared_ptr<Job>&)>& on_taken) {
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
     if (closed_) return nullptr;
@@ -43,6 +43,7 @@ std::shared_ptr<Job> JobQueue::pop() {
       if (!level.empty()) {
         auto job = std::move(level.front());
         level.pop_front();
+        if (on_taken) on_taken(job);
         return job;
       }
     }

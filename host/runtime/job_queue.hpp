@@ -8,6 +8,7 @@
 #include <array>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -28,7 +29,9 @@ class JobQueue {
   /// Error(ShuttingDown) after close().
   void push(std::shared_ptr<Job> job);
   /// The next job (highest priority, oldest first); blocks while empty. Null after close().
-  std::shared_ptr<Job> pop();
+  /// `on_taken` (optional) runs under the queue's lock once the job is out, so no observer can
+  /// find the job in neither the queue nor where `on_taken` puts it.
+  std::shared_ptr<Job> pop(const std::function<void(const std::shared_ptr<Job>&)>& on_taken = {});
   /// Takes out the job with this request id; null when it is not waiting.
   std::shared_ptr<Job> remove(const std::string& request_id);
   /// Takes out every job of a connection.

@@ -40,12 +40,14 @@ void JobRunner::answer_error(Job& job, const Error& error) {
 }
 
 void JobRunner::submit(std::shared_ptr<Job> job) {
+  bool running = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (running_.count(job->request_id()) || queue_.contains(job->request_id()))
-      throw Error(ErrorCode::ValidationError, "a job with this request_id is already queued or running",
-                  "request_id");
+    running = running_.count(job->request_id()) != 0;
   }
+  if (running || queue_.contains(job->request_id()))
+    throw Error(ErrorCode::ValidationError, "a job with this request_id is already queued or running",
+                "request_id");
   queue_.push(job);
   component_logger("runtime")->info("[{}] queued {} (priority {}, {} waiting)", job->request_id(), job->kind(),
                                     to_string(job->priority()), queue_.size());
@@ -82,23 +84,22 @@ void JobRunner::drop_connection(std::uint64_t connection_id) {
 
 void JobRunner::executor_loop(int index) {
   component_logger("runtime")->debug("executor {} started", index);
-  while (auto job = queue_.pop()) execute(job);
+  auto mark_running = [this](const std::shared_ptr<Job>& job) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    running_[job->request_id()] = job;
+  };
+  while (auto job = queue_.pop(mark_running)) execute(job);
   component_logger("runtime")->debug("executor {} stopped", index);
 }
 
 void JobRunner::execute(const std::shared_ptr<Job>& job) {
-  if (Clock::now() >= job->deadline()) {
-    answer_error(*job, Error(ErrorCode::Timeout, "timed out while queued", "data.metadata.timeout"));
-    return;
-  }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    running_[job->request_id()] = job;
-  }
   job->mark_started();
   auto log = component_logger("runtime");
-  log->info("[{}] started {}", job->request_id(), job->kind());
   try {
+    if (job->token()->cancelled()) throw Error(ErrorCode::Cancelled, "cancelled before it started");
+    if (Clock::now() >= job->deadline())
+      throw Error(ErrorCode::Timeout, "timed out while queued", "data.metadata.timeout");
+    log->info("[{}] started {}", job->request_id(), job->kind());
     nlohmann::json data = job->run();
     log->info("[{}] done in {:.3f} s", job->request_id(),
               std::chrono::duration<double>(Clock::now() - job->started_at()).count());
@@ -131,12 +132,8 @@ void JobRunner::watchdog_loop() {
 }
 
 void JobRunner::shutdown(double grace_s) {
-  if (shutting_down_.exchange(true)) {
-    // A second caller waits for the first to finish.
-    for (auto& thread : executors_)
-      if (thread.joinable() && thread.get_id() != std::this_thread::get_id()) thread.join();
-    return;
-  }
+  std::lock_guard<std::mutex> serial(shutdown_mutex_);  // a second caller waits for the first
+  if (shutting_down_.exchange(true)) return;
   for (auto& job : queue_.close())
     answer_error(*job, Error(ErrorCode::ShuttingDown, "the host is shutting down"));
   {
@@ -153,8 +150,15 @@ void JobRunner::shutdown(double grace_s) {
 }
 
 void JobRunner::wait_idle() {
-  std::unique_lock<std::mutex> lock(mutex_);
-  while (!(running_.empty() && queue_.size() == 0)) changed_.wait_for(lock, kWatchdogTick);
+  for (;;) {
+    if (queue_.size() == 0) {  // the queue's lock is never taken under mutex_
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (running_.empty()) return;
+      changed_.wait_for(lock, kWatchdogTick);
+    } else {
+      std::this_thread::sleep_for(kWatchdogTick);
+    }
+  }
 }
 
 nlohmann::json JobRunner::describe() const {

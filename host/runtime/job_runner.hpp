@@ -69,10 +69,13 @@ class JobRunner {
   int executor_count_;
   std::vector<std::thread> executors_;
   std::thread watchdog_;
+  // Lock order: the queue's lock may be held while taking mutex_ (JobQueue::pop's callback),
+  // never the other way round.
   mutable std::mutex mutex_;               // guards running_, stop_watchdog_
   std::condition_variable changed_;        // running_ shrank, or watchdog must re-check
   std::map<std::string, std::shared_ptr<Job>> running_;
   bool stop_watchdog_ = false;
+  std::mutex shutdown_mutex_;              // serialises shutdown()
   std::atomic<bool> shutting_down_{false};
   std::atomic<bool> started_{false};
 };
