@@ -202,6 +202,15 @@ void read_device(Section& root, HostConfig& config) {
     bad_key("device", "must be \"cpu\", \"cuda\" or \"cuda:N\"");
 }
 
+/// Folders that do not exist are not an error (they may be created later) but worth a warning.
+void warn_missing_folders(const HostConfig& config, std::vector<std::string>& warnings) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(config.plugins.dir, ec))
+    warnings.push_back("plugins.dir " + config.plugins.dir.string() + " is not a folder: no plugin will load");
+  if (!std::filesystem::is_directory(config.models_root, ec))
+    warnings.push_back("models_root " + config.models_root.string() + " is not a folder: no model will resolve");
+}
+
 std::string mode_string(unsigned mode) {
   char buffer[8];
   std::snprintf(buffer, sizeof buffer, "%04o", mode);
@@ -249,6 +258,7 @@ HostConfig parse_config(const json& document, const std::filesystem::path& base_
   if (config.queue.default_timeout_s > config.limits.max_timeout_s)
     bad_key("queue.default_timeout_s", "must not exceed limits.max_timeout_s");
   root.warn_unknown(warnings);
+  warn_missing_folders(config, warnings);
   return config;
 }
 

@@ -125,6 +125,11 @@ void HostService::on_line(const ConnectionPtr& connection, std::string&& line) {
                                        error.what());
     reply(connection, protocol::error_response(error.request_id(), error));
     return;
+  } catch (const std::exception& error) {  // e.g. bad_alloc: answer, never take the I/O thread down
+    component_logger("protocol")->error("client {}: line of {} bytes failed: {}", connection->id(), line.size(),
+                                        error.what());
+    reply(connection, protocol::error_response("", Error(ErrorCode::InternalError, error.what())));
+    return;
   }
   dispatch(connection, envelope);
 }

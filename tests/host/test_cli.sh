@@ -47,8 +47,15 @@ grep -q '"success":true' "$DIR/send.out" || fail "send printed no success"
 if "$HOST" send --pipe "$DIR/host.sock" --message inference_request --data '{"prompt":1}' > /dev/null; then
   fail "send exits 0 on an error response"
 fi
+# SIGHUP reloads: switching test_generate off makes generation FEATURE_DISABLED.
+sed -i 's|"plugins": {"dir": "\([^"]*\)"}|"plugins": {"dir": "\1", "enabled": {"test_generate": false}}|' "$DIR/host.json"
+grep -q '"test_generate": false' "$DIR/host.json" || fail "could not edit the config"
 kill -HUP $SERVER
-"$HOST" send --pipe "$DIR/host.sock" --message ping > /dev/null || fail "host died on SIGHUP"
+for _ in $(seq 50); do
+  "$HOST" send --pipe "$DIR/host.sock" "$DIR/request.json" > "$DIR/hup.out" || break
+  sleep 0.1
+done
+grep -q '"error_code":"FEATURE_DISABLED"' "$DIR/hup.out" || fail "SIGHUP did not reload: $(cat "$DIR/hup.out")"
 kill -TERM $SERVER
 wait $SERVER || fail "serve exited non-zero on SIGTERM"
 SERVER=
