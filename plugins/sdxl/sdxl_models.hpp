@@ -70,6 +70,8 @@ struct SdxlConditioning {
 
 /// Slot holding the per-image noise generators (seed + i), shared by prepare_latents and denoise.
 inline constexpr const char* kGeneratorsSlot = "sdxl.generators";
+/// Slot holding the index of the first timestep to run (img2img starts later; an int).
+inline constexpr const char* kBeginIndexSlot = "sdxl.begin_index";
 /// The generators of the images of one job.
 using Generators = std::vector<std::shared_ptr<nn::CpuNoiseGenerator>>;
 

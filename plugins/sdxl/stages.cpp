@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "init_image.hpp"
 #include "sdxlhost/nn/prompt_weighting.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/image.hpp"
@@ -143,42 +144,91 @@ class PrepareLatentsStage final : public SdxlStage {
   std::string name() const override { return "prepare_latents"; }
   std::vector<std::string> reads() const override { return {}; }
   std::vector<std::string> writes() const override {
-    return {sdk::slots::kLatents, sdk::slots::kScheduler, kGeneratorsSlot};
+    return {sdk::slots::kLatents, sdk::slots::kScheduler, kGeneratorsSlot, kBeginIndexSlot};
   }
   int order() const override { return 200; }
 
   void run(sdk::Context& context) const override {
     at::NoGradGuard no_grad;
     const auto& r = context.request();
-    if (r.is_img2img()) {
-      throw Error(ErrorCode::FeatureDisabled, "image-to-image is not implemented by the sdxl plugin yet",
-                  "data.init_image");
-    }
     const auto models = base_models(context, *settings_);
     const std::int64_t factor = models->vae->config().downscale_factor();
-    for (auto [value, field] : {std::pair<int, const char*>{r.width, "data.dimensions.width"},
-                                {r.height, "data.dimensions.height"}}) {
-      if (value <= 0 || value % factor != 0) {
+    const bool img2img = r.is_img2img() || context.has(sdk::slots::kInitImage);
+    at::Tensor image;
+    if (img2img) {
+      image = image_to_tensor(context.has(sdk::slots::kInitImage)
+                                  ? context.get<sdk::Image>(sdk::slots::kInitImage)
+                                  : decode_png_rgb(decode_base64(r.init_image, "data.init_image"),
+                                                   "data.init_image"));
+      if (image.size(2) % factor != 0 || image.size(3) % factor != 0) {
         throw Error(ErrorCode::ValidationError,
-                    "must be a positive multiple of " + std::to_string(factor) + " for this model", field);
+                    "the init image's width and height must be multiples of " + std::to_string(factor),
+                    "data.init_image");
+      }
+    } else {
+      for (auto [value, field] : {std::pair<int, const char*>{r.width, "data.dimensions.width"},
+                                  {r.height, "data.dimensions.height"}}) {
+        if (value <= 0 || value % factor != 0) {
+          throw Error(ErrorCode::ValidationError,
+                      "must be a positive multiple of " + std::to_string(factor) + " for this model", field);
+        }
       }
     }
     std::shared_ptr<sdk::Scheduler> scheduler = context.registries().create_scheduler(
         r.scheduler, models->scheduler_config, r.scheduler_options, "data.scheduler");
-    scheduler->set_timesteps(r.hyperparameters.num_inference_steps);
+    const int steps = r.hyperparameters.num_inference_steps;
+    scheduler->set_timesteps(steps);
 
     Generators generators;
-    std::vector<at::Tensor> noise;
-    const std::int64_t channels = models->unet->config().in_channels;
     for (int i = 0; i < r.batch_size; ++i) {
-      auto generator = std::make_shared<nn::CpuNoiseGenerator>(
-          static_cast<std::uint64_t>(r.hyperparameters.seed + i));
-      noise.push_back(generator->randn({1, channels, r.height / factor, r.width / factor}));
-      generators.push_back(std::move(generator));
+      generators.push_back(std::make_shared<nn::CpuNoiseGenerator>(
+          static_cast<std::uint64_t>(r.hyperparameters.seed + i)));
     }
-    context.set(sdk::slots::kLatents, at::cat(noise, 0) * scheduler->init_noise_sigma());
+    at::Tensor latents;
+    int begin_index = 0;
+    if (img2img) {
+      // diffusers' get_timesteps: skip the first steps - int(steps x strength) timesteps
+      const int init_steps = std::min(static_cast<int>(steps * r.hyperparameters.strength), steps);
+      begin_index = std::max(steps - init_steps, 0) * scheduler->order();
+      if (begin_index >= scheduler->timesteps().size(0)) {
+        throw Error(ErrorCode::ValidationError,
+                    "strength x num_inference_steps leaves no step to run", "data.hyperparameters.strength");
+      }
+      scheduler->set_begin_index(begin_index);
+      latents = noised_image_latents(*job_vae(context, *settings_), *scheduler, image, begin_index, generators);
+    } else {
+      const std::int64_t channels = models->unet->config().in_channels;
+      std::vector<at::Tensor> noise;
+      for (auto& generator : generators) {
+        noise.push_back(generator->randn({1, channels, r.height / factor, r.width / factor}));
+      }
+      latents = at::cat(noise, 0) * scheduler->init_noise_sigma();
+    }
+    context.set(sdk::slots::kLatents, latents);
     context.set(sdk::slots::kScheduler, scheduler);
     context.set(kGeneratorsSlot, std::move(generators));
+    context.set(kBeginIndexSlot, begin_index);
+  }
+
+ private:
+  /// img2img start: per image, VAE posterior sample (eps from its generator) x scaling factor,
+  /// then add_noise with a second draw at the first timestep (diffusers' prepare_latents).
+  static at::Tensor noised_image_latents(const nn::AutoencoderKL& vae, sdk::Scheduler& scheduler,
+                                         const at::Tensor& image, int begin_index, Generators& generators) {
+    const nn::LatentDistribution posterior = vae.encode(image);
+    const at::Tensor mean = posterior.mean.to(at::kCPU, at::kFloat);
+    const at::Tensor std = posterior.std.to(at::kCPU, at::kFloat);
+    const at::Tensor timestep = scheduler.timesteps().slice(0, begin_index, begin_index + 1);
+    std::vector<at::Tensor> rows;
+    for (auto& generator : generators) {
+      const at::Tensor sample = mean + std * generator->randn(mean.sizes());
+      rows.push_back(sample * vae.config().scaling_factor);
+    }
+    const at::Tensor init = at::cat(rows, 0);
+    std::vector<at::Tensor> noise;
+    for (auto& generator : generators) noise.push_back(generator->randn(mean.sizes()));
+    return scheduler.add_noise(init, at::cat(noise, 0),
+                               timestep.repeat({static_cast<std::int64_t>(generators.size())}));
   }
 };
 
@@ -212,8 +262,9 @@ class HookScope {
 };
 
 /// The timesteps to run: all, or those before `denoising_end` (diffusers' discrete cutoff).
-at::Tensor loop_timesteps(const sdk::Scheduler& scheduler, const sdk::GenerationRequest& r) {
-  at::Tensor timesteps = scheduler.timesteps();
+at::Tensor loop_timesteps(const sdk::Scheduler& scheduler, const sdk::GenerationRequest& r,
+                          int begin_index) {
+  at::Tensor timesteps = scheduler.timesteps().slice(0, begin_index);
   if (!r.hyperparameters.denoising_end) return timesteps;
   const double end = *r.hyperparameters.denoising_end;
   const double train = scheduler.config().value("num_train_timesteps", 1000);
@@ -227,7 +278,8 @@ class DenoiseStage final : public SdxlStage {
   using SdxlStage::SdxlStage;
   std::string name() const override { return "denoise"; }
   std::vector<std::string> reads() const override {
-    return {sdk::slots::kConditioning, sdk::slots::kLatents, sdk::slots::kScheduler, kGeneratorsSlot};
+    return {sdk::slots::kConditioning, sdk::slots::kLatents, sdk::slots::kScheduler, kGeneratorsSlot,
+            kBeginIndexSlot};
   }
   std::vector<std::string> writes() const override { return {sdk::slots::kLatents}; }
   int order() const override { return 300; }
@@ -244,7 +296,9 @@ class DenoiseStage final : public SdxlStage {
     const double guidance = r.hyperparameters.guidance_scale;
     const bool cfg = guidance > 1.0;
 
-    const std::vector<float> ids = time_ids(r);
+    const std::int64_t factor = models->vae->config().downscale_factor();
+    const std::vector<float> ids =
+        time_ids(r, static_cast<int>(latents.size(2) * factor), static_cast<int>(latents.size(3) * factor));
     at::Tensor add_time_ids = at::tensor(ids).view({1, -1}).repeat({n, 1});
     at::Tensor embeds = cond.prompt_embeds.repeat({n, 1, 1});
     at::Tensor pooled = cond.pooled_prompt_embeds.repeat({n, 1});
@@ -260,7 +314,7 @@ class DenoiseStage final : public SdxlStage {
     }
     HookScope hooks(context, active);
     BatchNoise noise(generators);
-    const at::Tensor timesteps = loop_timesteps(scheduler, r);
+    const at::Tensor timesteps = loop_timesteps(scheduler, r, context.get<int>(kBeginIndexSlot));
     const auto total = static_cast<int>(timesteps.size(0));
     for (int i = 0; i < total; ++i) {
       context.throw_if_cancelled();
@@ -350,14 +404,14 @@ std::vector<int> size_pair(const std::optional<std::vector<int>>& value, std::ve
 
 }  // namespace
 
-std::vector<float> time_ids(const sdk::GenerationRequest& r) {
+std::vector<float> time_ids(const sdk::GenerationRequest& r, int height, int width) {
   const auto& h = r.hyperparameters;
   const std::vector<int> original =
-      size_pair(h.original_size, {r.height, r.width}, "data.hyperparameters.original_size", false);
+      size_pair(h.original_size, {height, width}, "data.hyperparameters.original_size", false);
   const std::vector<int> crops = size_pair(std::optional<std::vector<int>>(h.crops_coords_top_left),
                                            {0, 0}, "data.hyperparameters.crops_coords_top_left", true);
   const std::vector<int> target =
-      size_pair(h.target_size, {r.height, r.width}, "data.hyperparameters.target_size", false);
+      size_pair(h.target_size, {height, width}, "data.hyperparameters.target_size", false);
   std::vector<float> ids;
   for (const auto* pair : {&original, &crops, &target}) {
     for (int v : *pair) ids.push_back(static_cast<float>(v));

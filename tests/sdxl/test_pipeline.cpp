@@ -4,6 +4,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 
@@ -167,6 +169,68 @@ TEST(SdxlPipeline, TwoAndThreeEulerStepsMatchTheGoldensFromPromptToImage) {
   }
 }
 
+std::string base64(const std::string& bytes) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  unsigned buffer = 0;
+  int bits = 0;
+  for (unsigned char c : bytes) {
+    buffer = (buffer << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(kAlphabet[(buffer >> bits) & 63]);
+    }
+  }
+  if (bits > 0) out.push_back(kAlphabet[(buffer << (6 - bits)) & 63]);
+  while (out.size() % 4 != 0) out.push_back('=');
+  return out;
+}
+
+TEST(SdxlPipeline, Img2ImgMatchesTheGoldenFromBase64PngAndFromTheInitImageSlot) {
+  const TensorMap g = load_tensors(golden("vae/img2img_base.safetensors"));
+  std::ifstream png(golden("vae/input_image.png"), std::ios::binary);
+  ASSERT_TRUE(png.good());
+  const std::string bytes((std::istreambuf_iterator<char>(png)), std::istreambuf_iterator<char>());
+  auto request = cat_request(4);
+  request.hyperparameters.strength = 0.6;
+  request.width = 1024;  // ignored: img2img takes the init image's size, as diffusers
+  request.height = 1024;
+  request.init_image = base64(bytes);
+  for (bool from_slot : {false, true}) {
+    SCOPED_TRACE(from_slot);
+    Harness h;
+    auto ctx = h.context(request);
+    if (from_slot) {
+      const at::Tensor u8 = g.at("input_image_u8").contiguous();
+      sdk::Image image;
+      image.height = 64;
+      image.width = 64;
+      image.pixels.assign(u8.data_ptr<std::uint8_t>(), u8.data_ptr<std::uint8_t>() + u8.numel());
+      ctx->set(sdk::slots::kInitImage, image);
+    }
+    h.stages[0]->run(*ctx);
+    h.stages[1]->run(*ctx);
+    EXPECT_LT(max_abs_diff(ctx->get<at::Tensor>(sdk::slots::kLatents), g.at("prepare_latents_output")), 1e-4);
+    h.stages[2]->run(*ctx);
+    ASSERT_EQ(h.hook->inputs.size(), 2u);  // int(4 x 0.6) = 2 of the 4 steps: t = 251, 1
+    for (int i = 0; i < 2; ++i) {
+      EXPECT_LT(max_abs_diff(h.hook->inputs[i], g.at("step" + std::to_string(i) + ".unet_input")), 1e-4) << i;
+    }
+    EXPECT_LT(max_abs_diff(ctx->get<at::Tensor>(sdk::slots::kLatents), g.at("final_latents")), 5e-4);
+    h.stages[3]->run(*ctx);
+    expect_image_matches(ctx->get<std::vector<sdk::Image>>(sdk::slots::kImages)[0], g.at("image_np_float"));
+  }
+  request.init_image = "not base64!";
+  Harness h;
+  try {
+    h.run(request);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.field(), "data.init_image");
+  }
+}
+
 TEST(SdxlPipeline, CustomVaeDecodesTheSameLatentsToTheReferenceImage) {
   const TensorMap g = load_tensors(golden("vae/pipeline_custom_vae.safetensors"));
   Harness h;
@@ -283,9 +347,9 @@ TEST(SdxlPipeline, GuidanceRescaleAndTimeIdsFollowDiffusers) {
   r.height = 64;
   r.width = 128;
   r.hyperparameters.crops_coords_top_left = {3, 4};
-  EXPECT_EQ(sdxl::time_ids(r), (std::vector<float>{64, 128, 3, 4, 64, 128}));
+  EXPECT_EQ(sdxl::time_ids(r, 64, 128), (std::vector<float>{64, 128, 3, 4, 64, 128}));
   r.hyperparameters.original_size = std::vector<int>{1024, 1024};
-  EXPECT_EQ(sdxl::time_ids(r), (std::vector<float>{1024, 1024, 3, 4, 64, 128}));
+  EXPECT_EQ(sdxl::time_ids(r, 64, 128), (std::vector<float>{1024, 1024, 3, 4, 64, 128}));
   const at::Tensor text = at::randn({2, 4, 8, 8}), guided = text * 3 + 1;
   EXPECT_TRUE(at::allclose(sdxl::rescale_noise_cfg(guided, text, 0.0), guided));
   const at::Tensor full = sdxl::rescale_noise_cfg(guided, text, 1.0);
