@@ -12,7 +12,7 @@
 namespace sdxlhost::schedulers {
 
 /// Reads the flow/dynamic-shift/variance keys sdxl-host keeps at their defaults, the
-/// thresholding keys, and the sigma-kind flags other than use_karras_sigmas.
+/// thresholding keys.
 void read_dpm_fixed_options(OptionReader& reader, bool has_lu_lambdas);
 
 /// diffusers' convert_model_output for the data-prediction ("++") solvers: x0 from the model

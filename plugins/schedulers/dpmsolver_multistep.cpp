@@ -26,7 +26,7 @@ class DpmSolverMultistep final : public AlphaSigmaFamilyScheduler {
     if (solver_type_ != "midpoint" && solver_type_ != "heun") r.set("solver_type", solver_type_ = "midpoint");
     lower_order_final_ = r.flag("lower_order_final", true);
     euler_at_final_ = r.flag("euler_at_final", false);
-    karras_ = r.flag("use_karras_sigmas", false);
+    sigma_kind_ = read_sigma_kind(r);
     read_dpm_fixed_options(r, true);
     final_sigmas_type_ = r.choice("final_sigmas_type", "zero", {"zero", "sigma_min"});
     lambda_min_clipped_ = r.number("lambda_min_clipped", -std::numeric_limits<double>::infinity(),
@@ -47,7 +47,7 @@ class DpmSolverMultistep final : public AlphaSigmaFamilyScheduler {
   void set_timesteps(int n) override {
     const int last_timestep = train_.num_train_timesteps - clipped_index();
     std::vector<double> timesteps = dpm_timesteps(spacing_, steps_offset_, train_.num_train_timesteps, last_timestep, n);
-    const std::vector<double> sigmas = dpm_sigmas(timesteps, karras_);
+    const std::vector<double> sigmas = dpm_sigmas(timesteps, sigma_kind_, n);
     store_with_final_sigma(timesteps, sigmas, final_sigma(final_sigmas_type_));
     model_outputs_.assign(solver_order_, at::Tensor());
     lower_order_nums_ = 0;
@@ -179,7 +179,8 @@ class DpmSolverMultistep final : public AlphaSigmaFamilyScheduler {
 
   int solver_order_ = 2;
   std::string prediction_type_, algorithm_, solver_type_, final_sigmas_type_, spacing_;
-  bool lower_order_final_ = true, euler_at_final_ = false, karras_ = false;
+  bool lower_order_final_ = true, euler_at_final_ = false;
+  SigmaKind sigma_kind_ = SigmaKind::Interpolated;
   double lambda_min_clipped_ = 0;
   int steps_offset_ = 0;
   std::vector<at::Tensor> model_outputs_;

@@ -25,7 +25,7 @@ class DpmSolverSinglestep final : public AlphaSigmaFamilyScheduler {
     solver_type_ = r.choice("solver_type", "midpoint", {"midpoint", "heun", "logrho", "bh1", "bh2"});
     if (solver_type_ != "midpoint" && solver_type_ != "heun") r.set("solver_type", solver_type_ = "midpoint");
     lower_order_final_ = r.flag("lower_order_final", false);
-    karras_ = r.flag("use_karras_sigmas", false);
+    sigma_kind_ = read_sigma_kind(r);
     read_dpm_fixed_options(r, false);
     final_sigmas_type_ = r.choice("final_sigmas_type", "zero", {"zero", "sigma_min"});
     lambda_min_clipped_ = r.number("lambda_min_clipped", -std::numeric_limits<double>::infinity(),
@@ -49,7 +49,7 @@ class DpmSolverSinglestep final : public AlphaSigmaFamilyScheduler {
     const std::vector<double> points = numpy_linspace(0, train_.num_train_timesteps - 1 - clipped, n + 1);
     std::vector<double> timesteps;
     for (int k = n; k >= 1; --k) timesteps.push_back(numpy_round(points[k]));
-    const std::vector<double> sigmas = dpm_sigmas(timesteps, karras_);
+    const std::vector<double> sigmas = dpm_sigmas(timesteps, sigma_kind_, n);
     store_with_final_sigma(timesteps, sigmas, final_sigma(final_sigmas_type_));
     num_inference_steps_ = n;
     model_outputs_.assign(solver_order_, at::Tensor());
@@ -199,7 +199,8 @@ class DpmSolverSinglestep final : public AlphaSigmaFamilyScheduler {
   OptionReader reader_;
   int solver_order_ = 2;
   std::string prediction_type_, algorithm_, solver_type_, final_sigmas_type_;
-  bool lower_order_final_ = false, karras_ = false;
+  bool lower_order_final_ = false;
+  SigmaKind sigma_kind_ = SigmaKind::Interpolated;
   double lambda_min_clipped_ = 0;
   std::vector<int> order_list_;
   std::vector<at::Tensor> model_outputs_;

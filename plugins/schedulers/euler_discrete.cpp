@@ -17,9 +17,7 @@ class EulerDiscrete final : public SigmaFamilyScheduler {
     train_ = read_train_schedule(r, BetaDefaults{});
     prediction_type_ = r.choice("prediction_type", "epsilon", {"epsilon", "v_prediction", "sample"});
     interpolation_ = r.choice("interpolation_type", "linear", {"linear", "log_linear"});
-    karras_ = r.flag("use_karras_sigmas", false);
-    r.unsupported_flag("use_exponential_sigmas");
-    r.unsupported_flag("use_beta_sigmas");
+    sigma_kind_ = read_sigma_kind(r);
     sigma_min_ = r.optional_number("sigma_min");
     sigma_max_ = r.optional_number("sigma_max");
     spacing_ = read_spacing(r, "linspace");
@@ -41,10 +39,10 @@ class EulerDiscrete final : public SigmaFamilyScheduler {
       for (float v : torch_linspace_f32(std::log(table.back()), std::log(table.front()), n + 1))
         sigmas.push_back(std::exp(v));
     }
-    if (karras_) {
+    if (sigma_kind_ != SigmaKind::Interpolated) {
       const double lo = sigma_min_.is_number() ? sigma_min_.get<double>() : sigmas.back();
       const double hi = sigma_max_.is_number() ? sigma_max_.get<double>() : sigmas.front();
-      sigmas = karras_sigmas(lo, hi, n);
+      sigmas = convert_sigmas(sigma_kind_, lo, hi, n);
       timesteps.clear();
       for (double s : sigmas) timesteps.push_back(static_cast<float>(sigma_to_t(s, train_.log_sigmas)));
     }
@@ -75,7 +73,7 @@ class EulerDiscrete final : public SigmaFamilyScheduler {
 
  private:
   std::string interpolation_;
-  bool karras_ = false;
+  SigmaKind sigma_kind_ = SigmaKind::Interpolated;
   nlohmann::json sigma_min_, sigma_max_;
   int steps_offset_ = 0;
   std::string timestep_type_;

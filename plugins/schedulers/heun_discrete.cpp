@@ -21,9 +21,7 @@ class HeunDiscrete final : public SigmaFamilyScheduler {
     defaults.has_rescale_zero_snr = false;
     train_ = read_train_schedule(r, defaults);
     prediction_type_ = r.choice("prediction_type", "epsilon", {"epsilon", "v_prediction", "sample"});
-    karras_ = r.flag("use_karras_sigmas", false);
-    r.unsupported_flag("use_exponential_sigmas");
-    r.unsupported_flag("use_beta_sigmas");
+    sigma_kind_ = read_sigma_kind(r);
     clip_sample_ = r.flag("clip_sample", false);
     clip_range_ = r.number("clip_sample_range", 1.0, 0.0, 1e9);
     spacing_ = read_spacing(r, "linspace");
@@ -38,8 +36,8 @@ class HeunDiscrete final : public SigmaFamilyScheduler {
     const std::vector<double> table = sigma_table_f64(train_);
     std::vector<double> sigmas;
     for (double t : timesteps) sigmas.push_back(interp_on_index(t, table));
-    if (karras_) {
-      sigmas = karras_sigmas(sigmas.back(), sigmas.front(), n);
+    if (sigma_kind_ != SigmaKind::Interpolated) {
+      sigmas = convert_sigmas(sigma_kind_, sigmas.back(), sigmas.front(), n);
       timesteps.clear();
       for (double s : sigmas) timesteps.push_back(static_cast<float>(sigma_to_t(s, train_.log_sigmas)));
     }
@@ -91,7 +89,7 @@ class HeunDiscrete final : public SigmaFamilyScheduler {
     saved_sample_ = at::Tensor();
   }
 
-  bool karras_ = false;
+  SigmaKind sigma_kind_ = SigmaKind::Interpolated;
   bool clip_sample_ = false;
   double clip_range_ = 1.0;
   int steps_offset_ = 0;

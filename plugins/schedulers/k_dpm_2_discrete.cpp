@@ -21,9 +21,7 @@ class KDpm2Discrete final : public SigmaFamilyScheduler {
     defaults.beta_end = 0.012;
     defaults.has_rescale_zero_snr = false;
     train_ = read_train_schedule(r, defaults);
-    karras_ = r.flag("use_karras_sigmas", false);
-    r.unsupported_flag("use_exponential_sigmas");
-    r.unsupported_flag("use_beta_sigmas");
+    sigma_kind_ = read_sigma_kind(r);
     prediction_type_ = r.choice("prediction_type", "epsilon", {"epsilon", "v_prediction"});
     spacing_ = read_spacing(r, "linspace");
     steps_offset_ = r.effective().at("steps_offset").get<int>();
@@ -33,7 +31,7 @@ class KDpm2Discrete final : public SigmaFamilyScheduler {
   int order() const override { return 2; }
 
   void set_timesteps(int n) override {
-    const KDpm2Base base = k_dpm_2_base(train_, spacing_, steps_offset_, karras_, n);
+    const KDpm2Base base = k_dpm_2_base(train_, spacing_, steps_offset_, sigma_kind_, n);
     std::vector<float> interpol(base.sigmas.size());
     for (size_t i = 0; i < base.sigmas.size(); ++i)
       interpol[i] = log_midpoint(base.sigmas[i], base.sigmas[(i + base.sigmas.size() - 1) % base.sigmas.size()]);
@@ -82,7 +80,7 @@ class KDpm2Discrete final : public SigmaFamilyScheduler {
   }
 
  private:
-  bool karras_ = false;
+  SigmaKind sigma_kind_ = SigmaKind::Interpolated;
   int steps_offset_ = 0;
   std::vector<float> sigmas_interpol_;
   at::Tensor saved_sample_;

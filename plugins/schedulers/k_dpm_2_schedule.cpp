@@ -4,20 +4,20 @@
 
 namespace sdxlhost::schedulers {
 
-std::vector<double> sigma_family_timesteps(const std::string& spacing, int steps_offset,
-                                           int num_train_timesteps, int n);
-
-KDpm2Base k_dpm_2_base(const TrainSchedule& train, const std::string& spacing, int steps_offset, bool karras,
+KDpm2Base k_dpm_2_base(const TrainSchedule& train, const std::string& spacing, int steps_offset, SigmaKind kind,
                        int n) {
   KDpm2Base base;
   base.timesteps = sigma_family_timesteps(spacing, steps_offset, train.num_train_timesteps, n);
   const std::vector<double> table = sigma_table_f64(train);
   std::vector<double> sigmas;
   for (double t : base.timesteps) sigmas.push_back(interp_on_index(t, table));
-  if (karras) {
-    sigmas = karras_sigmas(sigmas.back(), sigmas.front(), n);
+  if (kind != SigmaKind::Interpolated) {
+    sigmas = convert_sigmas(kind, sigmas.back(), sigmas.front(), n);
     base.timesteps.clear();
-    for (double s : sigmas) base.timesteps.push_back(numpy_round(sigma_to_t(s, train.log_sigmas)));
+    for (double s : sigmas) {
+      const double t = sigma_to_t(s, train.log_sigmas);
+      base.timesteps.push_back(kind == SigmaKind::Karras ? numpy_round(t) : t);
+    }
     base.float64_timesteps = true;
   }
   for (double s : sigmas) base.sigmas.push_back(static_cast<float>(s));

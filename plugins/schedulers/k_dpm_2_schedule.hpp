@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "schedule_tables.hpp"
+#include "scheduler_common.hpp"
 
 namespace sdxlhost::schedulers {
 
@@ -17,8 +18,8 @@ struct KDpm2Base {
   bool float64_timesteps = false;
 };
 
-/// Spacing, interpolation and (optionally) the karras ramp with rounded timesteps.
-KDpm2Base k_dpm_2_base(const TrainSchedule& train, const std::string& spacing, int steps_offset, bool karras,
+/// Spacing, interpolation and (optionally) a sigma ramp (karras: rounded timesteps).
+KDpm2Base k_dpm_2_base(const TrainSchedule& train, const std::string& spacing, int steps_offset, SigmaKind kind,
                        int n);
 
 /// exp(lerp(log a, log b, 0.5)) in float32 as torch computes it (weight 0.5 takes torch's

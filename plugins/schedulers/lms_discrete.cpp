@@ -35,9 +35,7 @@ class LmsDiscrete final : public SigmaFamilyScheduler {
     BetaDefaults defaults;
     defaults.has_rescale_zero_snr = false;
     train_ = read_train_schedule(r, defaults);
-    karras_ = r.flag("use_karras_sigmas", false);
-    r.unsupported_flag("use_exponential_sigmas");
-    r.unsupported_flag("use_beta_sigmas");
+    sigma_kind_ = read_sigma_kind(r);
     prediction_type_ = r.choice("prediction_type", "epsilon", {"epsilon", "v_prediction", "sample"});
     spacing_ = read_spacing(r, "linspace");
     steps_offset_ = r.effective().at("steps_offset").get<int>();
@@ -51,8 +49,8 @@ class LmsDiscrete final : public SigmaFamilyScheduler {
     const std::vector<double> table = sigma_table_f64(train_);
     std::vector<double> sigmas;
     for (double t : timesteps) sigmas.push_back(interp_on_index(t, table));
-    if (karras_) {
-      sigmas = karras_sigmas(sigmas.back(), sigmas.front(), n);
+    if (sigma_kind_ != SigmaKind::Interpolated) {
+      sigmas = convert_sigmas(sigma_kind_, sigmas.back(), sigmas.front(), n);
       timesteps.clear();
       for (double s : sigmas) timesteps.push_back(static_cast<float>(sigma_to_t(s, train_.log_sigmas)));
     }
@@ -98,7 +96,7 @@ class LmsDiscrete final : public SigmaFamilyScheduler {
     return integrate(basis, sigmas_.at(t), sigmas_.at(t + 1));
   }
 
-  bool karras_ = false;
+  SigmaKind sigma_kind_ = SigmaKind::Interpolated;
   int steps_offset_ = 0;
   std::deque<at::Tensor> derivatives_;
 };

@@ -223,6 +223,73 @@ std::pair<int, float> sigma_position(double sigma, const std::vector<float>& log
 
 }  // namespace
 
+std::vector<double> exponential_sigmas(double sigma_min, double sigma_max, int num_inference_steps) {
+  std::vector<double> sigmas = numpy_linspace(std::log(sigma_max), std::log(sigma_min), num_inference_steps);
+  for (double& s : sigmas) s = std::exp(s);
+  return sigmas;
+}
+
+namespace {
+
+/// Continued fraction of I_x(a, b) (modified Lentz), converging for x < (a + 1) / (a + b + 2).
+double incomplete_beta_fraction(double x, double a, double b) {
+  const double tiny = 1e-300;
+  double c = 1.0, d = 1.0 - (a + b) * x / (a + 1.0);
+  if (std::abs(d) < tiny) d = tiny;
+  d = 1.0 / d;
+  double f = d;
+  for (int m = 1; m <= 10000; ++m) {
+    for (int half = 0; half < 2; ++half) {
+      const double numerator = half == 0 ? m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m))
+                                         : -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0));
+      d = 1.0 + numerator * d;
+      if (std::abs(d) < tiny) d = tiny;
+      c = 1.0 + numerator / c;
+      if (std::abs(c) < tiny) c = tiny;
+      d = 1.0 / d;
+      const double delta = c * d;
+      f *= delta;
+      if (half == 1 && std::abs(delta - 1.0) < 1e-16) return f;
+    }
+  }
+  return f;
+}
+
+}  // namespace
+
+double regularized_incomplete_beta(double x, double a, double b) {
+  if (x <= 0.0) return 0.0;
+  if (x >= 1.0) return 1.0;
+  const double log_front = std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x);
+  if (x < (a + 1.0) / (a + b + 2.0)) return std::exp(log_front) * incomplete_beta_fraction(x, a, b) / a;
+  return 1.0 - std::exp(log_front) * incomplete_beta_fraction(1.0 - x, b, a) / b;
+}
+
+namespace {
+
+/// scipy.stats.beta.ppf(q, a, b) by bisection on I_x (monotone; 200 halvings reach the
+/// neighbouring doubles).
+double beta_ppf(double q, double a, double b) {
+  if (q <= 0.0) return 0.0;
+  if (q >= 1.0) return 1.0;
+  double lo = 0.0, hi = 1.0;
+  for (int i = 0; i < 200 && hi - lo > 0; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    if (mid <= lo || mid >= hi) break;
+    (regularized_incomplete_beta(mid, a, b) < q ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+}  // namespace
+
+std::vector<double> beta_sigmas(double sigma_min, double sigma_max, int num_inference_steps) {
+  std::vector<double> sigmas;
+  for (double t : numpy_linspace(0.0, 1.0, num_inference_steps))
+    sigmas.push_back(sigma_min + beta_ppf(1.0 - t, 0.6, 0.6) * (sigma_max - sigma_min));
+  return sigmas;
+}
+
 double sigma_to_t(double sigma, const std::vector<float>& log_sigmas) {
   const auto [low, w] = sigma_position(sigma, log_sigmas);
   return static_cast<double>(1.0f - w) * low + static_cast<double>(w) * (low + 1);

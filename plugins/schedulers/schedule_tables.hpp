@@ -43,6 +43,16 @@ double interp_on_index(double x, const std::vector<double>& fp);
 /// diffusers' `_convert_to_karras`: rho-7 ramp from sigma_max down to sigma_min, float64.
 std::vector<double> karras_sigmas(double sigma_min, double sigma_max, int num_inference_steps);
 
+/// diffusers' `_convert_to_exponential`: log-linear from sigma_max down to sigma_min, float64.
+std::vector<double> exponential_sigmas(double sigma_min, double sigma_max, int num_inference_steps);
+
+/// diffusers' `_convert_to_beta` (alpha = beta = 0.6): sigma_min + ppf * (sigma_max - sigma_min)
+/// with ppf = scipy.stats.beta.ppf(1 - linspace(0, 1, n), 0.6, 0.6), float64.
+std::vector<double> beta_sigmas(double sigma_min, double sigma_max, int num_inference_steps);
+
+/// The regularized incomplete beta function I_x(a, b) (scipy.special.betainc).
+double regularized_incomplete_beta(double x, double a, double b);
+
 /// diffusers' `_sigma_to_t` on a numpy float64 sigma: fractional timestep by log-sigma
 /// interpolation. numpy 1.x keeps the float32 table's precision for the weight (value-based
 /// casting), then combines the indices in float64.

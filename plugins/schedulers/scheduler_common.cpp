@@ -41,6 +41,23 @@ std::vector<double> sigma_family_timesteps(const std::string& spacing, int steps
   return out;
 }
 
+SigmaKind read_sigma_kind(OptionReader& reader) {
+  const bool karras = reader.flag("use_karras_sigmas", false);
+  const bool exponential = reader.flag("use_exponential_sigmas", false);
+  const bool beta = reader.flag("use_beta_sigmas", false);
+  if (karras + exponential + beta > 1)
+    reader.fail(beta ? "use_beta_sigmas" : "use_exponential_sigmas",
+                "only one of use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas can be true");
+  return karras ? SigmaKind::Karras : exponential ? SigmaKind::Exponential : beta ? SigmaKind::Beta
+                                                                                : SigmaKind::Interpolated;
+}
+
+std::vector<double> convert_sigmas(SigmaKind kind, double sigma_min, double sigma_max, int n) {
+  if (kind == SigmaKind::Karras) return karras_sigmas(sigma_min, sigma_max, n);
+  if (kind == SigmaKind::Exponential) return exponential_sigmas(sigma_min, sigma_max, n);
+  return beta_sigmas(sigma_min, sigma_max, n);
+}
+
 at::Tensor scaled(const at::Tensor& t, float c) { return at::mul(t, static_cast<double>(c)); }
 
 at::Tensor combine(std::initializer_list<std::pair<float, at::Tensor>> terms) {
@@ -237,13 +254,17 @@ std::vector<double> AlphaSigmaFamilyScheduler::dpm_timesteps(const std::string& 
   return out;
 }
 
-std::vector<double> AlphaSigmaFamilyScheduler::dpm_sigmas(std::vector<double>& timesteps, bool karras) const {
+std::vector<double> AlphaSigmaFamilyScheduler::dpm_sigmas(std::vector<double>& timesteps, SigmaKind kind,
+                                                          int n) const {
   const std::vector<double> table = sigma_table_f64(train_);
   std::vector<double> sigmas;
-  if (karras) {
-    sigmas = karras_sigmas(table.front(), table.back(), static_cast<int>(timesteps.size()));
+  if (kind != SigmaKind::Interpolated) {
+    sigmas = convert_sigmas(kind, table.front(), table.back(), n);
     timesteps.clear();
-    for (double s : sigmas) timesteps.push_back(numpy_round(sigma_to_t(s, train_.log_sigmas)));
+    for (double s : sigmas) {
+      const double t = sigma_to_t(s, train_.log_sigmas);
+      timesteps.push_back(kind == SigmaKind::Karras ? numpy_round(t) : std::trunc(t));
+    }
   } else {
     for (double t : timesteps) sigmas.push_back(interp_on_index(t, table));
   }

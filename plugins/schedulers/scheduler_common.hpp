@@ -41,6 +41,15 @@ std::string read_spacing(OptionReader& reader, const std::string& fallback);
 std::vector<double> sigma_family_timesteps(const std::string& spacing, int steps_offset,
                                            int num_train_timesteps, int n);
 
+/// Which sigma ramp replaces the interpolated schedule (diffusers' use_*_sigmas flags).
+enum class SigmaKind { Interpolated, Karras, Exponential, Beta };
+
+/// Reads use_karras_sigmas / use_exponential_sigmas / use_beta_sigmas (at most one true).
+SigmaKind read_sigma_kind(OptionReader& reader);
+
+/// The ramp of `kind` (not Interpolated) from sigma_max down to sigma_min, float64.
+std::vector<double> convert_sigmas(SigmaKind kind, double sigma_min, double sigma_max, int n);
+
 /// `tensor * c` (c a float32 value; computed in the tensor's dtype).
 at::Tensor scaled(const at::Tensor& t, float c);
 
@@ -136,9 +145,9 @@ class AlphaSigmaFamilyScheduler : public SchedulerBase {
   /// (DPM-Solver multistep / UniPC), plus `steps_offset` for "leading".
   static std::vector<double> dpm_timesteps(const std::string& spacing, int steps_offset,
                                            int num_train_timesteps, int last_timestep, int n);
-  /// Sigmas for int timesteps: karras ramp over the full table, or linear interpolation.
-  /// Replaces `timesteps` with the karras ones when `karras`.
-  std::vector<double> dpm_sigmas(std::vector<double>& timesteps, bool karras) const;
+  /// Sigmas for int timesteps: a ramp of `kind` over the full table (replacing `timesteps` by
+  /// the ramp's, rounded for karras, truncated to int64 later otherwise), or interpolation.
+  std::vector<double> dpm_sigmas(std::vector<double>& timesteps, SigmaKind kind, int n) const;
 };
 
 }  // namespace sdxlhost::schedulers

@@ -58,7 +58,7 @@ class UniPcMultistep final : public AlphaSigmaFamilyScheduler {
     lower_order_final_ = r.flag("lower_order_final", true);
     disable_corrector_ = r.integer_list("disable_corrector");
     r.fixed("solver_p", nullptr);
-    karras_ = r.flag("use_karras_sigmas", false);
+    sigma_kind_ = read_sigma_kind(r);
     read_dpm_fixed_options(r, false);
     spacing_ = read_spacing(r, "linspace");
     steps_offset_ = r.effective().at("steps_offset").get<int>();
@@ -71,9 +71,9 @@ class UniPcMultistep final : public AlphaSigmaFamilyScheduler {
   void set_timesteps(int n) override {
     const int t = train_.num_train_timesteps;
     std::vector<double> timesteps = dpm_timesteps(spacing_, steps_offset_, t, t, n);
-    const std::vector<double> sigmas = dpm_sigmas(timesteps, karras_);
+    const std::vector<double> sigmas = dpm_sigmas(timesteps, sigma_kind_, n);
     double last = final_sigma(final_sigmas_type_);
-    if (karras_ && final_sigmas_type_ == "sigma_min") last = sigmas.back();
+    if (sigma_kind_ != SigmaKind::Interpolated && final_sigmas_type_ == "sigma_min") last = sigmas.back();
     store_with_final_sigma(timesteps, sigmas, last);
     model_outputs_.assign(solver_order_, at::Tensor());
     lower_order_nums_ = 0;
@@ -193,7 +193,8 @@ class UniPcMultistep final : public AlphaSigmaFamilyScheduler {
 
   int solver_order_ = 2;
   std::string prediction_type_, solver_type_, spacing_, final_sigmas_type_;
-  bool predict_x0_ = true, lower_order_final_ = true, karras_ = false;
+  bool predict_x0_ = true, lower_order_final_ = true;
+  SigmaKind sigma_kind_ = SigmaKind::Interpolated;
   std::vector<int> disable_corrector_;
   int steps_offset_ = 0;
   std::vector<at::Tensor> model_outputs_;

@@ -156,7 +156,11 @@ TEST(SchedulerPlugin, BadOptionValuesNameTheOptionAndTheAllowedValues) {
   expect_option_error("HeunDiscreteScheduler", {{"beta_schedule", "cosine"}}, f + "beta_schedule", "'scaled_linear'");
   expect_option_error("LMSDiscreteScheduler", {{"use_karras_sigmas", "yes"}}, f + "use_karras_sigmas", "true or false");
   expect_option_error("UniPCMultistepScheduler", {{"final_sigmas_type", "one"}}, f + "final_sigmas_type", "'sigma_min'");
-  expect_option_error("KDPM2DiscreteScheduler", {{"use_beta_sigmas", true}}, f + "use_beta_sigmas", "not implemented");
+  expect_option_error("KDPM2DiscreteScheduler", {{"use_karras_sigmas", true}, {"use_beta_sigmas", true}},
+                      f + "use_beta_sigmas", "only one of");
+  expect_option_error("EulerDiscreteScheduler", {{"use_lu_lambdas", true}, {"interpolation_type", "cubic"}},
+                      f + "interpolation_type", "'log_linear'");  // use_lu_lambdas: not a Euler key, ignored
+  expect_option_error("DPMSolverMultistepScheduler", {{"use_lu_lambdas", true}}, f + "use_lu_lambdas", "not implemented");
   expect_option_error("DDIMScheduler", {{"eta", -1}}, f + "eta", "between");
   expect_option_error("EulerDiscreteScheduler", {{"steps_offset", 1.5}}, f + "steps_offset", "integer");
   expect_option_error("DPMSolverSinglestepScheduler", {{"algorithm_type", "sde-dpmsolver"}}, f + "algorithm_type", "'dpmsolver++'");
@@ -223,7 +227,8 @@ TEST(SchedulerPlugin, EveryClassRunsAnyStepCountOnAnyFloatDtype) {
       }
     }
   }
-  for (const auto& overrides : {json{{"use_karras_sigmas", true}}, json{{"timestep_spacing", "trailing"}},
+  for (const auto& overrides : {json{{"use_karras_sigmas", true}}, json{{"use_exponential_sigmas", true}},
+                                json{{"use_beta_sigmas", true}}, json{{"timestep_spacing", "trailing"}},
                                 json{{"timestep_spacing", "linspace"}}, json{{"prediction_type", "v_prediction"}}}) {
     for (const auto& name : kClasses) {
       auto s = create(name, overrides);
@@ -289,4 +294,25 @@ TEST(DenoiseWindow, StrengthDenoisingStartAndEndFollowTheSdxlPipelines) {
   for (int64_t k = 0; k < h.timesteps.numel(); ++k)
     x = heun->step(heun->scale_model_input(x, h.timesteps[k]) * 0.1, h.timesteps[k], x, noise);
   EXPECT_TRUE(at::isfinite(x).all().item<bool>());
+}
+
+TEST(ScheduleTables, ExponentialAndBetaRampsRunFromSigmaMaxToSigmaMin) {
+  const std::vector<double> e = schedulers::exponential_sigmas(0.03, 14.6, 5);
+  ASSERT_EQ(e.size(), 5u);
+  EXPECT_DOUBLE_EQ(e.front(), 14.6);
+  EXPECT_NEAR(e.back(), 0.03, 1e-15);
+  EXPECT_NEAR(e[2], std::sqrt(0.03 * 14.6), 1e-12);  // geometric midpoint
+  // I_x(0.6, 0.6): symmetric (I_0.5 = 0.5); I_0.1 and I_0.3 by Simpson's rule after u = x^0.6.
+  EXPECT_NEAR(schedulers::regularized_incomplete_beta(0.5, 0.6, 0.6), 0.5, 1e-14);
+  EXPECT_NEAR(schedulers::regularized_incomplete_beta(0.1, 0.6, 0.6), 0.17604725434603585, 1e-12);
+  EXPECT_NEAR(schedulers::regularized_incomplete_beta(0.3, 0.6, 0.6), 0.35252651177214195, 1e-12);
+  EXPECT_NEAR(schedulers::regularized_incomplete_beta(0.25, 2, 3), 0.26171875, 1e-14);  // closed form
+  EXPECT_NEAR(schedulers::regularized_incomplete_beta(0.9, 0.6, 0.6) + schedulers::regularized_incomplete_beta(0.1, 0.6, 0.6),
+              1.0, 1e-14);
+  const std::vector<double> b = schedulers::beta_sigmas(0.03, 14.6, 7);
+  ASSERT_EQ(b.size(), 7u);
+  EXPECT_DOUBLE_EQ(b.front(), 14.6);
+  EXPECT_DOUBLE_EQ(b.back(), 0.03);
+  EXPECT_NEAR(b[3], 0.03 + 0.5 * (14.6 - 0.03), 1e-12);  // ppf(0.5) = 0.5 by symmetry
+  for (size_t i = 1; i < b.size(); ++i) EXPECT_LT(b[i], b[i - 1]);
 }
