@@ -110,13 +110,14 @@ void check_size(int value, int min, int max, const std::string& field) {
 
 void read_dimensions(FieldReader& data, const Limits& limits, sdk::GenerationRequest& request,
                      std::vector<std::string>& warnings) {
-  auto reader = data.child("dimensions");
-  if (!reader) return;
-  reader->read_int("width", request.width, std::numeric_limits<int>::min(), std::numeric_limits<int>::max());
-  reader->read_int("height", request.height, std::numeric_limits<int>::min(), std::numeric_limits<int>::max());
-  check_size(request.width, limits.min_width, limits.max_width, reader->path_of("width"));
-  check_size(request.height, limits.min_height, limits.max_height, reader->path_of("height"));
-  reader->warn_unknown(warnings);
+  if (auto reader = data.child("dimensions")) {
+    reader->read_int("width", request.width, 0, 1 << 20);
+    reader->read_int("height", request.height, 0, 1 << 20);
+    reader->warn_unknown(warnings);
+  }
+  // Checked even when absent: the default size must fit this config's limits too.
+  check_size(request.width, limits.min_width, limits.max_width, "data.dimensions.width");
+  check_size(request.height, limits.min_height, limits.max_height, "data.dimensions.height");
 }
 
 void read_lora(FieldReader& data, sdk::GenerationRequest& request, std::vector<std::string>& warnings) {

@@ -163,6 +163,16 @@ TEST(Request, EveryFieldIsValidatedWithItsPath) {
   EXPECT_EQ(failing_field(with({{"controlnet", 5}})), "data.controlnet");
   EXPECT_EQ(failing_field(with({{"dry_run", "yes"}})), "data.dry_run");
   EXPECT_EQ(failing_field(with({{"output", {{"format", "JPG"}}}})), "<accepted>");
+  // The default size (1024) is held to the limits as well.
+  std::vector<std::string> warnings;
+  host::Limits small;
+  small.max_width = 512;
+  try {
+    host::protocol::parse_generation_request(ok, "r", small, 300.0, warnings);
+    ADD_FAILURE() << "default width over limits.max_width accepted";
+  } catch (const sdk::Error& error) {
+    EXPECT_EQ(error.field(), "data.dimensions.width");
+  }
 }
 
 TEST(Request, DisabledFeatureObjectsBecomeNull) {
