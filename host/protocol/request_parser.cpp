@@ -101,6 +101,17 @@ void read_hyperparameters(FieldReader& data, const Limits& limits, sdk::Hyperpar
   reader->warn_unknown(warnings);
 }
 
+/// Defaults a request did not override must still fit a config with narrower limits.
+void check_defaults_fit(const sdk::Hyperparameters& h, const Limits& limits) {
+  if (h.num_inference_steps > limits.max_steps)
+    invalid("data.hyperparameters.num_inference_steps",
+            "must be in [1, " + std::to_string(limits.max_steps) + "] (the default " +
+                std::to_string(h.num_inference_steps) + " exceeds limits.max_steps; give it explicitly)");
+  if (h.guidance_scale < limits.min_guidance || h.guidance_scale > limits.max_guidance)
+    invalid("data.hyperparameters.guidance_scale",
+            "the default " + std::to_string(h.guidance_scale) + " is outside limits.min_guidance..max_guidance; give it explicitly");
+}
+
 void check_size(int value, int min, int max, const std::string& field) {
   if (value % 8 != 0) invalid(field, "must be a multiple of 8 (got " + std::to_string(value) + ")");
   if (value < min || value > max)
@@ -218,6 +229,7 @@ sdk::GenerationRequest read_request(const json& data, const Limits& limits, doub
   reader.read_bool("long_prompt", request.long_prompt);
   read_models(reader, request.models, warnings);
   read_hyperparameters(reader, limits, request.hyperparameters, seed_given, warnings);
+  check_defaults_fit(request.hyperparameters, limits);
   read_dimensions(reader, limits, request, warnings);
   reader.read_string("scheduler", request.scheduler);
   if (request.scheduler.empty()) invalid("data.scheduler", "must not be empty");
