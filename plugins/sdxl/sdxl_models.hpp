@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,9 @@ struct SdxlModels {
   nlohmann::json scheduler_config;       ///< scheduler/scheduler_config.json or SDXL's default
   bool force_zeros_for_empty_prompt = true;  ///< model_index.json (SDXL: true)
   std::uint64_t bytes = 0;               ///< parameter bytes, for the cache budget
+  /// Shared by stages using the weights as loaded, exclusive while a job's patches are applied
+  /// (model_patching.hpp).
+  mutable std::shared_mutex patch_mutex;
 
   /// Loads a diffusers pipeline folder or a single-file checkpoint. Single files carry no
   /// tokenizer: they come from `settings.tokenizer_dir`, else `<file's folder>/tokenizers/`.

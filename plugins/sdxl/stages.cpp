@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "init_image.hpp"
+#include "model_patching.hpp"
 #include "sdxlhost/nn/prompt_weighting.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/image.hpp"
@@ -102,6 +103,7 @@ class EncodePromptStage final : public SdxlStage {
                   "this checkpoint has only the second text encoder (a refiner); use it as models.refiner",
                   "data.models.base");
     }
+    const PatchScope patched(context, *models, PatchedParts::TextEncoders);
     const int clip_skip = r.hyperparameters.clip_skip;
     const bool chunked = r.long_prompt;
     const std::string& prompt_2 = r.prompt_2.empty() ? r.prompt : r.prompt_2;
@@ -312,6 +314,7 @@ class DenoiseStage final : public SdxlStage {
     for (const auto& hook : context.registries().denoise_hooks()) {
       if (hook->applies(r)) active.push_back(hook);
     }
+    const PatchScope patched(context, *models, PatchedParts::Unet);
     HookScope hooks(context, active);
     BatchNoise noise(generators);
     const at::Tensor timesteps = loop_timesteps(scheduler, r, context.get<int>(kBeginIndexSlot));

@@ -315,6 +315,39 @@ TEST(SdxlPipeline, SingleFileAndDiffusersFolderOfTheTinyModelGiveTheSameImage) {
   fs::remove_all(root);
 }
 
+/// Adds a constant to one weight of each component when the request enables LoRA.
+class ConstantPatch : public sdk::ModelPatch {
+ public:
+  mutable std::vector<std::string> components;
+  std::string name() const override { return "constant"; }
+  bool applies(const sdk::GenerationRequest& r) const override { return r.lora_enabled; }
+  std::string cache_key(const sdk::GenerationRequest&) const override { return "constant"; }
+  void apply(sdk::Context&, sdk::WeightTarget& target) const override {
+    components.push_back(target.component());
+    const std::string key = target.component() == "unet"
+                                ? "up_blocks.0.attentions.0.transformer_blocks.0.attn2.to_v.weight"
+                                : "text_model.encoder.layers.1.mlp.fc2.weight";
+    ASSERT_TRUE(target.has(key));
+    target.add_delta(key, at::full(target.weight(key).sizes(), 0.05));
+  }
+};
+
+TEST(SdxlPipeline, ModelPatchesChangeThisJobOnlyAndAreReverted) {
+  Harness h;
+  auto patch = std::make_shared<ConstantPatch>();
+  h.registries.add_model_patch(patch);
+  auto plain = cat_request(2);
+  const auto before = h.run(plain)->get<std::vector<sdk::Image>>(sdk::slots::kImages);
+  EXPECT_TRUE(patch->components.empty());
+  auto patched = plain;
+  patched.lora_enabled = true;
+  const auto with_patch = h.run(patched)->get<std::vector<sdk::Image>>(sdk::slots::kImages);
+  EXPECT_EQ(patch->components, (std::vector<std::string>{"text_encoder", "text_encoder_2", "unet"}));
+  EXPECT_FALSE(at::equal(image_tensor(before[0]), image_tensor(with_patch[0])));
+  const auto after = h.run(plain)->get<std::vector<sdk::Image>>(sdk::slots::kImages);
+  EXPECT_TRUE(at::equal(image_tensor(before[0]), image_tensor(after[0])));  // weights restored
+}
+
 TEST(SdxlPipeline, BadRequestsGiveValidationErrorsNamingTheField) {
   Harness h;
   auto field_of = [&](sdk::GenerationRequest r) -> std::string {
