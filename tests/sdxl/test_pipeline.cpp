@@ -315,6 +315,48 @@ TEST(SdxlPipeline, SingleFileAndDiffusersFolderOfTheTinyModelGiveTheSameImage) {
   fs::remove_all(root);
 }
 
+sdxl::SdxlConditioning encode(Harness& h, const sdk::GenerationRequest& r) {
+  auto ctx = h.context(r);
+  h.stages[0]->run(*ctx);
+  return ctx->get<sdxl::SdxlConditioning>(sdk::slots::kConditioning);
+}
+
+TEST(SdxlPipeline, EncodePromptHandlesNegativesWeightsLongPromptsAndClipSkip) {
+  Harness h;
+  auto r = cat_request(2);
+  const auto plain = encode(h, r);
+
+  r.negative_prompt = "blurry";
+  const auto with_negative = encode(h, r);
+  EXPECT_GT(with_negative.negative_prompt_embeds.abs().max().item<double>(), 0.1);
+  EXPECT_EQ(max_abs_diff(with_negative.prompt_embeds, plain.prompt_embeds), 0.0);
+
+  r = cat_request(2);
+  r.prompt = "a photo of a (cat:1.0)";  // weight 1: the plain prompt's tokens and embeddings
+  EXPECT_EQ(max_abs_diff(encode(h, r).prompt_embeds, plain.prompt_embeds), 0.0);
+  r.prompt = "a photo of a (cat:1.5)";
+  const auto weighted = encode(h, r);
+  EXPECT_EQ(weighted.prompt_embeds.sizes(), plain.prompt_embeds.sizes());
+  EXPECT_GT(max_abs_diff(weighted.prompt_embeds, plain.prompt_embeds), 1e-4);
+  EXPECT_EQ(max_abs_diff(weighted.pooled_prompt_embeds, plain.pooled_prompt_embeds), 0.0);  // not weighted
+
+  r = cat_request(2);
+  std::string long_prompt;
+  for (int i = 0; i < 40; ++i) long_prompt += "red cat ";
+  r.prompt = long_prompt;
+  EXPECT_EQ(encode(h, r).prompt_embeds.size(1), 77);  // the reference truncates
+  r.long_prompt = true;
+  const auto chunked = encode(h, r);
+  EXPECT_EQ(chunked.prompt_embeds.size(1), 2 * 77);  // 80 tokens -> two 75-token windows
+  EXPECT_EQ(chunked.negative_prompt_embeds.sizes(), chunked.prompt_embeds.sizes());
+  r.negative_prompt = "blurry";  // the negative is padded to the same number of windows
+  EXPECT_EQ(encode(h, r).negative_prompt_embeds.size(1), 2 * 77);
+
+  r = cat_request(2);
+  r.hyperparameters.clip_skip = 1;  // one layer earlier than SDXL's penultimate
+  EXPECT_GT(max_abs_diff(encode(h, r).prompt_embeds, plain.prompt_embeds), 1e-3);
+}
+
 /// Adds a constant to one weight of each component when the request enables LoRA.
 class ConstantPatch : public sdk::ModelPatch {
  public:
