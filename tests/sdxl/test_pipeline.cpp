@@ -10,6 +10,9 @@
 #include <mutex>
 
 #include "golden_util.hpp"
+#include "sdxlhost/nn/checkpoint.hpp"
+#include "sdxlhost/nn/key_map.hpp"
+#include "sdxlhost/nn/safetensors.hpp"
 #include "schedulers.hpp"
 #include "sdxl_models.hpp"
 #include "sdxlhost/sdk/context.hpp"
@@ -388,6 +391,30 @@ TEST(SdxlPipeline, ModelPatchesChangeThisJobOnlyAndAreReverted) {
   EXPECT_FALSE(at::equal(image_tensor(before[0]), image_tensor(with_patch[0])));
   const auto after = h.run(plain)->get<std::vector<sdk::Image>>(sdk::slots::kImages);
   EXPECT_TRUE(at::equal(image_tensor(before[0]), image_tensor(after[0])));  // weights restored
+}
+
+TEST(SdxlPipeline, RefinerShapedSingleFileLoadsWithItsDeeperMidBlock) {
+  // The refiner's last level has no attention but its mid block has transformer blocks of its
+  // own depth (2 here, 4 in SDXL's refiner): a shape-inferred config must count them.
+  const fs::path dir = golden("refiner/tiny_sdxl_refiner");
+  const fs::path root = fs::temp_directory_path() / ("sdxl_refiner_" + std::to_string(::getpid()));
+  fs::create_directories(root / "tokenizers");
+  fs::copy(dir / "tokenizer_2", root / "tokenizers" / "tokenizer_2");
+  std::map<nn::Component, TensorMap> parts{
+      {nn::Component::Unet, load_tensors(dir / "unet/diffusion_pytorch_model.safetensors")},
+      {nn::Component::Vae, load_tensors(dir / "vae/diffusion_pytorch_model.safetensors")},
+      {nn::Component::TextEncoder2, load_tensors(dir / "text_encoder_2/model.safetensors")}};
+  // the tiny text encoder's 4 heads of 8 cannot be inferred: its config.json rides in the metadata
+  std::ifstream te2_config(dir / "text_encoder_2/config.json");
+  const std::string te2_json((std::istreambuf_iterator<char>(te2_config)), std::istreambuf_iterator<char>());
+  nn::write_safetensors(root / "refiner.safetensors", nn::diffusers_to_ldm_checkpoint(parts),
+                        {{std::string(nn::kConfigMetadataPrefix) + "text_encoder_2", te2_json}});
+  const auto models = sdxl::SdxlModels::load(root / "refiner.safetensors", sdxl::SdxlSettings{});
+  EXPECT_EQ(models->unet->config().mid_transformer_depth, 2);
+  EXPECT_FALSE(models->unet->config().down_attention.back());
+  EXPECT_EQ(models->text_encoder, nullptr);
+  EXPECT_EQ(models->unet->config().addition_time_embed_dim, 8);  // 72 = 32 pooled + 5 x 8
+  fs::remove_all(root);
 }
 
 TEST(SdxlPipeline, BadRequestsGiveValidationErrorsNamingTheField) {
