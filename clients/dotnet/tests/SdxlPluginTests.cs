@@ -1,6 +1,6 @@
 // The client driving a real generation: sdxl-host with the product plugins (sdxl, schedulers)
 // and the tiny random-weight SDXL model that the build writes (tools/make_tiny_sdxl). The ctest
-// runner starts that host (a ctest entry is added once the sdxl plugin is in the build).
+// runner starts that host (ctest entry dotnet_client_sdxl, registered when the sdxl plugin is built).
 
 using System.Collections.Generic;
 using System.Linq;
@@ -22,7 +22,7 @@ namespace SdxlHost.Client.Tests
             {
                 using (var client = await TestEnvironment.ConnectAsync())
                 {
-                    const int steps = 3;
+                    const int steps = 2;
                     var request = new EnhancedSDXLRequest();
                     request.Conditioning.Prompt = "a red cube on a table";
                     request.Conditioning.NegativePrompt = "blurry";
