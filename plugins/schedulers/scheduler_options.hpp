@@ -12,6 +12,7 @@
 
 namespace sdxlhost::schedulers {
 
+/// Validating reader of one scheduler class' options; collects the effective config.
 class OptionReader {
  public:
   /// @param input      the merged config (model/SDXL defaults + alias + request overrides)
