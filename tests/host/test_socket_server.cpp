@@ -33,6 +33,20 @@ const json* find_plugin(const json& plugins, const std::string& name) {
   return nullptr;
 }
 
+TEST(SocketServer, ModelLoadErrorFromTheRealSdxlPlugin) {
+  const std::filesystem::path plugin = std::filesystem::path(SDXLHOST_PLUGIN_DIR) / "sdxl.so";
+  ASSERT_TRUE(std::filesystem::exists(plugin)) << plugin << " is not built";
+  HostFixture fixture(json{{"plugins", {{"dir", SDXLHOST_PLUGIN_DIR},
+                                        {"enabled", {{"sdxl", true}, {"schedulers", true}}},
+                                        {"enable_unlisted", false}}}});
+  std::ofstream(fixture.dir() / "models" / "checkpoints" / "corrupt.safetensors", std::ios::binary)
+      << std::string(16, '\xff');  // a header length far beyond any limit
+  auto client = fixture.client();
+  expect_error(client->request(message("load_model", "l", {{"name", "corrupt"}})), "MODEL_LOAD_ERROR");
+  json request = generation("g", 2, 1, {{"models", {{"base", "corrupt"}}}, {"dimensions", {{"width", 64}, {"height", 64}}}});
+  expect_error(client->request(request), "MODEL_LOAD_ERROR");
+}
+
 TEST(SocketServer, SimpleMessageTypes) {
   HostFixture fixture;
   auto client = fixture.client();
