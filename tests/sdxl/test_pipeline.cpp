@@ -235,6 +235,22 @@ TEST(SdxlPipeline, Img2ImgMatchesTheGoldenFromBase64PngAndFromTheInitImageSlot) 
   }
 }
 
+TEST(SdxlPipeline, DenoisingEndStopsAtTheDiscreteCutoffForARefiner) {
+  // ensemble of experts: 5 steps, denoising_end 0.8 -> cutoff t >= 200: 801, 601, 401, 201
+  const TensorMap g = load_tensors(golden("refiner/ensemble_of_experts.safetensors"));
+  Harness h;
+  auto request = cat_request(5);
+  request.hyperparameters.denoising_end = 0.8;
+  auto ctx = h.context(request);
+  for (int i = 0; i < 3; ++i) h.stages[i]->run(*ctx);
+  ASSERT_EQ(h.hook->inputs.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_LT(max_abs_diff(h.hook->inputs[i], g.at("base.step" + std::to_string(i) + ".unet_input")), 1e-4) << i;
+  }
+  EXPECT_LT(max_abs_diff(ctx->get<at::Tensor>(sdk::slots::kLatents), g.at("base.final_latents")), 5e-4);
+  EXPECT_EQ(std::get<2>(h.progress.back()), 4);
+}
+
 TEST(SdxlPipeline, CustomVaeDecodesTheSameLatentsToTheReferenceImage) {
   const TensorMap g = load_tensors(golden("vae/pipeline_custom_vae.safetensors"));
   Harness h;
