@@ -1,6 +1,7 @@
 // make_tiny_sdxl: writes a random-weight SDXL-architecture model in both layouts under a
 // models_root: checkpoints/<name>/ (diffusers folder) and checkpoints/<name>-single.safetensors
-// (single file, original key names). Its images are noise; it exists for tests and the demo.
+// (single file, original key names) with checkpoints/tokenizers/ (the tokenizers single files
+// lack). Its images are noise; it exists for tests and the demo.
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
@@ -15,7 +16,8 @@ namespace {
 void usage() {
   std::cerr << "usage: make_tiny_sdxl --models-root DIR [--name tiny-sdxl] [--preset tiny|sdxl-width]\n"
                "                      [--seed N] [--dtype f32|f16|bf16] [--shared DIR]\n"
-               "Writes DIR/checkpoints/NAME/ (diffusers folder) and DIR/checkpoints/NAME-single.safetensors.\n"
+               "Writes DIR/checkpoints/NAME/ (diffusers folder), DIR/checkpoints/NAME-single.safetensors\n"
+               "and DIR/checkpoints/tokenizers/ (the tokenizers for single files).\n"
                "--shared: the shared/ folder whose goldens hold the tiny tokenizer (default: $SDXLHOST_SHARED_DIR\n"
                "or the build's shared dir).\n";
 }
@@ -62,6 +64,14 @@ int main(int argc, char** argv) {
     const fs::path checkpoints = root / "checkpoints";
     write_diffusers_folder(checkpoints / name, spec, weights, shared / "goldens" / "models" / "tiny_sdxl");
     write_single_file(checkpoints / (name + "-single.safetensors"), weights);
+    // single files carry no tokenizer: the sdxl plugin looks in a tokenizers/ folder beside them
+    for (const char* tokenizer : {"tokenizer", "tokenizer_2"}) {
+      fs::create_directories(checkpoints / "tokenizers" / tokenizer);
+      for (const auto& entry : fs::directory_iterator(checkpoints / name / tokenizer)) {
+        fs::copy_file(entry.path(), checkpoints / "tokenizers" / tokenizer / entry.path().filename(),
+                      fs::copy_options::overwrite_existing);
+      }
+    }
     std::cout << "wrote " << (checkpoints / name).string() << "/ and "
               << (checkpoints / (name + "-single.safetensors")).string() << " (" << spec.name
               << ", seed " << seed << ")\n";
