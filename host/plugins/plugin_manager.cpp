@@ -191,7 +191,11 @@ std::string PluginSet::feature_config_key(const std::string& feature) const {
 nlohmann::json PluginSet::describe() const {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& r : records_) {
+    std::vector<std::string> stages;
+    for (const auto& stage : registries_->stages())
+      if (r.state == "loaded" && registries_->stage_owner(stage->name()) == r.name) stages.push_back(stage->name());
     out.push_back({{"name", r.name},
+                   {"stages", stages},
                    {"version", r.version},
                    {"description", r.description},
                    {"state", r.state},

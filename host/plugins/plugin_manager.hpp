@@ -66,7 +66,8 @@ class PluginSet : public std::enable_shared_from_this<PluginSet> {
   /// The config key that switches `feature` on: `plugins.enabled.<name>` of the (disabled or
   /// failed) plugin that provides it when one is known, else `plugins.enabled.<feature>`.
   std::string feature_config_key(const std::string& feature) const;
-  /// Per plugin: {name, version, description, state, reason, provides, requires, file}.
+  /// Per plugin: {name, version, description, state, reason, provides, requires, file, stages}
+  /// (stages: what a loaded plugin registered).
   nlohmann::json describe() const;
   /// The records behind describe().
   const std::vector<PluginRecord>& records() const { return records_; }

@@ -95,6 +95,8 @@ TEST(PluginManager, EachFailureKindIsReportedAndTheOthersLoad) {
     EXPECT_TRUE(p.contains("version") && p.contains("provides") && p.contains("file")) << p.dump();
   }
 
+  EXPECT_EQ((*find_plugin(described, "test_generate"))["stages"],
+            (nlohmann::json{"test_prepare", "test_denoise"}));
   auto set = manager.current();
   EXPECT_TRUE(has_stage(*set, "test_prepare"));
   EXPECT_TRUE(has_stage(*set, "test_denoise"));
