@@ -13,7 +13,7 @@ namespace sdxlhost::schedulers {
 
 /// Reads the flow/dynamic-shift/variance keys sdxl-host keeps at their defaults, the
 /// thresholding keys.
-void read_dpm_fixed_options(OptionReader& reader, bool has_lu_lambdas);
+void read_dpm_fixed_options(OptionReader& reader);
 
 /// diffusers' convert_model_output for the data-prediction ("++") solvers: x0 from the model
 /// output given alpha_t / sigma_t.

@@ -27,7 +27,8 @@ class DpmSolverMultistep final : public AlphaSigmaFamilyScheduler {
     lower_order_final_ = r.flag("lower_order_final", true);
     euler_at_final_ = r.flag("euler_at_final", false);
     sigma_kind_ = read_sigma_kind(r);
-    read_dpm_fixed_options(r, true);
+    read_dpm_fixed_options(r);
+    lu_lambdas_ = r.flag("use_lu_lambdas", false);  // diffusers' order: karras, then lu, then the others
     final_sigmas_type_ = r.choice("final_sigmas_type", "zero", {"zero", "sigma_min"});
     lambda_min_clipped_ = r.number("lambda_min_clipped", -std::numeric_limits<double>::infinity(),
                                    -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity());
@@ -47,7 +48,10 @@ class DpmSolverMultistep final : public AlphaSigmaFamilyScheduler {
   void set_timesteps(int n) override {
     const int last_timestep = train_.num_train_timesteps - clipped_index();
     std::vector<double> timesteps = dpm_timesteps(spacing_, steps_offset_, train_.num_train_timesteps, last_timestep, n);
-    const std::vector<double> sigmas = dpm_sigmas(timesteps, sigma_kind_, n);
+    const bool round_timesteps = config_.at("beta_schedule") != "squaredcos_cap_v2";
+    const std::vector<double> sigmas = lu_lambdas_ && sigma_kind_ != SigmaKind::Karras
+                                           ? lu_sigmas(timesteps, n, round_timesteps)
+                                           : dpm_sigmas(timesteps, sigma_kind_, n, round_timesteps);
     store_with_final_sigma(timesteps, sigmas, final_sigma(final_sigmas_type_));
     model_outputs_.assign(solver_order_, at::Tensor());
     lower_order_nums_ = 0;
@@ -84,6 +88,20 @@ class DpmSolverMultistep final : public AlphaSigmaFamilyScheduler {
  private:
   bool data_like() const { return algorithm_ == "dpmsolver++" || algorithm_ == "sde-dpmsolver++"; }
   bool stochastic() const { return algorithm_ == "sde-dpmsolver" || algorithm_ == "sde-dpmsolver++"; }
+
+  /// use_lu_lambdas (Lu et al.'s uniform log-SNR steps): log sigma linear between the table's
+  /// ends, timesteps by _sigma_to_t rounded (diffusers' `_convert_to_lu`).
+  std::vector<double> lu_sigmas(std::vector<double>& timesteps, int n, bool round_timesteps) const {
+    const double lambda_max = train_.log_sigmas.back(), lambda_min = train_.log_sigmas.front();
+    std::vector<double> sigmas;
+    timesteps.clear();
+    for (double ramp : numpy_linspace(0.0, 1.0, n)) {
+      sigmas.push_back(std::exp(lambda_max + ramp * (lambda_min - lambda_max)));
+      const double t = sigma_to_t(sigmas.back(), train_.log_sigmas);
+      timesteps.push_back(round_timesteps ? numpy_round(t) : std::trunc(t));
+    }
+    return sigmas;
+  }
 
   /// torch.searchsorted(flip(lambda_t), lambda_min_clipped): entries below the clip.
   int clipped_index() const {
@@ -181,6 +199,7 @@ class DpmSolverMultistep final : public AlphaSigmaFamilyScheduler {
   std::string prediction_type_, algorithm_, solver_type_, final_sigmas_type_, spacing_;
   bool lower_order_final_ = true, euler_at_final_ = false;
   SigmaKind sigma_kind_ = SigmaKind::Interpolated;
+  bool lu_lambdas_ = false;
   double lambda_min_clipped_ = 0;
   int steps_offset_ = 0;
   std::vector<at::Tensor> model_outputs_;

@@ -26,7 +26,7 @@ class DpmSolverSinglestep final : public AlphaSigmaFamilyScheduler {
     if (solver_type_ != "midpoint" && solver_type_ != "heun") r.set("solver_type", solver_type_ = "midpoint");
     lower_order_final_ = r.flag("lower_order_final", false);
     sigma_kind_ = read_sigma_kind(r);
-    read_dpm_fixed_options(r, false);
+    read_dpm_fixed_options(r);
     final_sigmas_type_ = r.choice("final_sigmas_type", "zero", {"zero", "sigma_min"});
     lambda_min_clipped_ = r.number("lambda_min_clipped", -std::numeric_limits<double>::infinity(),
                                    -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity());
@@ -49,7 +49,7 @@ class DpmSolverSinglestep final : public AlphaSigmaFamilyScheduler {
     const std::vector<double> points = numpy_linspace(0, train_.num_train_timesteps - 1 - clipped, n + 1);
     std::vector<double> timesteps;
     for (int k = n; k >= 1; --k) timesteps.push_back(numpy_round(points[k]));
-    const std::vector<double> sigmas = dpm_sigmas(timesteps, sigma_kind_, n);
+    const std::vector<double> sigmas = dpm_sigmas(timesteps, sigma_kind_, n, true);
     store_with_final_sigma(timesteps, sigmas, final_sigma(final_sigmas_type_));
     num_inference_steps_ = n;
     model_outputs_.assign(solver_order_, at::Tensor());

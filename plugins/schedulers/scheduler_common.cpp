@@ -254,8 +254,8 @@ std::vector<double> AlphaSigmaFamilyScheduler::dpm_timesteps(const std::string& 
   return out;
 }
 
-std::vector<double> AlphaSigmaFamilyScheduler::dpm_sigmas(std::vector<double>& timesteps, SigmaKind kind,
-                                                          int n) const {
+std::vector<double> AlphaSigmaFamilyScheduler::dpm_sigmas(std::vector<double>& timesteps, SigmaKind kind, int n,
+                                                          bool round_karras) const {
   const std::vector<double> table = sigma_table_f64(train_);
   std::vector<double> sigmas;
   if (kind != SigmaKind::Interpolated) {
@@ -263,7 +263,7 @@ std::vector<double> AlphaSigmaFamilyScheduler::dpm_sigmas(std::vector<double>& t
     timesteps.clear();
     for (double s : sigmas) {
       const double t = sigma_to_t(s, train_.log_sigmas);
-      timesteps.push_back(kind == SigmaKind::Karras ? numpy_round(t) : std::trunc(t));
+      timesteps.push_back(kind == SigmaKind::Karras && round_karras ? numpy_round(t) : std::trunc(t));
     }
   } else {
     for (double t : timesteps) sigmas.push_back(interp_on_index(t, table));

@@ -146,8 +146,9 @@ class AlphaSigmaFamilyScheduler : public SchedulerBase {
   static std::vector<double> dpm_timesteps(const std::string& spacing, int steps_offset,
                                            int num_train_timesteps, int last_timestep, int n);
   /// Sigmas for int timesteps: a ramp of `kind` over the full table (replacing `timesteps` by
-  /// the ramp's, rounded for karras, truncated to int64 later otherwise), or interpolation.
-  std::vector<double> dpm_sigmas(std::vector<double>& timesteps, SigmaKind kind, int n) const;
+  /// the ramp's: karras ones rounded when `round_karras`, others truncated like the int64
+  /// cast), or interpolation.
+  std::vector<double> dpm_sigmas(std::vector<double>& timesteps, SigmaKind kind, int n, bool round_karras) const;
 };
 
 }  // namespace sdxlhost::schedulers

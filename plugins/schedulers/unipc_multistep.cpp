@@ -59,7 +59,7 @@ class UniPcMultistep final : public AlphaSigmaFamilyScheduler {
     disable_corrector_ = r.integer_list("disable_corrector");
     r.fixed("solver_p", nullptr);
     sigma_kind_ = read_sigma_kind(r);
-    read_dpm_fixed_options(r, false);
+    read_dpm_fixed_options(r);
     spacing_ = read_spacing(r, "linspace");
     steps_offset_ = r.effective().at("steps_offset").get<int>();
     final_sigmas_type_ = r.choice("final_sigmas_type", "zero", {"zero", "sigma_min"});
@@ -71,7 +71,7 @@ class UniPcMultistep final : public AlphaSigmaFamilyScheduler {
   void set_timesteps(int n) override {
     const int t = train_.num_train_timesteps;
     std::vector<double> timesteps = dpm_timesteps(spacing_, steps_offset_, t, t, n);
-    const std::vector<double> sigmas = dpm_sigmas(timesteps, sigma_kind_, n);
+    const std::vector<double> sigmas = dpm_sigmas(timesteps, sigma_kind_, n, true);
     double last = final_sigma(final_sigmas_type_);
     if (sigma_kind_ != SigmaKind::Interpolated && final_sigmas_type_ == "sigma_min") last = sigmas.back();
     store_with_final_sigma(timesteps, sigmas, last);

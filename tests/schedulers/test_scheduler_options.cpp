@@ -160,7 +160,7 @@ TEST(SchedulerPlugin, BadOptionValuesNameTheOptionAndTheAllowedValues) {
                       f + "use_beta_sigmas", "only one of");
   expect_option_error("EulerDiscreteScheduler", {{"use_lu_lambdas", true}, {"interpolation_type", "cubic"}},
                       f + "interpolation_type", "'log_linear'");  // use_lu_lambdas: not a Euler key, ignored
-  expect_option_error("DPMSolverMultistepScheduler", {{"use_lu_lambdas", true}}, f + "use_lu_lambdas", "not implemented");
+  expect_option_error("DPMSolverMultistepScheduler", {{"use_flow_sigmas", true}}, f + "use_flow_sigmas", "not implemented");
   expect_option_error("DDIMScheduler", {{"eta", -1}}, f + "eta", "between");
   expect_option_error("EulerDiscreteScheduler", {{"steps_offset", 1.5}}, f + "steps_offset", "integer");
   expect_option_error("DPMSolverSinglestepScheduler", {{"algorithm_type", "sde-dpmsolver"}}, f + "algorithm_type", "'dpmsolver++'");
@@ -228,7 +228,8 @@ TEST(SchedulerPlugin, EveryClassRunsAnyStepCountOnAnyFloatDtype) {
     }
   }
   for (const auto& overrides : {json{{"use_karras_sigmas", true}}, json{{"use_exponential_sigmas", true}},
-                                json{{"use_beta_sigmas", true}}, json{{"timestep_spacing", "trailing"}},
+                                json{{"use_beta_sigmas", true}}, json{{"use_lu_lambdas", true}},
+                                json{{"timestep_spacing", "trailing"}}, json{{"beta_schedule", "squaredcos_cap_v2"}},
                                 json{{"timestep_spacing", "linspace"}}, json{{"prediction_type", "v_prediction"}}}) {
     for (const auto& name : kClasses) {
       auto s = create(name, overrides);
@@ -315,4 +316,18 @@ TEST(ScheduleTables, ExponentialAndBetaRampsRunFromSigmaMaxToSigmaMin) {
   EXPECT_DOUBLE_EQ(b.back(), 0.03);
   EXPECT_NEAR(b[3], 0.03 + 0.5 * (14.6 - 0.03), 1e-12);  // ppf(0.5) = 0.5 by symmetry
   for (size_t i = 1; i < b.size(); ++i) EXPECT_LT(b[i], b[i - 1]);
+}
+
+TEST(SchedulerPlugin, LuLambdasSpanTheTableUniformlyInLogSigma) {
+  auto s = create("DPMSolverMultistepScheduler", {{"use_lu_lambdas", true}});
+  s->set_timesteps(10);
+  const at::Tensor ts = s->timesteps(), sig = s->sigmas();
+  ASSERT_EQ(ts.numel(), 10);
+  EXPECT_EQ(ts[0].item<int64_t>(), 999);
+  EXPECT_EQ(ts[9].item<int64_t>(), 0);
+  for (int64_t i = 1; i < 10; ++i) EXPECT_LT(ts[i].item<int64_t>(), ts[i - 1].item<int64_t>());
+  const at::Tensor logs = sig.slice(0, 0, 10).to(at::kDouble).log();
+  const at::Tensor gaps = logs.slice(0, 1) - logs.slice(0, 0, 9);
+  EXPECT_LT((gaps - gaps.mean()).abs().max().item<double>(), 1e-5);  // equal steps in log sigma
+  EXPECT_EQ(sig[10].item<float>(), 0.0f);                              // final_sigmas_type zero
 }
