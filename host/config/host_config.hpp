@@ -59,12 +59,12 @@ enum class DisabledFeaturePolicy { Error, Warn };
 /// The whole configuration.
 struct HostConfig {
   std::string pipe_name = "sdxl_host";  ///< pipe name, or an absolute socket path
-  std::filesystem::path models_root = "models";
-  std::filesystem::path output_root = "outputs";
-  PluginsConfig plugins;
-  Limits limits;
-  QueueSettings queue;
-  CacheSettings cache;
+  std::filesystem::path models_root = "models";   ///< checkpoints/, loras/, controlnet/, vae/, upscalers/
+  std::filesystem::path output_root = "outputs";  ///< where images are saved (save_path is relative)
+  PluginsConfig plugins;  ///< `plugins.*`
+  Limits limits;          ///< `limits.*`
+  QueueSettings queue;    ///< `queue.*`
+  CacheSettings cache;    ///< `cache.*`
   std::string device = "cpu";      ///< cpu | cuda | cuda:N
   std::string dtype = "float32";   ///< float32 | bfloat16 | float16
   int threads = 0;                 ///< intra-op threads; 0 = hardware_concurrency

@@ -39,7 +39,7 @@ std::vector<std::string> message_type_names();
 
 /// A parsed incoming message.
 struct Envelope {
-  MessageType type = MessageType::Ping;
+  MessageType type = MessageType::Ping;  ///< from `message_type` (or legacy `action`)
   std::string request_id;       ///< as sent, or generated when absent
   bool request_id_generated = false;
   nlohmann::json data = nlohmann::json::object();  ///< the `data` object ({} when absent)
@@ -48,8 +48,8 @@ struct Envelope {
 
 /// Limits the envelope parser enforces.
 struct EnvelopeLimits {
-  std::size_t max_message_bytes = 64u * 1024u * 1024u;
-  int max_json_depth = 64;
+  std::size_t max_message_bytes = 64u * 1024u * 1024u;  ///< `limits.max_message_bytes`
+  int max_json_depth = 64;                              ///< `limits.max_json_depth`
 };
 
 /// Thrown by parse_envelope: the error plus the request id when one could be read.

@@ -28,9 +28,13 @@ class FieldReader {
   /// Marks a field as known without reading it (accepted, ignored).
   void accept(const std::string& name) { known_.insert(name); }
 
+  /// Reads a string; `required` makes absence an error ("is required").
   void read_string(const std::string& name, std::string& out, bool required = false);
+  /// Reads true/false.
   void read_bool(const std::string& name, bool& out);
+  /// Reads an integer in [min, max] (a float with no fraction is accepted).
   void read_int(const std::string& name, int& out, long long min, long long max);
+  /// Reads a 64-bit integer in [min, max].
   void read_int64(const std::string& name, std::int64_t& out, long long min, long long max);
   /// Reads a finite number in [min, max] (or (min, max] when `exclusive_min`).
   void read_number(const std::string& name, double& out, double min, double max,

@@ -24,11 +24,11 @@ namespace sdxlhost::host::runtime {
 /// What a generation needs from the host, captured when the job starts.
 struct GenerationEnvironment {
   std::shared_ptr<const PluginSet> plugins;  ///< the snapshot the job runs with
-  ModelStore* models = nullptr;
-  OutputSettings output;
-  OnDisabledFeature on_disabled = OnDisabledFeature::Error;
-  std::string device = "cpu";
-  int progress_interval_ms = 250;
+  ModelStore* models = nullptr;  ///< the host's model store (outlives every job)
+  OutputSettings output;         ///< output_root
+  OnDisabledFeature on_disabled = OnDisabledFeature::Error;  ///< on_disabled_feature
+  std::string device = "cpu";    ///< reported in processing_metrics.device_name
+  int progress_interval_ms = 250;  ///< queue.progress_interval_ms
 };
 
 /// The planner's policy for a config value.

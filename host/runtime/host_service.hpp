@@ -38,8 +38,11 @@ class HostService : public transport::MessageHandler {
   void start();
 
   // ---- transport::MessageHandler ------------------------------------------------------------
+  /// Parses the envelope and dispatches it (answers at once, or queues a job).
   void on_line(const std::shared_ptr<transport::Connection>& connection, std::string&& line) override;
+  /// Answers MESSAGE_TOO_LARGE.
   void on_oversized(const std::shared_ptr<transport::Connection>& connection, std::size_t bytes) override;
+  /// Drops the client's queued jobs and cancels its running ones.
   void on_disconnect(const std::shared_ptr<transport::Connection>& connection) override;
 
   /// Re-reads the config file and applies what can change while running (plugins, limits,

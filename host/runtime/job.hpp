@@ -39,18 +39,25 @@ using JobWork = std::function<nlohmann::json(Job& job)>;
 /// A queued or running job.
 class Job {
  public:
+  /// A job whose deadline is `timeout_s` after now (none when <= 0); `connection` may be null.
   Job(std::string request_id, std::string kind, Priority priority, double timeout_s,
       std::shared_ptr<transport::Connection> connection, JobWork work);
 
+  /// The request id (unique among queued and running jobs).
   const std::string& request_id() const { return request_id_; }
   /// "generation" | "load_model".
   const std::string& kind() const { return kind_; }
+  /// The queue level.
   Priority priority() const { return priority_; }
   /// The connection that asked (answers and progress go there).
   const std::shared_ptr<transport::Connection>& connection() const { return connection_; }
+  /// The connection's id (0 when none).
   std::uint64_t connection_id() const { return connection_ ? connection_->id() : 0; }
+  /// Set by cancel, disconnect and shutdown; stages see it through their Context.
   const std::shared_ptr<sdk::CancellationToken>& token() const { return token_; }
+  /// When the job was queued.
   Clock::time_point enqueued_at() const { return enqueued_at_; }
+  /// When metadata.timeout runs out (queue wait + run).
   Clock::time_point deadline() const { return deadline_; }
   /// Runs the work (executor thread).
   nlohmann::json run() { return work_(*this); }
@@ -66,7 +73,9 @@ class Job {
   nlohmann::json describe() const;
   /// Marks the moment the job left the queue.
   void mark_started() { started_at_ = Clock::now(); started_.store(true); }
+  /// True once an executor took the job.
   bool started() const { return started_.load(); }
+  /// When an executor took the job (valid once started()).
   Clock::time_point started_at() const { return started_at_; }
 
  private:

@@ -23,6 +23,7 @@ namespace sdxlhost::host::runtime {
 /// Waiting jobs by priority.
 class JobQueue {
  public:
+  /// At most `max_pending` jobs wait at once.
   explicit JobQueue(std::size_t max_pending) : max_pending_(max_pending) {}
 
   /// Adds a job. Throws sdk::Error(QueueFull) when max_pending jobs wait already and
@@ -45,7 +46,9 @@ class JobQueue {
   /// True when this request id is waiting.
   bool contains(const std::string& request_id) const;
 
+  /// Jobs waiting now.
   std::size_t size() const;
+  /// Changes the bound (reload_config); jobs already waiting stay.
   void set_max_pending(std::size_t max_pending);
   /// {depth, max_pending, high:[ids], normal:[ids], low:[ids]}.
   nlohmann::json describe() const;

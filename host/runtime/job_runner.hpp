@@ -27,6 +27,7 @@ namespace sdxlhost::host::runtime {
 /// Executors + queue + watchdog.
 class JobRunner {
  public:
+  /// `executors` threads (at least 1) run jobs from a queue of at most `max_pending`.
   JobRunner(std::size_t max_pending, int executors);
   /// Shuts down without grace (running jobs are cancelled).
   ~JobRunner();
@@ -55,6 +56,7 @@ class JobRunner {
   nlohmann::json describe() const;
   /// Number of running jobs.
   std::size_t running_count() const;
+  /// Changes queue.max_pending (reload_config).
   void set_max_pending(std::size_t max_pending) { queue_.set_max_pending(max_pending); }
 
   /// Sends the final error response of `job` unless it was answered already.

@@ -20,6 +20,7 @@ class LineFramer {
   /// Called once per oversized line with the number of bytes seen when it was refused.
   using OversizedFn = std::function<void(std::size_t bytes)>;
 
+  /// Lines longer than `max_line_bytes` go to `on_oversized` instead of `on_line`.
   LineFramer(std::size_t max_line_bytes, LineFn on_line, OversizedFn on_oversized);
 
   /// Feeds bytes; calls the callbacks for every line they complete.

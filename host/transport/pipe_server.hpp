@@ -28,7 +28,9 @@ struct PipeServerSettings {
 /// Accepts clients on one endpoint and runs a session per client.
 class PipeServer {
  public:
+  /// Serves on `io` (which the owner runs); `handler` must outlive the server and its sessions.
   PipeServer(boost::asio::io_context& io, PipeServerSettings settings, MessageHandler& handler);
+  /// Stops serving (see stop()).
   ~PipeServer();
   PipeServer(const PipeServer&) = delete;
   PipeServer& operator=(const PipeServer&) = delete;
