@@ -72,6 +72,11 @@ at::ScalarType SdxlSettings::scalar_type() const {
 
 at::Device SdxlSettings::torch_device() const { return at::Device(device); }
 
+std::optional<nn::VaeTiling> SdxlSettings::tiling_for(std::int64_t height, std::int64_t width) const {
+  if (vae_tile_size <= 0 || (height <= vae_tile_size && width <= vae_tile_size)) return std::nullopt;
+  return nn::VaeTiling{vae_tile_size, vae_tile_overlap};
+}
+
 SdxlSettings SdxlSettings::from_json(const nlohmann::json& config) {
   SdxlSettings s;
   if (config.is_null()) return s;
@@ -84,6 +89,18 @@ SdxlSettings SdxlSettings::from_json(const nlohmann::json& config) {
   text("device", s.device);
   text("dtype", s.dtype);
   text("tokenizer_dir", s.tokenizer_dir);
+  auto number = [&](const char* key, int& out) {
+    if (!config.contains(key)) return;
+    if (!config[key].is_number_integer() || config[key].get<int>() < 0) {
+      bad_setting(key, std::string(key) + " must be a non-negative integer");
+    }
+    out = config[key].get<int>();
+  };
+  number("vae_tile_size", s.vae_tile_size);
+  number("vae_tile_overlap", s.vae_tile_overlap);
+  if (s.vae_tile_size > 0 && s.vae_tile_overlap * 2 > s.vae_tile_size) {
+    bad_setting("vae_tile_overlap", "vae_tile_overlap must be at most half of vae_tile_size");
+  }
   if (s.dtype != "fp32" && s.dtype != "bf16" && s.dtype != "fp16") {
     bad_setting("dtype", "dtype must be fp32, bf16 or fp16");
   }

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -29,6 +30,10 @@ struct SdxlSettings {
   std::string device = "cpu";      ///< "cpu" or "cuda:N"
   std::string dtype = "fp32";      ///< fp32 | bf16 | fp16
   std::string tokenizer_dir;       ///< tokenizer/ + tokenizer_2/ for single-file checkpoints
+  int vae_tile_size = 0;           ///< > 0: VAE encode/decode images larger than this tiled (px)
+  int vae_tile_overlap = 64;       ///< overlap between VAE tiles (px)
+  /// The VAE tiling for an image of `height` x `width`, or nullopt to run untiled.
+  std::optional<nn::VaeTiling> tiling_for(std::int64_t height, std::int64_t width) const;
   at::ScalarType scalar_type() const;
   at::Device torch_device() const;
   /// Reads the plugin config; throws sdk::Error(ValidationError, "plugins.config.sdxl.<key>").

@@ -197,7 +197,8 @@ class PrepareLatentsStage final : public SdxlStage {
                     "strength x num_inference_steps leaves no step to run", "data.hyperparameters.strength");
       }
       scheduler->set_begin_index(begin_index);
-      latents = noised_image_latents(*job_vae(context, *settings_), *scheduler, image, begin_index, generators);
+      latents = noised_image_latents(*job_vae(context, *settings_), *scheduler, image, begin_index,
+                                     generators, settings_->tiling_for(image.size(2), image.size(3)));
     } else {
       const std::int64_t channels = models->unet->config().in_channels;
       std::vector<at::Tensor> noise;
@@ -216,8 +217,9 @@ class PrepareLatentsStage final : public SdxlStage {
   /// img2img start: per image, VAE posterior sample (eps from its generator) x scaling factor,
   /// then add_noise with a second draw at the first timestep (diffusers' prepare_latents).
   static at::Tensor noised_image_latents(const nn::AutoencoderKL& vae, sdk::Scheduler& scheduler,
-                                         const at::Tensor& image, int begin_index, Generators& generators) {
-    const nn::LatentDistribution posterior = vae.encode(image);
+                                         const at::Tensor& image, int begin_index, Generators& generators,
+                                         const std::optional<nn::VaeTiling>& tiling) {
+    const nn::LatentDistribution posterior = tiling ? vae.encode_tiled(image, *tiling) : vae.encode(image);
     const at::Tensor mean = posterior.mean.to(at::kCPU, at::kFloat);
     const at::Tensor std = posterior.std.to(at::kCPU, at::kFloat);
     const at::Tensor timestep = scheduler.timesteps().slice(0, begin_index, begin_index + 1);
@@ -362,7 +364,10 @@ class VaeDecodeStage final : public SdxlStage {
     const auto vae = job_vae(context, *settings_);
     const at::Tensor latents = context.get<at::Tensor>(sdk::slots::kLatents);
     context.throw_if_cancelled();
-    const at::Tensor raw = vae->decode(latents / vae->config().scaling_factor);
+    const std::int64_t factor = vae->config().downscale_factor();
+    const auto tiling = settings_->tiling_for(latents.size(2) * factor, latents.size(3) * factor);
+    const at::Tensor scaled = latents / vae->config().scaling_factor;
+    const at::Tensor raw = tiling ? vae->decode_tiled(scaled, *tiling) : vae->decode(scaled);
     // diffusers: (x / 2 + 0.5).clamp(0, 1) -> NHWC -> round(x * 255) as uint8
     const at::Tensor pixels = at::round(at::clamp(raw.to(at::kCPU, at::kFloat) / 2 + 0.5, 0, 1) * 255)
                                   .to(at::kByte)

@@ -452,6 +452,22 @@ TEST(SdxlPipeline, Bfloat16RunsOnTheCpuCloseToFloat32) {
   EXPECT_THROW(sdxl::SdxlSettings::from_json({{"device", "tpu"}}), Error);
 }
 
+TEST(SdxlPipeline, VaeTilingSettingTilesOnlyImagesLargerThanTheTile) {
+  Harness plain;
+  const auto reference = plain.run(cat_request(2))->get<std::vector<sdk::Image>>(sdk::slots::kImages);
+  auto run_with = [](int tile, int overlap) {
+    Harness h;
+    h.stages = sdxl::make_stages(std::make_shared<const sdxl::SdxlSettings>(
+        sdxl::SdxlSettings::from_json({{"vae_tile_size", tile}, {"vae_tile_overlap", overlap}})));
+    return h.run(cat_request(2))->get<std::vector<sdk::Image>>(sdk::slots::kImages);
+  };
+  EXPECT_TRUE(at::equal(image_tensor(run_with(64, 16)[0]), image_tensor(reference[0])));  // one tile
+  const auto tiled = run_with(32, 16);  // 3 x 3 tiles of 32 px
+  EXPECT_FALSE(at::equal(image_tensor(tiled[0]), image_tensor(reference[0])));
+  EXPECT_THROW(sdxl::SdxlSettings::from_json({{"vae_tile_size", 32}, {"vae_tile_overlap", 20}}), Error);
+  EXPECT_THROW(sdxl::SdxlSettings::from_json({{"vae_tile_size", -1}}), Error);
+}
+
 TEST(SdxlPipeline, BadRequestsGiveValidationErrorsNamingTheField) {
   Harness h;
   auto field_of = [&](sdk::GenerationRequest r) -> std::string {
