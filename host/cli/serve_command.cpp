@@ -1,6 +1,7 @@
 // `sdxl-host serve`: the pipe server (or --stdio) around one HostService, with signals:
 // SIGHUP = reload_config, SIGINT/SIGTERM = graceful shutdown.
 #include <csignal>
+#include <cstdio>
 #include <iostream>
 
 #include <boost/asio.hpp>
@@ -12,6 +13,16 @@
 #include "host/transport/pipe_path.hpp"
 #include "host/transport/pipe_server.hpp"
 #include "host/transport/stdio_channel.hpp"
+
+#if defined(_WIN32)
+#include <io.h>
+#define SDXLHOST_DUP _dup
+#define SDXLHOST_DUP2 _dup2
+#else
+#include <unistd.h>
+#define SDXLHOST_DUP ::dup
+#define SDXLHOST_DUP2 ::dup2
+#endif
 
 namespace sdxlhost::host::cli {
 namespace {
@@ -38,6 +49,16 @@ void wait_for_signal(asio::signal_set& signals, runtime::HostService& host) {
     host.request_shutdown(signal == SIGINT ? "SIGINT" : "SIGTERM");
     wait_for_signal(signals, host);
   });
+}
+
+/// Keeps the real stdout for protocol lines only: returns a duplicate of fd 1 and points fd 1 at
+/// stderr, so a stray print from any library cannot corrupt the NDJSON stream.
+int reserve_stdout_for_protocol() {
+  std::fflush(stdout);
+  int protocol_fd = SDXLHOST_DUP(1);
+  if (protocol_fd < 0) return 1;
+  SDXLHOST_DUP2(2, 1);
+  return protocol_fd;
 }
 
 }  // namespace
@@ -79,7 +100,8 @@ int serve_command(const Arguments& args) {
   });
   host.start();
   if (args.has_flag("--stdio")) {
-    stdio = std::make_unique<transport::StdioChannel>(io, host, config.limits.max_message_bytes);
+    stdio = std::make_unique<transport::StdioChannel>(io, host, config.limits.max_message_bytes, 0,
+                                                      reserve_stdout_for_protocol());
     stdio->start([&host] { host.request_shutdown("stdin closed", /*drain=*/true); });
     log->info("serving on stdin/stdout");
   } else {
