@@ -15,7 +15,9 @@ class Ddim final : public SchedulerBase {
  public:
   explicit Ddim(const nlohmann::json& input) : SchedulerBase("DDIMScheduler", {}, {}, false) {
     OptionReader r(input, class_name_);
-    train_ = read_train_schedule(r, BetaDefaults{});
+    BetaDefaults defaults;
+    defaults.floor_terminal_alpha = false;  // diffusers' DDIM keeps alphas_cumprod[-1] = 0
+    train_ = read_train_schedule(r, defaults);
     clip_sample_ = r.flag("clip_sample", true);
     set_alpha_to_one_ = r.flag("set_alpha_to_one", true);
     spacing_ = read_spacing(r, "leading");

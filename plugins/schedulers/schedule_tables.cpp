@@ -146,7 +146,7 @@ std::vector<float> rescale_zero_terminal_snr(const std::vector<float>& betas) {
 
 }  // namespace
 
-TrainSchedule make_train_schedule(const nlohmann::json& config) {
+TrainSchedule make_train_schedule(const nlohmann::json& config, bool floor_terminal_alpha) {
   TrainSchedule s;
   s.num_train_timesteps = config.at("num_train_timesteps").get<int>();
   const int n = s.num_train_timesteps;
@@ -169,7 +169,7 @@ TrainSchedule make_train_schedule(const nlohmann::json& config) {
   const bool rescale = config.value("rescale_betas_zero_snr", false);
   if (rescale) s.betas = rescale_zero_terminal_snr(s.betas);
   s.alphas_cumprod = cumprod_f32(one_minus(s.betas));
-  if (rescale && !s.alphas_cumprod.empty()) s.alphas_cumprod.back() = std::ldexp(1.0f, -24);
+  if (rescale && floor_terminal_alpha && !s.alphas_cumprod.empty()) s.alphas_cumprod.back() = std::ldexp(1.0f, -24);
   s.sigmas.resize(s.alphas_cumprod.size());
   s.log_sigmas.resize(s.alphas_cumprod.size());
   for (size_t i = 0; i < s.sigmas.size(); ++i) {

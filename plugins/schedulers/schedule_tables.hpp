@@ -35,7 +35,9 @@ double numpy_round(double value);
 
 /// Builds the schedule from a validated effective config (`beta_schedule`, `beta_start`,
 /// `beta_end`, `num_train_timesteps`, `trained_betas`, `rescale_betas_zero_snr` if present).
-TrainSchedule make_train_schedule(const nlohmann::json& config);
+/// With zero-SNR rescaling, `floor_terminal_alpha` sets the last alphas_cumprod to 2^-24 (all
+/// classes but DDIM do, so that the last sigma stays finite).
+TrainSchedule make_train_schedule(const nlohmann::json& config, bool floor_terminal_alpha = true);
 
 /// numpy.interp(x, arange(len(fp)), fp) for one point.
 double interp_on_index(double x, const std::vector<double>& fp);

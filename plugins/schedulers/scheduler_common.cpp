@@ -15,7 +15,7 @@ TrainSchedule read_train_schedule(OptionReader& reader, const BetaDefaults& defa
   reader.choice("beta_schedule", defaults.beta_schedule, defaults.allowed_schedules);
   reader.trained_betas();  // like diffusers, num_train_timesteps still drives the spacing
   if (defaults.has_rescale_zero_snr) reader.flag("rescale_betas_zero_snr", false);
-  return make_train_schedule(reader.effective());
+  return make_train_schedule(reader.effective(), defaults.floor_terminal_alpha);
 }
 
 std::string read_spacing(OptionReader& reader, const std::string& fallback) {

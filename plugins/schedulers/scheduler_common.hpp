@@ -28,6 +28,7 @@ struct BetaDefaults {
   std::string beta_schedule = "linear";
   std::vector<std::string> allowed_schedules = {"linear", "scaled_linear", "squaredcos_cap_v2"};
   bool has_rescale_zero_snr = true;
+  bool floor_terminal_alpha = true;  ///< 2^-24 for the last alphas_cumprod after rescaling (not DDIM)
 };
 
 /// Reads num_train_timesteps / beta_* / trained_betas (/ rescale_betas_zero_snr) and builds

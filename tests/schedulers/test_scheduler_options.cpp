@@ -230,6 +230,8 @@ TEST(SchedulerPlugin, EveryClassRunsAnyStepCountOnAnyFloatDtype) {
   for (const auto& overrides : {json{{"use_karras_sigmas", true}}, json{{"use_exponential_sigmas", true}},
                                 json{{"use_beta_sigmas", true}}, json{{"use_lu_lambdas", true}},
                                 json{{"timestep_spacing", "trailing"}}, json{{"beta_schedule", "squaredcos_cap_v2"}},
+                                json{{"rescale_betas_zero_snr", true}, {"prediction_type", "v_prediction"},
+                                     {"timestep_spacing", "trailing"}},
                                 json{{"timestep_spacing", "linspace"}}, json{{"prediction_type", "v_prediction"}}}) {
     for (const auto& name : kClasses) {
       auto s = create(name, overrides);
