@@ -1,8 +1,9 @@
 // C# request model -> the host's wire envelope (the seed design's TransformEnhancedSDXLRequest,
 // with `message_type`, never the legacy `action`). The one place the C# names meet wire names.
 // Deliberate differences from the seed: no `worker_type`, `model_name`, `batch.parallel` or
-// `metadata.request_id` (the host routes by plugins and would warn about unknown fields), and
-// optional sections (controlnet, output.upscale) are left out when unused instead of sent as null.
+// `metadata.request_id` (the host plans stages from plugins and reads models.base; it accepts
+// those fields from older clients but needs none), and optional sections (controlnet,
+// output.upscale, models.base when unset) are left out instead of sent as null.
 // Thread-safety: stateless.
 
 using System;
