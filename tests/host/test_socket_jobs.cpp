@@ -125,7 +125,7 @@ TEST(SocketJobs, DisconnectMidJobCancelsRunningAndDropsQueued) {
 TEST(SocketJobs, ShutdownAnswersQueuedWorkAndRefusesNewWork) {
   auto fixture = std::make_unique<HostFixture>();
   auto client = fixture->client();
-  client->send(generation("finishing", 60, 5));
+  client->send(generation("finishing", 150, 5));  // 0.75 s: time to queue one more job
   wait_until_running(*fixture->client(), "finishing");
   client->send(generation("left-behind", 1, 1));
   json bye = fixture->client()->request(message("shutdown", "bye"));
