@@ -36,7 +36,8 @@ class EulerDiscrete final : public SigmaFamilyScheduler {
     if (interpolation_ == "linear") {
       for (double t : timesteps) sigmas.push_back(interp_on_index(t, table));
     } else {  // log_linear: torch.linspace over log sigma, float32, exp in float32
-      for (float v : torch_linspace_f32(std::log(table.back()), std::log(table.front()), n + 1))
+      const float log_max = numpy_logf(train_.sigmas.back()), log_min = numpy_logf(train_.sigmas.front());
+      for (float v : torch_linspace_f32(log_max, log_min, n + 1))
         sigmas.push_back(std::exp(v));
     }
     if (sigma_kind_ != SigmaKind::Interpolated) {

@@ -61,8 +61,6 @@ std::vector<double> numpy_arange_down(double start, double stop, double step) {
 
 double numpy_round(double value) { return std::nearbyint(value); }
 
-namespace {
-
 /// numpy 1.x's float32 `np.log` on contiguous arrays (its AVX2-FMA3/AVX512F kernel): mantissa
 /// in (sqrt(1/2), sqrt(2)], a degree-5/degree-5 rational approximation of log(1 + y) evaluated
 /// with fused multiply-adds, plus k * ln2. Not correctly rounded (up to ~4 ulp), which is why
@@ -95,6 +93,8 @@ float numpy_logf(float x) {
   }
   return std::fmaf(exponent, 0.693147180559945309417232121458176568f, num / den);
 }
+
+namespace {
 
 std::vector<float> alpha_bar_betas(int n, bool exponential) {
   auto alpha_bar = [exponential](double t) {

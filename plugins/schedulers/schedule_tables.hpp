@@ -30,6 +30,9 @@ std::vector<double> numpy_linspace(double start, double stop, int num);
 /// numpy.arange(start, stop, step) in float64 for a negative step (diffusers' "trailing").
 std::vector<double> numpy_arange_down(double start, double stop, double step);
 
+/// numpy 1.x's float32 `np.log` (its SIMD kernel, up to ~4 ulp from the exact log).
+float numpy_logf(float x);
+
 /// Round half to even, as numpy.round.
 double numpy_round(double value);
 

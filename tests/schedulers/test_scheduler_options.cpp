@@ -230,6 +230,9 @@ TEST(SchedulerPlugin, EveryClassRunsAnyStepCountOnAnyFloatDtype) {
   for (const auto& overrides : {json{{"use_karras_sigmas", true}}, json{{"use_exponential_sigmas", true}},
                                 json{{"use_beta_sigmas", true}}, json{{"use_lu_lambdas", true}},
                                 json{{"timestep_spacing", "trailing"}}, json{{"beta_schedule", "squaredcos_cap_v2"}},
+                                json{{"interpolation_type", "log_linear"}},
+                                json{{"timestep_type", "continuous"}, {"prediction_type", "v_prediction"}},
+                                json{{"final_sigmas_type", "sigma_min"}, {"solver_order", 3}},
                                 json{{"rescale_betas_zero_snr", true}, {"prediction_type", "v_prediction"},
                                      {"timestep_spacing", "trailing"}},
                                 json{{"timestep_spacing", "linspace"}}, json{{"prediction_type", "v_prediction"}}}) {
