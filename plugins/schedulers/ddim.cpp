@@ -38,6 +38,7 @@ class Ddim final : public SchedulerBase {
   at::Tensor sigmas() const override { return at::Tensor(); }
 
   void set_timesteps(int n) override {
+    check_step_count(n);
     const int train_steps = train_.num_train_timesteps;
     if (n > train_steps)
       throw sdk::Error(sdk::ErrorCode::ValidationError,

@@ -46,6 +46,7 @@ class DpmSolverMultistep final : public AlphaSigmaFamilyScheduler {
   int order() const override { return 1; }
 
   void set_timesteps(int n) override {
+    check_step_count(n);
     const int last_timestep = train_.num_train_timesteps - clipped_index();
     std::vector<double> timesteps = dpm_timesteps(spacing_, steps_offset_, train_.num_train_timesteps, last_timestep, n);
     const bool round_timesteps = config_.at("beta_schedule") != "squaredcos_cap_v2";

@@ -40,6 +40,7 @@ class DpmSolverSinglestep final : public AlphaSigmaFamilyScheduler {
   int order() const override { return 1; }
 
   void set_timesteps(int n) override {
+    check_step_count(n);
     int clipped = 0;
     for (float acp : train_.alphas_cumprod) {
       const float lambda = std::log(std::sqrt(acp)) - std::log(std::sqrt(1.0f - acp));

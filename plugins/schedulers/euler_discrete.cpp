@@ -30,6 +30,7 @@ class EulerDiscrete final : public SigmaFamilyScheduler {
   int order() const override { return 1; }
 
   void set_timesteps(int n) override {
+    check_step_count(n);
     std::vector<double> timesteps = sigma_family_timesteps(spacing_, steps_offset_, train_.num_train_timesteps, n);
     const std::vector<double> table = sigma_table_f64(train_);
     std::vector<double> sigmas;

@@ -32,6 +32,7 @@ class HeunDiscrete final : public SigmaFamilyScheduler {
   int order() const override { return 2; }
 
   void set_timesteps(int n) override {
+    check_step_count(n);
     std::vector<double> timesteps = sigma_family_timesteps(spacing_, steps_offset_, train_.num_train_timesteps, n);
     const std::vector<double> table = sigma_table_f64(train_);
     std::vector<double> sigmas;

@@ -31,6 +31,7 @@ class KDpm2AncestralDiscrete final : public SigmaFamilyScheduler {
   int order() const override { return 2; }
 
   void set_timesteps(int n) override {
+    check_step_count(n);
     const KDpm2Base base = k_dpm_2_base(train_, spacing_, steps_offset_, sigma_kind_, n);
     const std::vector<float>& s = base.sigmas;
     const size_t count = s.size();

@@ -31,6 +31,7 @@ class KDpm2Discrete final : public SigmaFamilyScheduler {
   int order() const override { return 2; }
 
   void set_timesteps(int n) override {
+    check_step_count(n);
     const KDpm2Base base = k_dpm_2_base(train_, spacing_, steps_offset_, sigma_kind_, n);
     std::vector<float> interpol(base.sigmas.size());
     for (size_t i = 0; i < base.sigmas.size(); ++i)

@@ -124,6 +124,13 @@ void SchedulerBase::require_timesteps() const {
     throw sdk::Error(sdk::ErrorCode::InternalError, class_name_ + ": set_timesteps() must run before stepping");
 }
 
+void SchedulerBase::check_step_count(int n) const {
+  if (n < 1 || n > 10000)
+    throw sdk::Error(sdk::ErrorCode::ValidationError,
+                     class_name_ + ": num_inference_steps must be between 1 and 10000 (got " + std::to_string(n) + ")",
+                     "data.hyperparameters.num_inference_steps");
+}
+
 int SchedulerBase::index_for_timestep(double t) const {
   std::vector<int> matches;
   for (size_t i = 0; i < timesteps_.size(); ++i)

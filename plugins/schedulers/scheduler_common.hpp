@@ -83,6 +83,8 @@ class SchedulerBase : public sdk::Scheduler {
   int index_for_timestep(double t) const;
   /// Throws unless set_timesteps ran.
   void require_timesteps() const;
+  /// Throws Error(ValidationError) unless 1 <= n <= 10000 (set_timesteps' argument).
+  void check_step_count(int n) const;
   /// Step indices of add_noise's timesteps (begin_index, step_index or a lookup each).
   std::vector<int> noise_indices(const at::Tensor& timesteps) const;
   /// A [B, 1, 1, ...] (or scalar) tensor of per-batch values for broadcasting over `like`.

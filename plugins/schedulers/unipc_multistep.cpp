@@ -69,6 +69,7 @@ class UniPcMultistep final : public AlphaSigmaFamilyScheduler {
   int order() const override { return 1; }
 
   void set_timesteps(int n) override {
+    check_step_count(n);
     const int t = train_.num_train_timesteps;
     std::vector<double> timesteps = dpm_timesteps(spacing_, steps_offset_, t, t, n);
     const std::vector<double> sigmas = dpm_sigmas(timesteps, sigma_kind_, n, true);

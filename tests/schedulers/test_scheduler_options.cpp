@@ -271,6 +271,16 @@ TEST(SchedulerPlugin, MisuseIsAnErrorNotACrash) {
   EXPECT_THROW(s->step(x, at::scalar_tensor(123.25), x, noise), sdk::Error);  // not in the schedule
   auto ddim = create("DDIMScheduler");
   EXPECT_THROW(ddim->set_timesteps(5000), sdk::Error);
+  for (const auto& name : kClasses) {
+    for (int bad : {0, -3}) {
+      try {
+        create(name)->set_timesteps(bad);
+        ADD_FAILURE() << name << " accepted " << bad << " steps";
+      } catch (const sdk::Error& e) {
+        EXPECT_EQ(e.field(), "data.hyperparameters.num_inference_steps") << name;
+      }
+    }
+  }
 }
 
 TEST(DenoiseWindow, StrengthDenoisingStartAndEndFollowTheSdxlPipelines) {
