@@ -23,10 +23,8 @@ class Ddim final : public SchedulerBase {
     spacing_ = read_spacing(r, "leading");
     steps_offset_ = r.effective().at("steps_offset").get<int>();
     prediction_type_ = r.choice("prediction_type", "epsilon", {"epsilon", "sample", "v_prediction"});
-    r.unsupported_flag("thresholding");
-    r.number("dynamic_thresholding_ratio", 0.995, 0.0, 1.0);
+    threshold_ = read_threshold_options(r);
     clip_range_ = r.number("clip_sample_range", 1.0, 0.0, 1e9);
-    r.number("sample_max_value", 1.0, 0.0, 1e9);
     // diffusers passes eta to step(); sdxl-host takes it as an option (0 = deterministic DDIM).
     eta_ = r.number("eta", 0.0, 0.0, 1e3);
     config_ = r.effective();
@@ -88,7 +86,8 @@ class Ddim final : public SchedulerBase {
       pred_original = scaled(sample, sqrt_alpha) - scaled(model_output, sqrt_beta);
       pred_epsilon = scaled(model_output, sqrt_alpha) + scaled(sample, sqrt_beta);
     }
-    if (clip_sample_) pred_original = pred_original.clamp(-clip_range_, clip_range_);
+    if (threshold_.enabled) pred_original = dynamic_threshold(pred_original, threshold_);
+    else if (clip_sample_) pred_original = pred_original.clamp(-clip_range_, clip_range_);
     const float beta_prev = 1.0f - alpha_prev;
     const float variance = beta_prev / beta_t * (1.0f - alpha_t / alpha_prev);
     const float std_dev = static_cast<float>(eta_) * std::sqrt(variance);
@@ -125,6 +124,7 @@ class Ddim final : public SchedulerBase {
   std::string prediction_type_;
   double clip_range_ = 1.0;
   double eta_ = 0.0;
+  ThresholdOptions threshold_;
   float final_alpha_cumprod_ = 1.0f;
 };
 

@@ -9,9 +9,6 @@
 namespace sdxlhost::schedulers {
 
 void read_dpm_fixed_options(OptionReader& r) {
-  r.unsupported_flag("thresholding");
-  r.number("dynamic_thresholding_ratio", 0.995, 0.0, 1.0);
-  r.number("sample_max_value", 1.0, 0.0, 1e9);
   r.unsupported_flag("use_flow_sigmas");
   r.number("flow_shift", 1.0, 0.0, 1e9);
   r.unsupported_flag("use_dynamic_shifting");

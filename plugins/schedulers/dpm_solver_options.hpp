@@ -11,8 +11,7 @@
 
 namespace sdxlhost::schedulers {
 
-/// Reads the flow/dynamic-shift/variance keys sdxl-host keeps at their defaults, the
-/// thresholding keys.
+/// Reads the flow/dynamic-shift keys sdxl-host keeps at their defaults.
 void read_dpm_fixed_options(OptionReader& reader);
 
 /// diffusers' convert_model_output for the data-prediction ("++") solvers: x0 from the model

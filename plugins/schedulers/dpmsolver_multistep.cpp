@@ -28,6 +28,7 @@ class DpmSolverMultistep final : public AlphaSigmaFamilyScheduler {
     euler_at_final_ = r.flag("euler_at_final", false);
     sigma_kind_ = read_sigma_kind(r);
     read_dpm_fixed_options(r);
+    threshold_ = read_threshold_options(r);
     lu_lambdas_ = r.flag("use_lu_lambdas", false);  // diffusers' order: karras, then lu, then the others
     final_sigmas_type_ = r.choice("final_sigmas_type", "zero", {"zero", "sigma_min"});
     lambda_min_clipped_ = r.number("lambda_min_clipped", -std::numeric_limits<double>::infinity(),
@@ -66,8 +67,7 @@ class DpmSolverMultistep final : public AlphaSigmaFamilyScheduler {
         i == n - 1 && (euler_at_final_ || (lower_order_final_ && n < 15) || final_sigmas_type_ == "zero");
     const bool final_second_order = i == n - 2 && lower_order_final_ && n < 15;
     const auto [alpha, sigma] = alpha_sigma(sigmas_.at(i));
-    const at::Tensor converted = data_like() ? data_prediction(prediction_type_, model_output, sample_in, alpha, sigma)
-                                             : noise_prediction(prediction_type_, model_output, sample_in, alpha, sigma);
+    const at::Tensor converted = convert_model_output(model_output, sample_in, alpha, sigma);
     for (int k = 0; k + 1 < solver_order_; ++k) model_outputs_[k] = model_outputs_[k + 1];
     model_outputs_.back() = converted;
     const at::Tensor sample = sample_in.to(at::kFloat);
@@ -87,6 +87,19 @@ class DpmSolverMultistep final : public AlphaSigmaFamilyScheduler {
   }
 
  private:
+  /// diffusers' convert_model_output: x0 (dpmsolver++) or epsilon, thresholded if asked.
+  at::Tensor convert_model_output(const at::Tensor& model_output, const at::Tensor& sample, float alpha,
+                                  float sigma) const {
+    if (data_like()) {
+      const at::Tensor x0 = data_prediction(prediction_type_, model_output, sample, alpha, sigma);
+      return threshold_.enabled ? dynamic_threshold(x0, threshold_) : x0;
+    }
+    const at::Tensor eps = noise_prediction(prediction_type_, model_output, sample, alpha, sigma);
+    if (!threshold_.enabled) return eps;
+    const at::Tensor x0 = dynamic_threshold(at::div(sample - scaled(eps, sigma), static_cast<double>(alpha)), threshold_);
+    return at::div(sample - scaled(x0, alpha), static_cast<double>(sigma));
+  }
+
   bool data_like() const { return algorithm_ == "dpmsolver++" || algorithm_ == "sde-dpmsolver++"; }
   bool stochastic() const { return algorithm_ == "sde-dpmsolver" || algorithm_ == "sde-dpmsolver++"; }
 
@@ -201,6 +214,7 @@ class DpmSolverMultistep final : public AlphaSigmaFamilyScheduler {
   bool lower_order_final_ = true, euler_at_final_ = false;
   SigmaKind sigma_kind_ = SigmaKind::Interpolated;
   bool lu_lambdas_ = false;
+  ThresholdOptions threshold_;
   double lambda_min_clipped_ = 0;
   int steps_offset_ = 0;
   std::vector<at::Tensor> model_outputs_;

@@ -27,6 +27,9 @@ class DpmSolverSinglestep final : public AlphaSigmaFamilyScheduler {
     lower_order_final_ = r.flag("lower_order_final", false);
     sigma_kind_ = read_sigma_kind(r);
     read_dpm_fixed_options(r);
+    threshold_ = read_threshold_options(r);
+    if (threshold_.enabled && algorithm_ == "dpmsolver")
+      r.fail("thresholding", "thresholding is not available with algorithm_type 'dpmsolver' (diffusers fails there)");
     final_sigmas_type_ = r.choice("final_sigmas_type", "zero", {"zero", "sigma_min"});
     lambda_min_clipped_ = r.number("lambda_min_clipped", -std::numeric_limits<double>::infinity(),
                                    -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity());
@@ -68,9 +71,10 @@ class DpmSolverSinglestep final : public AlphaSigmaFamilyScheduler {
                   sdk::NoiseSource& noise) override {
     const int i = step_index_for(timestep);
     const auto [alpha, sigma] = alpha_sigma(sigmas_.at(i));
-    const at::Tensor converted = algorithm_ != "dpmsolver"
-                                     ? data_prediction(prediction_type_, model_output, sample, alpha, sigma)
-                                     : noise_prediction(prediction_type_, model_output, sample, alpha, sigma);
+    at::Tensor converted = algorithm_ != "dpmsolver"
+                               ? data_prediction(prediction_type_, model_output, sample, alpha, sigma)
+                               : noise_prediction(prediction_type_, model_output, sample, alpha, sigma);
+    if (threshold_.enabled) converted = dynamic_threshold(converted, threshold_);
     for (int k = 0; k + 1 < solver_order_; ++k) model_outputs_[k] = model_outputs_[k + 1];
     model_outputs_.back() = converted;
     at::Tensor drawn;
@@ -204,6 +208,7 @@ class DpmSolverSinglestep final : public AlphaSigmaFamilyScheduler {
   SigmaKind sigma_kind_ = SigmaKind::Interpolated;
   double lambda_min_clipped_ = 0;
   std::vector<int> order_list_;
+  ThresholdOptions threshold_;
   std::vector<at::Tensor> model_outputs_;
   at::Tensor saved_sample_;
 };

@@ -41,6 +41,25 @@ std::vector<double> sigma_family_timesteps(const std::string& spacing, int steps
   return out;
 }
 
+ThresholdOptions read_threshold_options(OptionReader& reader) {
+  ThresholdOptions options;
+  options.enabled = reader.flag("thresholding", false);
+  options.ratio = reader.number("dynamic_thresholding_ratio", 0.995, 0.0, 1.0);
+  options.max_value = reader.number("sample_max_value", 1.0, 0.0, 1e9);
+  return options;
+}
+
+at::Tensor dynamic_threshold(const at::Tensor& x0, const ThresholdOptions& options) {
+  const at::ScalarType dtype = x0.scalar_type();
+  at::Tensor x = (dtype == at::kFloat || dtype == at::kDouble) ? x0 : x0.to(at::kFloat);
+  const auto shape = x.sizes().vec();
+  x = x.reshape({shape.at(0), -1});
+  at::Tensor s = at::quantile(x.abs(), options.ratio, 1);
+  s = at::clamp(s, 1.0, options.max_value).unsqueeze(1);
+  x = at::div(at::clamp(x, -s, s), s);
+  return x.reshape(shape).to(dtype);
+}
+
 SigmaKind read_sigma_kind(OptionReader& reader) {
   const bool karras = reader.flag("use_karras_sigmas", false);
   const bool exponential = reader.flag("use_exponential_sigmas", false);

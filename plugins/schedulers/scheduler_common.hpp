@@ -51,6 +51,20 @@ SigmaKind read_sigma_kind(OptionReader& reader);
 /// The ramp of `kind` (not Interpolated) from sigma_max down to sigma_min, float64.
 std::vector<double> convert_sigmas(SigmaKind kind, double sigma_min, double sigma_max, int n);
 
+/// diffusers' dynamic thresholding options (Imagen; meant for pixel-space models).
+struct ThresholdOptions {
+  bool enabled = false;
+  double ratio = 0.995;      ///< dynamic_thresholding_ratio: the |x0| quantile used as the bound
+  double max_value = 1.0;    ///< sample_max_value: upper clamp of that bound
+};
+
+/// Reads thresholding / dynamic_thresholding_ratio / sample_max_value.
+ThresholdOptions read_threshold_options(OptionReader& reader);
+
+/// diffusers' `_threshold_sample`: per batch item, s = clamp(quantile(|x|, ratio), 1, max_value),
+/// x -> clamp(x, -s, s) / s (computed in float32 for other dtypes).
+at::Tensor dynamic_threshold(const at::Tensor& x0, const ThresholdOptions& options);
+
 /// `tensor * c` (c a float32 value; computed in the tensor's dtype).
 at::Tensor scaled(const at::Tensor& t, float c);
 

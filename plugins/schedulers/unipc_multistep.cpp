@@ -60,6 +60,7 @@ class UniPcMultistep final : public AlphaSigmaFamilyScheduler {
     r.fixed("solver_p", nullptr);
     sigma_kind_ = read_sigma_kind(r);
     read_dpm_fixed_options(r);
+    threshold_ = read_threshold_options(r);
     spacing_ = read_spacing(r, "linspace");
     steps_offset_ = r.effective().at("steps_offset").get<int>();
     final_sigmas_type_ = r.choice("final_sigmas_type", "zero", {"zero", "sigma_min"});
@@ -89,8 +90,9 @@ class UniPcMultistep final : public AlphaSigmaFamilyScheduler {
                                std::find(disable_corrector_.begin(), disable_corrector_.end(), i - 1) ==
                                    disable_corrector_.end();
     const auto [alpha, sigma] = alpha_sigma(sigmas_.at(i));
-    const at::Tensor converted = predict_x0_ ? data_prediction(prediction_type_, model_output, sample_in, alpha, sigma)
-                                             : noise_prediction(prediction_type_, model_output, sample_in, alpha, sigma);
+    at::Tensor converted = predict_x0_ ? data_prediction(prediction_type_, model_output, sample_in, alpha, sigma)
+                                       : noise_prediction(prediction_type_, model_output, sample_in, alpha, sigma);
+    if (predict_x0_ && threshold_.enabled) converted = dynamic_threshold(converted, threshold_);
     at::Tensor sample = sample_in;
     if (use_corrector) sample = corrector_update(i, converted, last_sample_, this_order_);
     for (int k = 0; k + 1 < solver_order_; ++k) model_outputs_[k] = model_outputs_[k + 1];
@@ -197,6 +199,7 @@ class UniPcMultistep final : public AlphaSigmaFamilyScheduler {
   bool predict_x0_ = true, lower_order_final_ = true;
   SigmaKind sigma_kind_ = SigmaKind::Interpolated;
   std::vector<int> disable_corrector_;
+  ThresholdOptions threshold_;
   int steps_offset_ = 0;
   std::vector<at::Tensor> model_outputs_;
   int lower_order_nums_ = 0;

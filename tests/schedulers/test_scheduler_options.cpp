@@ -346,3 +346,30 @@ TEST(SchedulerPlugin, LuLambdasSpanTheTableUniformlyInLogSigma) {
   EXPECT_LT((gaps - gaps.mean()).abs().max().item<double>(), 1e-5);  // equal steps in log sigma
   EXPECT_EQ(sig[10].item<float>(), 0.0f);                              // final_sigmas_type zero
 }
+
+TEST(SchedulerPlugin, DynamicThresholdingBoundsThePredictedSample) {
+  // DDIM with thresholding: x0 is clamped to the 99.5% |x0| quantile (>= 1, <= sample_max_value)
+  // and divided by it, so with sample_max_value 1 every x0 lies in [-1, 1]; a DDIM step from
+  // t to t_prev is then sqrt(acp_prev) * x0 + direction * eps.
+  for (const auto& name : {"DDIMScheduler", "DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler",
+                           "UniPCMultistepScheduler"}) {
+    auto s = create(name, {{"thresholding", true}, {"sample_max_value", 1.5}});
+    SeededNoise noise;
+    EXPECT_TRUE(at::isfinite(run_loop(*s, 10, at::kFloat, noise)).all().item<bool>()) << name;
+    EXPECT_EQ(s->config().at("thresholding"), true);
+  }
+  auto plain = create("DDIMScheduler", {{"clip_sample", false}});
+  auto thresholded = create("DDIMScheduler", {{"clip_sample", false}, {"thresholding", true}});
+  plain->set_timesteps(10);
+  thresholded->set_timesteps(10);
+  SeededNoise noise;
+  const at::Tensor x = at::randn({2, 4, 8, 8}) * 50;  // x0 = (x - sqrt(1 - acp) eps) / sqrt(acp): large
+  const at::Tensor eps = at::zeros({2, 4, 8, 8});
+  const at::Tensor t = plain->timesteps()[9];  // t = 1: acp_prev = final_alpha_cumprod (0.99915)
+  const at::Tensor a = plain->step(eps, t, x, noise), b = thresholded->step(eps, t, x, noise);
+  EXPECT_GT(a.abs().max().item<double>(), 10.0);
+  EXPECT_LE(b.abs().max().item<double>(), 1.0 + 1e-6);  // sqrt(acp_prev) * [-1, 1] + 0
+  EXPECT_THROW(create("DPMSolverSinglestepScheduler", {{"thresholding", true}, {"algorithm_type", "dpmsolver"},
+                                                        {"final_sigmas_type", "sigma_min"}}),
+               sdk::Error);
+}
