@@ -22,8 +22,8 @@ namespace sdxlhost::tools {
 /// What to build: the four model configs.
 struct SdxlSpec {
   std::string name;              ///< "tiny" or "sdxl-width"
-  nn::UNetConfig unet;
-  nn::VaeConfig vae;
+  nn::UNetConfig unet;           ///< the UNet
+  nn::VaeConfig vae;             ///< the VAE
   nlohmann::json text_encoder;    ///< transformers CLIPTextConfig (config.json)
   nlohmann::json text_encoder_2;  ///< transformers CLIPTextConfig with projection_dim
 };
@@ -38,7 +38,10 @@ SdxlSpec sdxl_width_spec();
 
 /// The weights of every component (diffusers / transformers key names).
 struct SdxlWeights {
-  nn::TensorMap unet, vae, text_encoder, text_encoder_2;
+  nn::TensorMap unet;            ///< UNet2DConditionModel keys
+  nn::TensorMap vae;             ///< AutoencoderKL keys
+  nn::TensorMap text_encoder;    ///< CLIPTextModel keys
+  nn::TensorMap text_encoder_2;  ///< CLIPTextModelWithProjection keys
 };
 
 /// Deterministic random weights for `spec` (PyTorch-like init: uniform +-1/sqrt(fan_in) for

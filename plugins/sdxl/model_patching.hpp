@@ -21,10 +21,15 @@ namespace sdxlhost::sdxl {
 /// A CLIP text encoder's weights as a patch target ("text_encoder" / "text_encoder_2").
 class ClipWeights final : public sdk::WeightTarget {
  public:
+  /// @param component "text_encoder" or "text_encoder_2"
   ClipWeights(std::string component, nn::ClipTextModel& model);
+  /// The component name given at construction.
   std::string component() const override { return component_; }
+  /// True for every transformers key of the model.
   bool has(const std::string& key) const override { return slots_.count(key) != 0; }
+  /// The current weight; throws sdk::Error(NotFound) for an unknown key.
   at::Tensor weight(const std::string& key) const override;
+  /// weight = weight + delta (a new tensor); the first change keeps the original.
   void add_delta(const std::string& key, const at::Tensor& delta) override;
   /// Puts back every weight add_delta changed.
   void restore();
@@ -41,7 +46,9 @@ enum class PatchedParts { TextEncoders, Unet };
 /// Holds the pipeline for one stage with the request's patches applied to `parts`.
 class PatchScope {
  public:
+  /// Locks `models` and applies the request's applicable patches to `parts`.
   PatchScope(sdk::Context& context, SdxlModels& models, PatchedParts parts);
+  /// Restores the weights, then releases the lock.
   ~PatchScope();
   PatchScope(const PatchScope&) = delete;
   PatchScope& operator=(const PatchScope&) = delete;

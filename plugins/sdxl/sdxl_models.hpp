@@ -34,7 +34,9 @@ struct SdxlSettings {
   int vae_tile_overlap = 64;       ///< overlap between VAE tiles (px)
   /// The VAE tiling for an image of `height` x `width`, or nullopt to run untiled.
   std::optional<nn::VaeTiling> tiling_for(std::int64_t height, std::int64_t width) const;
+  /// The dtype named by `dtype`.
   at::ScalarType scalar_type() const;
+  /// The device named by `device`.
   at::Device torch_device() const;
   /// Reads the plugin config; throws sdk::Error(ValidationError, "plugins.config.sdxl.<key>").
   static SdxlSettings from_json(const nlohmann::json& config);
@@ -46,8 +48,8 @@ struct SdxlModels {
   std::shared_ptr<nn::ClipTokenizer> tokenizer_2;  ///< bigG's (pads with "!")
   std::shared_ptr<nn::ClipTextModel> text_encoder;    ///< may be null (refiner)
   std::shared_ptr<nn::ClipTextModel> text_encoder_2;
-  std::shared_ptr<nn::UNet2DConditionModel> unet;
-  std::shared_ptr<nn::AutoencoderKL> vae;
+  std::shared_ptr<nn::UNet2DConditionModel> unet;  ///< the denoiser
+  std::shared_ptr<nn::AutoencoderKL> vae;          ///< the checkpoint's VAE
   nlohmann::json scheduler_config;       ///< scheduler/scheduler_config.json or SDXL's default
   bool force_zeros_for_empty_prompt = true;  ///< model_index.json (SDXL: true)
   std::uint64_t bytes = 0;               ///< parameter bytes, for the cache budget
@@ -88,7 +90,9 @@ using Generators = std::vector<std::shared_ptr<nn::CpuNoiseGenerator>>;
 /// generators, so every image is reproducible alone from its seed.
 class BatchNoise : public sdk::NoiseSource {
  public:
+  /// @param generators one per image, in batch order (kept by reference)
   explicit BatchNoise(Generators& generators) : generators_(generators) {}
+  /// Row i of `shape` (shape[0] = images) from generator i.
   at::Tensor randn(at::IntArrayRef shape) override;
 
  private:

@@ -34,8 +34,8 @@ namespace sdxlhost::nn {
 
 /// The UNet's architecture. Per-level lists are in down-block order (level 0 = full resolution).
 struct SDXLHOST_API UNetConfig {
-  std::int64_t in_channels = 4;
-  std::int64_t out_channels = 4;
+  std::int64_t in_channels = 4;                  ///< latent channels in
+  std::int64_t out_channels = 4;                 ///< prediction channels out
   std::vector<std::int64_t> block_out_channels;  ///< channels per level
   std::int64_t layers_per_block = 2;             ///< resnets per down block (up blocks: + 1)
   std::vector<bool> down_attention;  ///< per level: CrossAttnDownBlock2D (true) or DownBlock2D
@@ -45,17 +45,17 @@ struct SDXLHOST_API UNetConfig {
   std::int64_t mid_transformer_depth = 1;          ///< transformer blocks in the mid block
   std::vector<std::int64_t> attention_heads;       ///< per level: number of heads (diffusers'
                                                    ///< `attention_head_dim` is a head count)
-  std::int64_t cross_attention_dim = 2048;
-  bool use_linear_projection = true;
+  std::int64_t cross_attention_dim = 2048;  ///< width of encoder_hidden_states
+  bool use_linear_projection = true;        ///< linear (SDXL) or 1x1-conv transformer projections
   bool mid_block_attention = true;  ///< UNetMidBlock2DCrossAttn
   /// `addition_embed_type` "text_time": pooled text embeds + sinusoidal time ids.
   bool text_time_embedding = true;
-  std::int64_t addition_time_embed_dim = 256;
-  std::int64_t projection_class_embeddings_input_dim = 2816;
-  std::int64_t norm_num_groups = 32;
-  double norm_eps = 1e-5;
-  bool flip_sin_to_cos = true;
-  double freq_shift = 0;
+  std::int64_t addition_time_embed_dim = 256;                 ///< sinusoid width per time id
+  std::int64_t projection_class_embeddings_input_dim = 2816;  ///< pooled + ids x the above
+  std::int64_t norm_num_groups = 32;                          ///< GroupNorm groups everywhere
+  double norm_eps = 1e-5;                                     ///< resnet / output norm eps
+  bool flip_sin_to_cos = true;                                ///< sinusoids as [cos | sin]
+  double freq_shift = 0;                                      ///< downscale_freq_shift
 
   /// Channels of the time embedding (4 x block_out_channels[0]).
   std::int64_t time_embed_dim() const { return block_out_channels.at(0) * 4; }

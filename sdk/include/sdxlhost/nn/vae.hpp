@@ -28,13 +28,13 @@ namespace sdxlhost::nn {
 
 /// The VAE's architecture and latent scaling.
 struct SDXLHOST_API VaeConfig {
-  std::int64_t in_channels = 3;
-  std::int64_t out_channels = 3;
-  std::int64_t latent_channels = 4;
+  std::int64_t in_channels = 3;      ///< image channels encoded
+  std::int64_t out_channels = 3;     ///< image channels decoded
+  std::int64_t latent_channels = 4;  ///< latent channels
   std::vector<std::int64_t> block_out_channels;  ///< per level (encoder order)
   std::int64_t layers_per_block = 2;             ///< encoder resnets per block (decoder: + 1)
-  std::int64_t norm_num_groups = 32;
-  bool mid_block_attention = true;
+  std::int64_t norm_num_groups = 32;  ///< GroupNorm groups everywhere
+  bool mid_block_attention = true;    ///< mid_block_add_attention
   double scaling_factor = 0.13025;  ///< SDXL's; SD1.x uses 0.18215
   bool force_upcast = true;         ///< run in float32 when asked for float16
   std::int64_t sample_size = 1024;  ///< image size the model was trained at (default tile size)
@@ -54,7 +54,7 @@ struct SDXLHOST_API VaeConfig {
 /// The encoder's output: a diagonal Gaussian over the latents (all (N, latent_channels, h, w)).
 struct SDXLHOST_API LatentDistribution {
   at::Tensor parameters;  ///< quant_conv output: [mean | logvar] on dim 1
-  at::Tensor mean;
+  at::Tensor mean;    ///< the posterior mean (= mode)
   at::Tensor logvar;  ///< clamped to [-30, 20]
   at::Tensor std;     ///< exp(logvar / 2)
   /// mean + std * eps (eps: standard normal noise of the same shape, e.g. from the job's
