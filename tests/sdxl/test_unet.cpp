@@ -93,6 +93,15 @@ TEST(UNet, EveryStoredIntermediateMatches) {
   EXPECT_EQ(compared, 12);
 }
 
+TEST(UNet, Float32WeightsStayZeroCopyViewsOfTheMappedFile) {
+  const std::string key = "mid_block.attentions.0.transformer_blocks.0.ff.net.0.proj.weight";
+  EXPECT_EQ(tiny().model->weight(key).data_ptr(), tiny().weights.at(key).data_ptr());
+  auto bf16 = UNet2DConditionModel::load(tiny().config, tiny().weights, at::kBFloat16);
+  EXPECT_NE(bf16->weight(key).data_ptr(), tiny().weights.at(key).data_ptr());  // converted copy
+  EXPECT_EQ(bf16->weight(key).scalar_type(), at::kBFloat16);
+  EXPECT_EQ(tiny().model->parameter_bytes(), 2 * bf16->parameter_bytes());
+}
+
 TEST(UNet, ConfigInferredFromShapesEqualsConfigJson) {
   // tiny model: head dim 16 (channels / heads), pooled text embeds of 32
   expect_same_config(UNetConfig::infer(tiny().weights, 16, 32), tiny().config);
