@@ -19,6 +19,7 @@ class PluginSet;
 /// An ordered, validated list of stages for one request. Each stage pointer keeps its
 /// plugin's library (and snapshot) alive.
 struct Plan {
+  /// The stages in run order (aliasing pointers that keep the plugin snapshot alive).
   std::vector<std::shared_ptr<const sdk::Stage>> stages;
   /// Per stage: what it must keep mapped (the plan's snapshot), set as the thread's code anchor
   /// while it runs, so models it caches keep their plugins' code mapped. May be shorter than

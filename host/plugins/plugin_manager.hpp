@@ -40,7 +40,9 @@ struct PluginRecord {
   std::filesystem::path file;  ///< the library file (empty when no file was found)
 };
 
+/// One mapped plugin library (defined in plugin_manager.cpp).
 class LoadedLibrary;
+/// A created plugin object and the library its code lives in (defined in plugin_manager.cpp).
 struct PluginInstance;
 
 /// An immutable snapshot of the loaded plugins and what they registered.
