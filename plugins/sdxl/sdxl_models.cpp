@@ -7,7 +7,6 @@
 
 #include "sdxlhost/nn/checkpoint.hpp"
 #include "sdxlhost/nn/model_config.hpp"
-#include "sdxlhost/nn/safetensors.hpp"
 #include "sdxlhost/nn/scheduler_defaults.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/models.hpp"
@@ -39,19 +38,6 @@ std::shared_ptr<nn::ClipTokenizer> load_tokenizer(const fs::path& folder) {
                     "tokenizer_dir or a 'tokenizers' folder beside the file)");
   }
   return std::make_shared<nn::ClipTokenizer>(nn::ClipTokenizer::load_folder(folder));
-}
-
-/// The UNet config: config.json (folder) or the file's metadata copy of it; else, for a plain
-/// single file, inferred from the shapes by UNetConfig::infer, which counts the mid block's
-/// transformer depth itself (the refiner's mid block is deeper than its last level says).
-nn::UNetConfig unet_config(const fs::path& path, const nn::CheckpointWeights& weights,
-                           const nn::ClipTextModel& text_encoder_2) {
-  const bool plain_single_file =
-      weights.layout == nn::KeyLayout::Ldm &&
-      nn::SafetensorsFile::open(path)->metadata().count(std::string(nn::kConfigMetadataPrefix) + "unet") == 0;
-  if (!plain_single_file) return nn::UNetConfig::from_json(weights.configs.at(nn::Component::Unet));
-  return nn::UNetConfig::infer(weights.components.at(nn::Component::Unet), 64,
-                               text_encoder_2.config().projection_dim);
 }
 
 bool read_force_zeros(const fs::path& path) {
@@ -140,8 +126,10 @@ std::shared_ptr<SdxlModels> SdxlModels::load(const fs::path& path, const SdxlSet
       require(nn::Component::TextEncoder2),
       nn::ClipTextConfig::from_json(weights.configs.at(nn::Component::TextEncoder2)), dtype);
   models->tokenizer_2 = load_tokenizer(tokenizers / "tokenizer_2");
-  models->unet = nn::UNet2DConditionModel::load(unet_config(path, weights, *models->text_encoder_2),
-                                                require(nn::Component::Unet), dtype, device);
+  // config.json, the file's metadata copy, or inferred by open_checkpoint (UNetConfig::infer)
+  const nn::TensorMap& unet_weights = require(nn::Component::Unet);
+  models->unet = nn::UNet2DConditionModel::load(
+      nn::UNetConfig::from_json(weights.configs.at(nn::Component::Unet)), unet_weights, dtype, device);
   models->vae = nn::AutoencoderKL::load(nn::VaeConfig::from_json(weights.configs.at(nn::Component::Vae)),
                                         require(nn::Component::Vae), dtype, device);
   models->scheduler_config = nn::model_scheduler_config(fs::is_directory(path) ? path : fs::path());

@@ -9,6 +9,8 @@
 #include <map>
 
 #include "golden_util.hpp"
+#include "sdxlhost/nn/key_map.hpp"
+#include "sdxlhost/nn/model_config.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
 #include "sdxlhost/nn/unet.hpp"
 #include "sdxlhost/sdk/error.hpp"
@@ -134,6 +136,40 @@ TEST(UNet, FullSizeSdxlBaseAndRefinerKeysAreAllConsumed) {
     EXPECT_EQ(model->parameter_names().size(), c.tensors) << c.config;
     EXPECT_EQ(config.skip_count(), weights.contains("down_blocks.3.resnets.0.conv1.weight") ? 12u : 9u);
     expect_same_config(UNetConfig::infer(weights), config);
+  }
+}
+
+namespace {
+
+/// The UNet weights of a full-size key list in either layout, with the pooled size of its
+/// text_encoder_2 (single files carry it; diffusers UNet lists alone do not, so SDXL's 1280).
+std::pair<TensorMap, std::int64_t> full_size_unet(const std::string& key_list) {
+  const TensorMap all = meta_tensors(golden("keys/") / key_list);
+  if (key_list.find("_ldm") == std::string::npos) return {all, 1280};
+  const auto split = sdxlhost::nn::ldm_checkpoint_to_diffusers(all);
+  const TensorMap& te2 = split.components.at(sdxlhost::nn::Component::TextEncoder2);
+  return {split.components.at(sdxlhost::nn::Component::Unet), te2.at("text_projection.weight").size(0)};
+}
+
+}  // namespace
+
+TEST(UNet, InferredConfigConsumesEveryFullSizeKeyInBothLayouts) {
+  // Both entry points (UNetConfig::infer and the JSON that open_checkpoint stores for single
+  // files) must give a model that uses every key: the refiner's mid block has 4 transformer
+  // blocks although its last level has no attention.
+  for (const char* list : {"sdxl_base_diffusers_unet.json", "sdxl_base_ldm.json",
+                           "sdxl_refiner_diffusers_unet.json", "sdxl_refiner_ldm.json"}) {
+    const auto [weights, pooled] = full_size_unet(list);
+    const UNetConfig direct = UNetConfig::infer(weights, 64, pooled);
+    const UNetConfig from_json = UNetConfig::from_json(sdxlhost::nn::infer_unet_config(weights, pooled));
+    for (const UNetConfig& config : {direct, from_json}) {
+      std::shared_ptr<UNet2DConditionModel> model;
+      EXPECT_NO_THROW(model = UNet2DConditionModel::load(config, weights, at::kFloat, at::kMeta)) << list;
+      if (model) EXPECT_EQ(model->parameter_names().size(), weights.size()) << list;
+    }
+    const bool refiner = std::string(list).find("refiner") != std::string::npos;
+    EXPECT_EQ(from_json.mid_transformer_depth, refiner ? 4 : 10) << list;
+    EXPECT_EQ(from_json.addition_time_embed_dim, 256) << list;
   }
 }
 

@@ -9,6 +9,8 @@
 
 #include "sdxlhost/nn/model_config.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
+#include "sdxlhost/nn/unet.hpp"
+#include "sdxlhost/nn/vae.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
 namespace sdxlhost::nn {
@@ -17,6 +19,9 @@ namespace {
 namespace fs = std::filesystem;
 using sdk::Error;
 using sdk::ErrorCode;
+
+/// Head width of every SDXL attention (heads are not visible in shapes; docs/nn.md).
+constexpr std::int64_t kSdxlHeadDim = 64;
 
 constexpr Component kComponents[] = {Component::Unet, Component::Vae, Component::TextEncoder,
                                      Component::TextEncoder2};
@@ -89,8 +94,8 @@ std::int64_t pooled_dim_of(const std::map<Component, TensorMap>& components) {
 
 nlohmann::json inferred_config(Component component, const TensorMap& weights, std::int64_t pooled_dim) {
   switch (component) {
-    case Component::Unet: return infer_unet_config(weights, pooled_dim);
-    case Component::Vae: return infer_vae_config(weights);
+    case Component::Unet: return UNetConfig::infer(weights, kSdxlHeadDim, pooled_dim).to_json();
+    case Component::Vae: return VaeConfig::infer(weights).to_json();
     case Component::TextEncoder: return ClipTextConfig::infer(weights, false).to_json();
     case Component::TextEncoder2: return ClipTextConfig::infer(weights, true).to_json();
   }

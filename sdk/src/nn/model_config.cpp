@@ -5,7 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "sdxlhost/nn/key_map.hpp"
+#include "sdxlhost/nn/unet.hpp"
+#include "sdxlhost/nn/vae.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
 namespace sdxlhost::nn {
@@ -113,91 +114,10 @@ nlohmann::json ClipTextConfig::to_json() const {
 }
 
 nlohmann::json infer_unet_config(const TensorMap& weights, std::int64_t pooled_dim) {
-  const UnetKeyStructure s = unet_key_structure(KeyLayout::Diffusers, weights.names());
-  nlohmann::json c = nlohmann::json::object();
-  c["_class_name"] = "UNet2DConditionModel";
-  c["in_channels"] = dim_of(weights, "conv_in.weight", 1);
-  c["out_channels"] = dim_of(weights, "conv_out.weight", 0);
-  c["layers_per_block"] = s.layers_per_block;
-  std::vector<std::int64_t> channels, heads, depth;
-  std::vector<std::string> down_types, up_types;
-  std::int64_t cross_attention_dim = -1;
-  bool linear_projection = true;
-  for (int i = 0; i < s.levels; ++i) {
-    const std::string level = "down_blocks." + std::to_string(i) + ".";
-    channels.push_back(dim_of(weights, level + "resnets.0.conv1.weight", 0));
-    if (s.down_has_attention[i]) {
-      const std::string attention = level + "attentions.0.";
-      depth.push_back(count_indices(weights, attention + "transformer_blocks."));
-      heads.push_back(heads_for(channels.back(), "UNet"));
-      cross_attention_dim = dim_of(weights, attention + "transformer_blocks.0.attn2.to_k.weight", 1);
-      linear_projection = weights.at(attention + "proj_in.weight").dim() == 2;
-    } else {
-      depth.push_back(1);  // unused: diffusers' configs list 1 for levels without attention
-      heads.push_back(std::max<std::int64_t>(1, channels.back() / kHeadDim));
-    }
-    down_types.push_back(s.down_has_attention[i] ? "CrossAttnDownBlock2D" : "DownBlock2D");
-    up_types.push_back(s.up_has_attention[i] ? "CrossAttnUpBlock2D" : "UpBlock2D");
-  }
-  if (cross_attention_dim < 0) throw Error(ErrorCode::ModelLoadError, "UNet weights have no cross-attention");
-  c["block_out_channels"] = channels;
-  c["attention_head_dim"] = heads;
-  c["transformer_layers_per_block"] = depth;
-  c["down_block_types"] = down_types;
-  c["up_block_types"] = up_types;
-  c["mid_block_type"] = s.mid_has_attention ? "UNetMidBlock2DCrossAttn" : "UNetMidBlock2D";
-  c["cross_attention_dim"] = cross_attention_dim;
-  c["use_linear_projection"] = linear_projection;
-  c["norm_num_groups"] = 32;
-  c["norm_eps"] = 1e-5;
-  c["flip_sin_to_cos"] = true;
-  c["freq_shift"] = 0;
-  c["act_fn"] = "silu";
-  c["sample_size"] = 128;
-  if (weights.contains("add_embedding.linear_1.weight")) {
-    const std::int64_t add_in = dim_of(weights, "add_embedding.linear_1.weight", 1);
-    c["addition_embed_type"] = "text_time";
-    c["projection_class_embeddings_input_dim"] = add_in;
-    std::int64_t time_dim = 256;
-    if (pooled_dim > 0) {
-      const std::int64_t rest = add_in - pooled_dim;
-      if (rest > 0 && rest % 6 == 0)
-        time_dim = rest / 6;
-      else if (rest > 0 && rest % 5 == 0)
-        time_dim = rest / 5;
-      else
-        throw Error(ErrorCode::ModelLoadError, "UNet add_embedding input " + std::to_string(add_in) +
-                                                   " does not fit pooled size " + std::to_string(pooled_dim) +
-                                                   " + 5 or 6 time ids");
-    }
-    c["addition_time_embed_dim"] = time_dim;
-  } else {
-    c["addition_embed_type"] = nullptr;
-  }
-  return c;
+  return UNetConfig::infer(weights, kHeadDim, pooled_dim).to_json();
 }
 
-nlohmann::json infer_vae_config(const TensorMap& weights) {
-  const VaeKeyStructure s = vae_key_structure(KeyLayout::Diffusers, weights.names());
-  std::vector<std::int64_t> channels;
-  for (int i = 0; i < s.levels; ++i)
-    channels.push_back(dim_of(weights, "encoder.down_blocks." + std::to_string(i) + ".resnets.0.conv1.weight", 0));
-  nlohmann::json c = nlohmann::json::object();
-  c["_class_name"] = "AutoencoderKL";
-  c["in_channels"] = dim_of(weights, "encoder.conv_in.weight", 1);
-  c["out_channels"] = dim_of(weights, "decoder.conv_out.weight", 0);
-  c["latent_channels"] = dim_of(weights, "post_quant_conv.weight", 0);
-  c["block_out_channels"] = channels;
-  c["layers_per_block"] = s.layers_per_block;
-  c["down_block_types"] = std::vector<std::string>(s.levels, "DownEncoderBlock2D");
-  c["up_block_types"] = std::vector<std::string>(s.levels, "UpDecoderBlock2D");
-  c["norm_num_groups"] = 32;
-  c["act_fn"] = "silu";
-  c["scaling_factor"] = 0.13025;
-  c["force_upcast"] = true;
-  c["sample_size"] = 1024;
-  return c;
-}
+nlohmann::json infer_vae_config(const TensorMap& weights) { return VaeConfig::infer(weights).to_json(); }
 
 int unet_time_id_count(const nlohmann::json& unet_config, std::int64_t pooled_dim) {
   const auto add_in = unet_config.value("projection_class_embeddings_input_dim", std::int64_t{0});

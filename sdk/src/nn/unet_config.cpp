@@ -76,6 +76,9 @@ std::vector<bool> block_kinds(const json& config, const std::string& key,
   return out;
 }
 
+/// addition_time_embed_dim when the pooled size is unknown (diffusers' single-file loader).
+constexpr std::int64_t kSingleFileTimeEmbedDim = 256;
+
 std::int64_t count_indexed(const TensorMap& w, const std::string& before, const std::string& after) {
   std::int64_t n = 0;
   while (w.contains(before + std::to_string(n) + after)) ++n;
@@ -217,6 +220,8 @@ UNetConfig UNetConfig::infer(const TensorMap& w, std::int64_t head_dim, std::int
   c.text_time_embedding = w.contains("add_embedding.linear_1.weight");
   if (c.text_time_embedding) {
     c.projection_class_embeddings_input_dim = w.at("add_embedding.linear_1.weight").size(1);
+    c.addition_time_embed_dim = kSingleFileTimeEmbedDim;
+    if (pooled_dim <= 0) return c;  // unknown pooled size: diffusers' single-file loader's 256
     const std::int64_t ids = c.cross_attention_dim == pooled_dim ? 5 : 6;
     const std::int64_t rest = c.projection_class_embeddings_input_dim - pooled_dim;
     if (rest <= 0 || rest % ids != 0) {

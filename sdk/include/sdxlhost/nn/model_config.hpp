@@ -40,14 +40,14 @@ struct SDXLHOST_API ClipTextConfig {
   nlohmann::json to_json() const;
 };
 
-/// Infers a diffusers UNet2DConditionModel config (as config.json JSON) from diffusers-named UNet
-/// weights. `pooled_dim` = the projection size of text_encoder_2 (splits
-/// projection_class_embeddings_input_dim into time ids: 6 for the base, 5 for the refiner);
-/// when <= 0, addition_time_embed_dim is 256 as diffusers' single-file loader assumes.
+/// `UNetConfig::infer(weights, 64, pooled_dim).to_json()` (unet.hpp: the one UNet config
+/// inference; read its rules there): the inferred config as diffusers config.json JSON.
+/// `pooled_dim` = the projection size of text_encoder_2 (6 time ids for the base, 5 for the
+/// refiner); when <= 0, addition_time_embed_dim is 256 as diffusers' single-file loader assumes.
 /// Throws sdk::Error(ModelLoadError) when the weights are not an SDXL-style UNet.
 SDXLHOST_API nlohmann::json infer_unet_config(const TensorMap& weights, std::int64_t pooled_dim = -1);
 
-/// Infers a diffusers AutoencoderKL config (as config.json JSON) from diffusers-named VAE weights
+/// `VaeConfig::infer(weights).to_json()` (vae.hpp): a diffusers AutoencoderKL config as JSON
 /// (scaling_factor 0.13025 and force_upcast as SDXL's VAE; shapes cannot tell them).
 SDXLHOST_API nlohmann::json infer_vae_config(const TensorMap& weights);
 

@@ -71,7 +71,11 @@ struct SDXLHOST_API UNetConfig {
   /// Infers the config from the weights' shapes (diffusers keys). Head counts and the time-id
   /// width are not visible in shapes: heads = channels / `head_dim` (64 in every SDXL model);
   /// addition_time_embed_dim = (add-embedding input - `pooled_dim`) / number of time ids, with 5
-  /// ids when cross_attention_dim == pooled_dim (refiner: only the bigG encoder) and 6 otherwise.
+  /// ids when cross_attention_dim == pooled_dim (refiner: only the bigG encoder) and 6 otherwise;
+  /// 256 when `pooled_dim` <= 0 (unknown), as diffusers' single-file loader assumes. The mid
+  /// block's transformer depth is counted in its own weights (the refiner's is 4 while its last
+  /// level has no attention). This is the only UNet config inference; `infer_unet_config`
+  /// (model_config.hpp) returns its `to_json()`.
   /// Throws sdk::Error(ModelLoadError) when the weights are not a UNet of this family.
   static UNetConfig infer(const TensorMap& weights, std::int64_t head_dim = 64,
                           std::int64_t pooled_dim = 1280);
