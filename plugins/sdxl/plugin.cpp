@@ -24,11 +24,7 @@ class SdxlPlugin final : public sdk::Plugin {
     for (auto& stage : make_stages(settings)) registries.add_stage(stage);
     registries.add_model_preloader(sdk::kCheckpoints, [settings](sdk::ModelAccess& models,
                                                                  const std::string& name) {
-      models.load_as<SdxlModels>(sdk::kCheckpoints, name, pipeline_variant(*settings), "data.name",
-                                 [&](const std::filesystem::path& file) {
-                                   auto loaded = SdxlModels::load(file, *settings);
-                                   return std::make_pair(loaded, loaded->bytes);
-                                 });
+      load_pipeline(models, name, *settings, "data.name");
     });
   }
 };

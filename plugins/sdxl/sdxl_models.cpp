@@ -40,6 +40,18 @@ std::shared_ptr<nn::ClipTokenizer> load_tokenizer(const fs::path& folder) {
   return std::make_shared<nn::ClipTokenizer>(nn::ClipTokenizer::load_folder(folder));
 }
 
+/// Runs `load`; an sdk::Error without a field (the nn readers do not know which request field
+/// named the file) is rethrown naming `field`, so the client sees e.g. data.models.base.
+template <class Load>
+auto naming_field(const std::string& field, Load&& load) -> decltype(load()) {
+  try {
+    return load();
+  } catch (const Error& e) {
+    if (!e.field().empty()) throw;
+    throw Error(e.code(), e.message(), field);
+  }
+}
+
 bool read_force_zeros(const fs::path& path) {
   const fs::path index = path / "model_index.json";
   if (!fs::is_regular_file(index)) return true;  // SDXL base and refiner both use true
@@ -146,29 +158,35 @@ std::string pipeline_variant(const SdxlSettings& settings) {
   return "sdxl-pipeline:" + settings.device + ":" + settings.dtype;
 }
 
+std::shared_ptr<SdxlModels> load_pipeline(sdk::ModelAccess& models, const std::string& name,
+                                          const SdxlSettings& settings, const std::string& field) {
+  return models.load_as<SdxlModels>(sdk::kCheckpoints, name, pipeline_variant(settings), field,
+                                    [&](const fs::path& file) {
+                                      auto loaded = naming_field(field, [&] { return SdxlModels::load(file, settings); });
+                                      return std::make_pair(loaded, loaded->bytes);
+                                    });
+}
+
 std::shared_ptr<SdxlModels> base_models(sdk::Context& context, const SdxlSettings& settings) {
   const std::string& name = context.request().models.base;
   if (name.empty()) {
     throw Error(ErrorCode::ValidationError, "no base model given", "data.models.base");
   }
-  return context.models().load_as<SdxlModels>(
-      sdk::kCheckpoints, name, pipeline_variant(settings),
-      "data.models.base", [&](const fs::path& file) {
-        auto models = SdxlModels::load(file, settings);
-        return std::make_pair(models, models->bytes);
-      });
+  return load_pipeline(context.models(), name, settings, "data.models.base");
 }
 
 std::shared_ptr<nn::AutoencoderKL> job_vae(sdk::Context& context, const SdxlSettings& settings) {
   const std::string& name = context.request().models.vae;
   if (name.empty()) return base_models(context, settings)->vae;
+  const std::string field = "data.models.vae";
   return context.models().load_as<nn::AutoencoderKL>(
-      sdk::kVae, name, "vae:" + settings.device + ":" + settings.dtype, "data.models.vae",
-      [&](const fs::path& file) {
-        const nn::CheckpointWeights weights = nn::open_component(nn::Component::Vae, file);
-        auto vae = nn::AutoencoderKL::load(nn::VaeConfig::from_json(weights.configs.at(nn::Component::Vae)),
-                                           weights.components.at(nn::Component::Vae),
-                                           settings.scalar_type(), settings.torch_device());
+      sdk::kVae, name, "vae:" + settings.device + ":" + settings.dtype, field, [&](const fs::path& file) {
+        auto vae = naming_field(field, [&] {
+          const nn::CheckpointWeights weights = nn::open_component(nn::Component::Vae, file);
+          return nn::AutoencoderKL::load(nn::VaeConfig::from_json(weights.configs.at(nn::Component::Vae)),
+                                         weights.components.at(nn::Component::Vae), settings.scalar_type(),
+                                         settings.torch_device());
+        });
         return std::make_pair(vae, vae->parameter_bytes());
       });
 }

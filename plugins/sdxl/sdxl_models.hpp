@@ -65,6 +65,10 @@ struct SdxlModels {
 
 /// The cache variant of a pipeline loaded with `settings` ("sdxl-pipeline:cpu:fp32").
 std::string pipeline_variant(const SdxlSettings& settings);
+/// The pipeline `name` (models_root/checkpoints) from the host's model cache, loaded on first use.
+/// Load failures are sdk::Error(ModelLoadError) naming `field` (the request field that named it).
+std::shared_ptr<SdxlModels> load_pipeline(sdk::ModelAccess& models, const std::string& name,
+                                          const SdxlSettings& settings, const std::string& field);
 /// The job's base pipeline, from the host's model cache (loaded on first use).
 std::shared_ptr<SdxlModels> base_models(sdk::Context& context, const SdxlSettings& settings);
 /// The VAE that decodes and encodes for this job: `models.vae` (models_root/vae/NAME) when the

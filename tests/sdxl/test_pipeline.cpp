@@ -495,6 +495,35 @@ TEST(SdxlPipeline, BadRequestsGiveValidationErrorsNamingTheField) {
   EXPECT_EQ(field_of(r), "data.models.base");
 }
 
+TEST(SdxlPipeline, UnreadableModelFilesAreModelLoadErrorsNamingTheRequestField) {
+  // A truncated safetensors (header promises more bytes than the file has) as the checkpoint
+  // and as the custom VAE: the readers' errors reach the client naming the field that named it.
+  const fs::path root = fs::temp_directory_path() / ("sdxl_corrupt_" + std::to_string(::getpid()));
+  fs::create_directories(root);
+  const std::string header = R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})";
+  std::string bytes(8, '\0');
+  for (std::size_t i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  std::ofstream(root / "truncated.safetensors", std::ios::binary) << bytes << header << "1234";
+  auto error_of = [](Harness& h, const sdk::GenerationRequest& r) -> std::pair<ErrorCode, std::string> {
+    try {
+      h.run(r);
+    } catch (const Error& e) {
+      return {e.code(), e.field()};
+    }
+    return {ErrorCode::InternalError, "(no error)"};
+  };
+  Harness h;
+  h.models.paths["checkpoints/broken"] = root / "truncated.safetensors";
+  h.models.paths["vae/broken"] = root / "truncated.safetensors";
+  auto r = cat_request(1);
+  r.models.base = "broken";
+  EXPECT_EQ(error_of(h, r), std::make_pair(ErrorCode::ModelLoadError, std::string("data.models.base")));
+  r = cat_request(1);
+  r.models.vae = "broken";
+  EXPECT_EQ(error_of(h, r), std::make_pair(ErrorCode::ModelLoadError, std::string("data.models.vae")));
+  fs::remove_all(root);
+}
+
 TEST(SdxlPipeline, GuidanceRescaleAndTimeIdsFollowDiffusers) {
   sdk::GenerationRequest r = cat_request(2);
   r.height = 64;
