@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "init_image.hpp"
+#include "sdxlhost/nn/image_decode.hpp"
 #include "model_patching.hpp"
 #include "sdxlhost/nn/prompt_weighting.hpp"
 #include "sdxlhost/sdk/error.hpp"
@@ -160,11 +161,14 @@ class PrepareLatentsStage final : public SdxlStage {
     if (img2img) {
       image = image_to_tensor(context.has(sdk::slots::kInitImage)
                                   ? context.get<sdk::Image>(sdk::slots::kInitImage)
-                                  : decode_png_rgb(decode_base64(r.init_image, "data.init_image"),
-                                                   "data.init_image"));
+                                  : nn::decode_base64_image(r.init_image, "data.init_image"));
       if (image.size(2) % factor != 0 || image.size(3) % factor != 0) {
+        // diffusers' VaeImageProcessor would resize it down to the next multiple; we do not
+        // resample silently: the client resizes (or crops) and gets exactly what it sent.
         throw Error(ErrorCode::ValidationError,
-                    "the init image's width and height must be multiples of " + std::to_string(factor),
+                    "the init image is " + std::to_string(image.size(3)) + "x" + std::to_string(image.size(2)) +
+                        "; its width and height must be multiples of " + std::to_string(factor) +
+                        " (resize or crop it; img2img uses the image's own size)",
                     "data.init_image");
       }
     } else {

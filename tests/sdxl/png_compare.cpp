@@ -6,7 +6,7 @@
 #include <iterator>
 #include <string>
 
-#include "init_image.hpp"
+#include "sdxlhost/nn/image_decode.hpp"
 
 int main(int argc, char** argv) {
   if (argc < 3) {
@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
     auto read = [](const char* path) {
       std::ifstream in(path, std::ios::binary);
       if (!in) throw std::runtime_error(std::string("cannot read ") + path);
-      return sdxlhost::sdxl::decode_png_rgb(
+      return sdxlhost::nn::decode_image_rgb(
           std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()), path);
     };
     const auto a = read(argv[1]);
