@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "init_image.hpp"
+#include "sdxlhost/nn/denoise_window.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 #include "model_patching.hpp"
 #include "sdxlhost/nn/prompt_weighting.hpp"
@@ -193,14 +194,8 @@ class PrepareLatentsStage final : public SdxlStage {
     at::Tensor latents;
     int begin_index = 0;
     if (img2img) {
-      // diffusers' get_timesteps: skip the first steps - int(steps x strength) timesteps
-      const int init_steps = std::min(static_cast<int>(steps * r.hyperparameters.strength), steps);
-      begin_index = std::max(steps - init_steps, 0) * scheduler->order();
-      if (begin_index >= scheduler->timesteps().size(0)) {
-        throw Error(ErrorCode::ValidationError,
-                    "strength x num_inference_steps leaves no step to run", "data.hyperparameters.strength");
-      }
-      scheduler->set_begin_index(begin_index);
+      // diffusers' get_timesteps: the last int(steps x strength) steps (sets the begin index)
+      begin_index = nn::strength_window(*scheduler, steps, r.hyperparameters.strength).begin_index;
       latents = noised_image_latents(*job_vae(context, *settings_), *scheduler, image, begin_index,
                                      generators, settings_->tiling_for(image.size(2), image.size(3)));
     } else {
@@ -272,13 +267,9 @@ class HookScope {
 /// The timesteps to run: all, or those before `denoising_end` (diffusers' discrete cutoff).
 at::Tensor loop_timesteps(const sdk::Scheduler& scheduler, const sdk::GenerationRequest& r,
                           int begin_index) {
-  at::Tensor timesteps = scheduler.timesteps().slice(0, begin_index);
+  const at::Tensor timesteps = scheduler.timesteps().slice(0, begin_index);
   if (!r.hyperparameters.denoising_end) return timesteps;
-  const double end = *r.hyperparameters.denoising_end;
-  const double train = scheduler.config().value("num_train_timesteps", 1000);
-  const double cutoff = std::round(train - end * train);
-  const std::int64_t keep = (timesteps.to(at::kDouble) >= cutoff).sum().item<std::int64_t>();
-  return timesteps.slice(0, 0, keep);
+  return nn::denoising_end_timesteps(scheduler, timesteps, *r.hyperparameters.denoising_end);
 }
 
 class DenoiseStage final : public SdxlStage {
