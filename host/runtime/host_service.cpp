@@ -234,11 +234,8 @@ json HostService::handle_load_model(const ConnectionPtr& connection, Envelope& e
     throw Error(ErrorCode::FeatureDisabled, "no enabled plugin can load models of kind '" + kind + "'", "data.kind");
   double timeout = config()->queue.default_timeout_s;
   JobWork work = [this, kind = kind, name = name](Job&) {
-    auto plugins = plugins_->current();
-    const sdk::ModelPreloader* preloader = plugins->registries().model_preloader(kind);
-    if (!preloader)
-      throw Error(ErrorCode::FeatureDisabled, "no enabled plugin can load models of kind '" + kind + "'", "data.kind");
-    (*preloader)(*models_, name);
+    // Through the plugin set, so the cached model anchors the code of the plugin that made it.
+    plugins_->current()->preload_model(kind, *models_, name);
     return json{{"kind", kind}, {"name", name}, {"loaded", true}, {"cache", models_->stats()}};
   };
   auto job = std::make_shared<Job>(envelope.request_id, "load_model", Priority::Normal, timeout, connection,

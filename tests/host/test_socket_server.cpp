@@ -1,5 +1,6 @@
 // The host over a real Unix socket: every message type, every error code the host produces,
 // bad lines of every kind, concurrent clients, socket file handling, plugins, reload_config.
+#include <dlfcn.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -31,6 +32,34 @@ const json* find_plugin(const json& plugins, const std::string& name) {
   for (const auto& plugin : plugins)
     if (plugin.value("name", "") == name) return &plugin;
   return nullptr;
+}
+
+/// True when `library` is mapped into this process (dlopen without loading it).
+bool is_mapped(const std::filesystem::path& library) {
+  void* handle = ::dlopen(library.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  if (!handle) return false;
+  ::dlclose(handle);
+  return true;
+}
+
+TEST(SocketServer, AModelPreloadedByAPluginOutlivesThatPluginBeingDisabled) {
+  const std::filesystem::path library = std::filesystem::path(SDXLHOST_TEST_PLUGIN_DIR) / "test_generate.so";
+  HostFixture fixture;
+  auto client = fixture.client();
+  json loaded = client->request(message("load_model", "m", {{"name", "tiny"}}));
+  ASSERT_TRUE(loaded["success"].get<bool>()) << loaded.dump();  // test_generate's object is cached
+
+  fixture.write_config({{"plugins", {{"enabled", {{"test_generate", false}}}}}});
+  json reloaded = client->request(message("reload_config", "r"));
+  ASSERT_TRUE(reloaded["success"].get<bool>()) << reloaded.dump();
+  EXPECT_TRUE(is_mapped(library)) << "the cached model's code must stay mapped while it is cached";
+
+  json unloaded = client->request(message("unload_model", "u", {{"name", "tiny"}}));  // runs its destructor
+  ASSERT_TRUE(unloaded["success"].get<bool>()) << unloaded.dump();
+  EXPECT_TRUE(unloaded["data"]["unloaded"].get<bool>());
+  EXPECT_EQ(unloaded["data"]["cache"]["loaded_bytes"], 0) << unloaded.dump();
+  EXPECT_FALSE(is_mapped(library)) << "nothing refers to the disabled plugin any more";
+  EXPECT_TRUE(client->request(message("ping", "p"))["success"].get<bool>());
 }
 
 TEST(SocketServer, ModelLoadErrorFromTheRealSdxlPlugin) {
