@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "host/plugins/plugin_manager.hpp"
+#include "sdxlhost/nn/scheduler_defaults.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/registries.hpp"
 
@@ -69,6 +70,26 @@ std::vector<StagePtr> applicable_stages(const sdk::Registries& registries,
     if (applies) out.push_back(stage);
   }
   return out;
+}
+
+/// Checks data.scheduler (and data.scheduler_options) against the snapshot's scheduler
+/// registry, when any plugin registered schedulers: an unknown name is VALIDATION_ERROR listing
+/// the known ones (field data.scheduler); the options are tried on a throwaway instance over
+/// SDXL's default scheduler config, so a bad one gets the plugin's own error
+/// (field data.scheduler_options.<key>). Without schedulers (test-only setups) nothing is checked.
+void check_scheduler(const sdk::Registries& registries, const sdk::GenerationRequest& request) {
+  if (registries.scheduler_names().empty()) return;
+  registries.resolve_scheduler(request.scheduler, "data.scheduler");
+  try {
+    registries.create_scheduler(request.scheduler, nn::sdxl_scheduler_config(), request.scheduler_options,
+                                "data.scheduler");
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::PluginError,
+                "scheduler '" + request.scheduler + "' failed to build from the options: " + e.what(),
+                "data.scheduler_options");
+  }
 }
 
 /// Stage `b` must run after `a` when b reads a slot that a produces without reading it itself
@@ -161,6 +182,7 @@ Plan plan_request(const PluginSet& plugins, const sdk::GenerationRequest& reques
                        "); the request runs without it (" + need.field + " ignored)");
   }
 
+  check_scheduler(plugins.registries(), request);
   auto ordered = order_stages(applicable_stages(plugins.registries(), request));
   if (!produces_images(ordered))
     throw Error(ErrorCode::FeatureDisabled,

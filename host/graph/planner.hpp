@@ -41,7 +41,9 @@ std::vector<std::string> required_features(const sdk::GenerationRequest& request
 /// name) first, so stages that transform a slot (read and write it) keep their order() bands. Throws sdk::Error(FeatureDisabled) naming the feature and its
 /// config key `plugins.enabled.<name>` (with Warn: adds a warning to `warnings` and plans
 /// without it); FEATURE_DISABLED naming "sdxl" when no applicable stage writes "images";
-/// Error(PluginError) naming the stage and slot when a read slot is written by no earlier stage.
+/// Error(PluginError) naming the stage and slot when a read slot is written by no earlier stage;
+/// Error(ValidationError, "data.scheduler" / "data.scheduler_options.<key>") for an unknown
+/// scheduler or a bad option when the snapshot has any scheduler registered.
 Plan plan_request(const PluginSet& plugins, const sdk::GenerationRequest& request,
                   OnDisabledFeature on_disabled, std::vector<std::string>& warnings);
 

@@ -76,6 +76,43 @@ TEST(SocketServer, ModelLoadErrorFromTheRealSdxlPlugin) {
   expect_error(client->request(request), "MODEL_LOAD_ERROR");
 }
 
+TEST(SocketServer, UnknownSchedulerOrBadSchedulerOptionIsRefusedAtPlanTime) {
+  const std::filesystem::path plugin = std::filesystem::path(SDXLHOST_PLUGIN_DIR) / "schedulers.so";
+  ASSERT_TRUE(std::filesystem::exists(plugin)) << plugin << " is not built";
+  HostFixture fixture(json{{"plugins", {{"dir", SDXLHOST_PLUGIN_DIR},
+                                        {"enabled", {{"sdxl", true}, {"schedulers", true}}},
+                                        {"enable_unlisted", false}}}});
+  auto client = fixture.client();
+  json base = {{"models", {{"base", "tiny"}}}, {"dimensions", {{"width", 64}, {"height", 64}}}};
+  auto with = [&](json extra) {
+    json data = base;
+    data.update(extra);
+    return data;
+  };
+  json unknown = client->request(generation("s1", 2, 1, with({{"dry_run", true}, {"scheduler", "NoSuchScheduler"}})));
+  expect_error(unknown, "VALIDATION_ERROR", "data.scheduler");
+  EXPECT_NE(unknown.value("error", "").find("EulerDiscreteScheduler"), std::string::npos) << unknown.dump();
+  // Refused before queueing too (no job runs, no model is read).
+  expect_error(client->request(generation("s2", 2, 1, with({{"scheduler", "NoSuchScheduler"}}))), "VALIDATION_ERROR",
+               "data.scheduler");
+  expect_error(client->request(generation("s3", 2, 1, with({{"dry_run", true},
+                                                            {"scheduler", "EulerDiscreteScheduler"},
+                                                            {"scheduler_options", {{"timestep_spacing", "sideways"}}}}))),
+               "VALIDATION_ERROR", "data.scheduler_options.timestep_spacing");
+  json good = client->request(generation("s4", 2, 1, with({{"dry_run", true},
+                                                          {"scheduler", "EulerDiscreteScheduler"},
+                                                          {"scheduler_options", {{"timestep_spacing", "trailing"}}}})));
+  EXPECT_TRUE(good["success"].get<bool>()) << good.dump();
+}
+
+TEST(SocketServer, SchedulerNamesAreNotCheckedWhenNoPluginRegistersSchedulers) {
+  HostFixture fixture;  // test_generate records the name without a scheduler registry
+  auto client = fixture.client();
+  json dry = client->request(generation("d", 2, 1, {{"dry_run", true}, {"scheduler", "AnyName"}}));
+  ASSERT_TRUE(dry["success"].get<bool>()) << dry.dump();
+  EXPECT_EQ(dry["data"]["normalized_request"]["scheduler"], "AnyName");
+}
+
 TEST(SocketServer, SimpleMessageTypes) {
   HostFixture fixture;
   auto client = fixture.client();
