@@ -7,6 +7,7 @@
 
 #include <spdlog/logger.h>
 
+#include "host/common/paths.hpp"
 #include "host/plugins/plugin_manager.hpp"
 #include "host/runtime/logging.hpp"
 #include "sdxlhost/sdk/error.hpp"
@@ -39,15 +40,6 @@ using HolderPtr = std::shared_ptr<Holder>;
 
 bool is_known_kind(const std::string& kind) {
   return std::any_of(std::begin(kKinds), std::end(kKinds), [&](const char* k) { return kind == k; });
-}
-
-/// True when `inner` is `outer` or below it (both canonical).
-bool is_within(const fs::path& inner, const fs::path& outer) {
-  auto o = outer.begin();
-  auto i = inner.begin();
-  for (; o != outer.end(); ++o, ++i)
-    if (i == inner.end() || *i != *o) return false;
-  return true;
 }
 
 /// Refuses names that could leave their folder, before touching the file system.

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "host/common/paths.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
 namespace sdxlhost::host {
@@ -51,14 +52,6 @@ std::string file_stem_for(const std::string& request_id) {
   for (char c : request_id)
     out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') ? c : '_';
   return out.empty() ? "image" : out.substr(0, 100);
-}
-
-bool is_within(const fs::path& inner, const fs::path& outer) {
-  auto o = outer.begin();
-  auto i = inner.begin();
-  for (; o != outer.end(); ++o, ++i)
-    if (i == inner.end() || *i != *o) return false;
-  return true;
 }
 
 void validate_save_path(const std::string& save_path) {

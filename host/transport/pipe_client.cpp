@@ -14,6 +14,18 @@
 #endif
 
 namespace sdxlhost::host::transport {
+namespace {
+
+/// Removes and returns the first complete line (without its '\n') of `buffer`, if it has one.
+std::optional<std::string> take_line(std::string& buffer) {
+  auto newline = buffer.find('\n');
+  if (newline == std::string::npos) return std::nullopt;
+  std::string line = buffer.substr(0, newline);
+  buffer.erase(0, newline + 1);
+  return line;
+}
+
+}  // namespace
 
 #if !defined(_WIN32)
 
@@ -54,12 +66,7 @@ bool PipeClient::write(std::string_view bytes) {
 std::optional<std::string> PipeClient::read_line(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    auto newline = buffer_.find('\n');
-    if (newline != std::string::npos) {
-      std::string line = buffer_.substr(0, newline);
-      buffer_.erase(0, newline + 1);
-      return line;
-    }
+    if (auto line = take_line(buffer_)) return line;
     if (closed_ || fd_ < 0) return std::nullopt;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return std::nullopt;
@@ -107,12 +114,7 @@ bool PipeClient::write(std::string_view bytes) {
 std::optional<std::string> PipeClient::read_line(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    auto newline = buffer_.find('\n');
-    if (newline != std::string::npos) {
-      std::string line = buffer_.substr(0, newline);
-      buffer_.erase(0, newline + 1);
-      return line;
-    }
+    if (auto line = take_line(buffer_)) return line;
     if (closed_ || !handle_ || std::chrono::steady_clock::now() >= deadline) return std::nullopt;
     DWORD available = 0;
     if (!::PeekNamedPipe(static_cast<HANDLE>(handle_), nullptr, 0, nullptr, &available, nullptr)) {

@@ -11,12 +11,14 @@
 #include <webp/decode.h>
 
 #include "host/output/image_writer.hpp"
+#include "error_capture.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace sdxlhost;
 using sdk::ErrorCode;
+using test_support::code_of;
 
 namespace {
 
@@ -146,17 +148,6 @@ sdk::GenerationRequest sample_request() {
   return r;
 }
 
-ErrorCode error_of(const std::function<void()>& f, std::string* field = nullptr) {
-  try {
-    f();
-  } catch (const sdk::Error& e) {
-    if (field) *field = e.field();
-    return e.code();
-  }
-  ADD_FAILURE() << "no sdk::Error thrown";
-  return ErrorCode::InternalError;
-}
-
 }  // namespace
 
 TEST(Output, A1111InfotextFormat) {
@@ -233,16 +224,16 @@ TEST(Output, WebpDecodesBackClose) {
 TEST(Output, BadFormatQualityOrImageAreErrors) {
   const auto image = gradient(8, 8);
   std::string field;
-  EXPECT_EQ(error_of([&] { host::encode_image(image, "gif", 90, {}); }, &field), ErrorCode::ValidationError);
+  EXPECT_EQ(code_of([&] { host::encode_image(image, "gif", 90, {}); }, nullptr, &field), ErrorCode::ValidationError);
   EXPECT_EQ(field, "data.output.format");
-  EXPECT_EQ(error_of([&] { host::encode_image(image, "jpeg", 0, {}); }, &field), ErrorCode::ValidationError);
+  EXPECT_EQ(code_of([&] { host::encode_image(image, "jpeg", 0, {}); }, nullptr, &field), ErrorCode::ValidationError);
   EXPECT_EQ(field, "data.output.quality");
   auto broken = image;
   broken.pixels.pop_back();
-  EXPECT_EQ(error_of([&] { host::encode_image(broken, "png", 90, {}); }), ErrorCode::OutputError);
+  EXPECT_EQ(code_of([&] { host::encode_image(broken, "png", 90, {}); }), ErrorCode::OutputError);
   broken = image;
   broken.channels = 2;
-  EXPECT_EQ(error_of([&] { host::encode_image(broken, "png", 90, {}); }), ErrorCode::OutputError);
+  EXPECT_EQ(code_of([&] { host::encode_image(broken, "png", 90, {}); }), ErrorCode::OutputError);
 }
 
 TEST(Output, Base64KnownVectors) {
@@ -324,16 +315,16 @@ TEST(Output, SavePathsThatEscapeOutputRootAreRefused) {
   for (const std::string& bad : std::vector<std::string>{"../x.png", "a/../../x.png", "/tmp/x.png", "dir\\x.png",
                                 std::string("x\0.png", 6)}) {
     request.output.save_path = bad;
-    EXPECT_EQ(error_of([&] { host::write_images({gradient(8, 8)}, request, {tmp / "out"}); }, &field),
+    EXPECT_EQ(code_of([&] { host::write_images({gradient(8, 8)}, request, {tmp / "out"}); }, nullptr, &field),
               ErrorCode::ValidationError) << bad;
     EXPECT_EQ(field, "data.output.save_path");
   }
   request.output.save_path = "link/x.png";
-  EXPECT_EQ(error_of([&] { host::write_images({gradient(8, 8)}, request, {tmp / "out"}); }, &field),
+  EXPECT_EQ(code_of([&] { host::write_images({gradient(8, 8)}, request, {tmp / "out"}); }, nullptr, &field),
             ErrorCode::OutputError);
   EXPECT_EQ(field, "data.output.save_path");
   request.output.save_path = "link/deeper/x.png";
-  EXPECT_EQ(error_of([&] { host::write_images({gradient(8, 8)}, request, {tmp / "out"}); }),
+  EXPECT_EQ(code_of([&] { host::write_images({gradient(8, 8)}, request, {tmp / "out"}); }),
             ErrorCode::OutputError);
   // A symlink at the file name itself is not followed: a new name is chosen.
   request.output.save_path = "trap.png";

@@ -9,12 +9,14 @@
 #include "../plugins/test_pattern.hpp"
 #include "host/graph/planner.hpp"
 #include "host/plugins/plugin_manager.hpp"
+#include "error_capture.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/registries.hpp"
 
 using namespace sdxlhost;
 using host::OnDisabledFeature;
 using sdk::ErrorCode;
+using test_support::code_of;
 
 namespace {
 
@@ -63,19 +65,6 @@ std::vector<std::shared_ptr<sdk::Stage>> sdxl_like_stages() {
                                       std::vector<std::string>{"latents"}),
           std::make_shared<FakeStage>("encode_prompt", 100, std::vector<std::string>{},
                                       std::vector<std::string>{"conditioning"})};
-}
-
-sdk::ErrorCode code_of(const std::function<void()>& f, std::string* message = nullptr,
-                       std::string* field = nullptr) {
-  try {
-    f();
-  } catch (const sdk::Error& e) {
-    if (message) *message = e.message();
-    if (field) *field = e.field();
-    return e.code();
-  }
-  ADD_FAILURE() << "no sdk::Error thrown";
-  return ErrorCode::InternalError;
 }
 
 }  // namespace
