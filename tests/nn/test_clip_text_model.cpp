@@ -47,12 +47,6 @@ void expect_matches_golden(const ClipTextModel& model, const char* golden, bool 
   }
 }
 
-nlohmann::json read_json(const std::string& relative) {
-  std::ifstream in(sdxlhost::test::shared_dir() / "goldens" / relative);
-  EXPECT_TRUE(in.good()) << relative;
-  return nlohmann::json::parse(in);
-}
-
 }  // namespace
 
 TEST(ClipTextModel, TextEncoderMatchesGoldenEveryHiddenState) {
@@ -90,10 +84,10 @@ TEST(ClipTextModel, FullSizeKeysAreExactlyTheModelParameters) {
       {"keys/sdxl_base_diffusers_text_encoder.json", "keys/configs/text_encoder_clip_l_config.json"},
       {"keys/sdxl_base_diffusers_text_encoder_2.json", "keys/configs/text_encoder_2_openclip_bigg_config.json"}};
   for (const auto& [keys, config_file] : cases) {
-    const auto config = ClipTextConfig::from_json(read_json(config_file));
+    const auto config = ClipTextConfig::from_json(sdxlhost::test::read_golden_json(config_file));
     const auto expected = ClipTextModel::expected_shapes(config);
     std::map<std::string, std::vector<int64_t>> listed;
-    const nlohmann::json list = read_json(keys);
+    const nlohmann::json list = sdxlhost::test::read_golden_json(keys);
     for (const auto& [key, shape] : list.items()) listed[key] = shape.get<std::vector<int64_t>>();
     EXPECT_EQ(expected, listed) << keys;
     // And the model loads them by name, on meta tensors (nothing allocated).

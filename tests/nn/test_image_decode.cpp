@@ -25,21 +25,6 @@ namespace {
 
 const std::string kField = "data.init_image";
 
-std::string base64(const std::string& bytes) {
-  static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  unsigned buffer = 0;
-  int bits = 0;
-  for (unsigned char c : bytes) {
-    buffer = (buffer << 8) | c;
-    bits += 8;
-    while (bits >= 6) out.push_back(alphabet[(buffer >> (bits -= 6)) & 63]);
-  }
-  if (bits > 0) out.push_back(alphabet[(buffer << (6 - bits)) & 63]);
-  while (out.size() % 4 != 0) out.push_back('=');
-  return out;
-}
-
 /// A JPEG of `pixels` (width x height x components) at `quality`, encoded by libjpeg.
 std::string encode_jpeg(const std::vector<unsigned char>& pixels, int width, int height, int components,
                         int quality) {
@@ -98,7 +83,7 @@ TEST(ImageDecode, PngGoldenDecodesToTheReferencePixels) {
   const std::string png((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const auto golden = SafetensorsFile::open(dir / "img2img_base.safetensors")->tensors();
   const at::Tensor expected = golden.at("input_image_u8").contiguous();
-  for (const std::string& text : {base64(png), "data:image/png;base64," + base64(png)}) {
+  for (const std::string& text : {encode_base64(png), "data:image/png;base64," + encode_base64(png)}) {
     const auto image = decode_base64_image(text, kField);
     ASSERT_EQ(image.channels, 3);
     ASSERT_EQ(static_cast<std::int64_t>(image.pixels.size()), expected.numel());
@@ -109,7 +94,7 @@ TEST(ImageDecode, PngGoldenDecodesToTheReferencePixels) {
 TEST(ImageDecode, JpegColourAndGrayDecodeToRgb) {
   const int width = 40, height = 24;
   const auto pixels = gradient(width, height);
-  const auto image = decode_base64_image(base64(encode_jpeg(pixels, width, height, 3, 95)), kField);
+  const auto image = decode_base64_image(encode_base64(encode_jpeg(pixels, width, height, 3, 95)), kField);
   ASSERT_EQ(image.width, width);
   ASSERT_EQ(image.height, height);
   ASSERT_EQ(image.channels, 3);
@@ -123,24 +108,35 @@ TEST(ImageDecode, JpegColourAndGrayDecodeToRgb) {
   for (std::size_t i = 0; i < rgb.pixels.size(); ++i) ASSERT_NEAR(rgb.pixels[i], 200, 2) << i;
 }
 
+TEST(ImageDecode, Base64RoundTripsEveryLength) {
+  std::string bytes;
+  for (int n = 0; n < 70; ++n) {
+    EXPECT_EQ(encode_base64(bytes).size() % 4, 0u);
+    if (!bytes.empty()) EXPECT_EQ(decode_base64(encode_base64(bytes), kField), bytes) << n;
+    bytes.push_back(static_cast<char>(n * 37 + 11));
+  }
+  EXPECT_EQ(encode_base64("Man"), "TWFu");
+  EXPECT_EQ(encode_base64("Ma"), "TWE=");
+}
+
 TEST(ImageDecode, BadInputIsAValidationErrorNamingTheField) {
   EXPECT_NE(refusal("not base64!"), "(accepted)");
   EXPECT_NE(refusal(""), "(accepted)");
-  EXPECT_NE(refusal(base64("GIF89a\x01\x00\x01\x00")), "(accepted)");  // neither PNG nor JPEG
+  EXPECT_NE(refusal(encode_base64("GIF89a\x01\x00\x01\x00")), "(accepted)");  // neither PNG nor JPEG
   const std::string jpeg = encode_jpeg(gradient(32, 32), 32, 32, 3, 90);
-  EXPECT_NE(refusal(base64(jpeg.substr(0, jpeg.size() / 2))), "(accepted)");  // truncated
-  EXPECT_NE(refusal(base64(jpeg.substr(0, 20))), "(accepted)");              // header cut
+  EXPECT_NE(refusal(encode_base64(jpeg.substr(0, jpeg.size() / 2))), "(accepted)");  // truncated
+  EXPECT_NE(refusal(encode_base64(jpeg.substr(0, 20))), "(accepted)");              // header cut
   std::string corrupt = jpeg;
   for (std::size_t i = 2; i < 200 && i < corrupt.size(); ++i) corrupt[i] = static_cast<char>(0x5A);
-  EXPECT_NE(refusal(base64(corrupt)), "(accepted)");
+  EXPECT_NE(refusal(encode_base64(corrupt)), "(accepted)");
   // a header that claims 32767 x 32767 pixels is refused before any allocation
   std::string huge = jpeg;
   const auto sof = huge.find("\xFF\xC0");
   ASSERT_NE(sof, std::string::npos);
   for (int i : {5, 7}) huge[sof + i] = static_cast<char>(0x7F);
   for (int i : {6, 8}) huge[sof + i] = static_cast<char>(0xFF);
-  EXPECT_NE(refusal(base64(huge)).find("pixels a side"), std::string::npos);
+  EXPECT_NE(refusal(encode_base64(huge)).find("pixels a side"), std::string::npos);
   std::ifstream in(sdxlhost::test::shared_dir() / "goldens/vae/input_image.png", std::ios::binary);
   const std::string png((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  EXPECT_NE(refusal(base64(png.substr(0, png.size() - 40))), "(accepted)");  // truncated PNG
+  EXPECT_NE(refusal(encode_base64(png.substr(0, png.size() - 40))), "(accepted)");  // truncated PNG
 }

@@ -16,22 +16,10 @@
 #include "sdxlhost/sdk/error.hpp"
 
 using namespace sdxlhost::nn;
+using sdxlhost::test::meta_tensors;
+using sdxlhost::test::read_golden_json;
 
 namespace {
-
-nlohmann::json read_json(const std::string& relative) {
-  std::ifstream in(sdxlhost::test::shared_dir() / "goldens" / relative);
-  EXPECT_TRUE(in.good()) << relative;
-  return nlohmann::json::parse(in);
-}
-
-/// A state dict of meta tensors with the listed shapes (nothing allocated).
-TensorMap meta_tensors(const nlohmann::json& list) {
-  TensorMap out;
-  for (const auto& [key, shape] : list.items())
-    out.set(key, at::empty(shape.get<std::vector<int64_t>>(), at::TensorOptions().device(at::kMeta)));
-  return out;
-}
 
 /// name -> shape of a state dict.
 std::map<std::string, std::vector<int64_t>> shapes_of(const TensorMap& map) {
@@ -72,58 +60,58 @@ std::set<std::string> ldm_only_keys(const nlohmann::json& mapping) {
 }  // namespace
 
 TEST(KeyMap, FullSizeBaseSingleFileSplitsIntoExactlyTheDiffusersKeys) {
-  const TensorMap ldm = meta_tensors(read_json("keys/sdxl_base_ldm.json"));
+  const TensorMap ldm = meta_tensors(read_golden_json("keys/sdxl_base_ldm.json"));
   ASSERT_EQ(ldm.size(), 2515u);
   const SplitCheckpoint split = ldm_checkpoint_to_diffusers(ldm);
   ASSERT_EQ(split.components.size(), 4u);
   expect_same_keys(shapes_of(split.components.at(Component::Unet)),
-                   shapes_of(read_json("keys/sdxl_base_diffusers_unet.json")), "unet");
+                   shapes_of(read_golden_json("keys/sdxl_base_diffusers_unet.json")), "unet");
   expect_same_keys(shapes_of(split.components.at(Component::Vae)),
-                   shapes_of(read_json("keys/sdxl_base_diffusers_vae.json")), "vae");
+                   shapes_of(read_golden_json("keys/sdxl_base_diffusers_vae.json")), "vae");
   expect_same_keys(shapes_of(split.components.at(Component::TextEncoder)),
-                   shapes_of(read_json("keys/sdxl_base_diffusers_text_encoder.json")), "text_encoder");
+                   shapes_of(read_golden_json("keys/sdxl_base_diffusers_text_encoder.json")), "text_encoder");
   expect_same_keys(shapes_of(split.components.at(Component::TextEncoder2)),
-                   shapes_of(read_json("keys/sdxl_base_diffusers_text_encoder_2.json")), "text_encoder_2");
-  const auto expected_ignored = ldm_only_keys(read_json("keys/sdxl_base_mapping.json"));
+                   shapes_of(read_golden_json("keys/sdxl_base_diffusers_text_encoder_2.json")), "text_encoder_2");
+  const auto expected_ignored = ldm_only_keys(read_golden_json("keys/sdxl_base_mapping.json"));
   EXPECT_EQ(std::set<std::string>(split.ignored.begin(), split.ignored.end()), expected_ignored);
 }
 
 TEST(KeyMap, FullSizeRefinerSingleFileSplitsIntoExactlyTheDiffusersKeys) {
-  const TensorMap ldm = meta_tensors(read_json("keys/sdxl_refiner_ldm.json"));
+  const TensorMap ldm = meta_tensors(read_golden_json("keys/sdxl_refiner_ldm.json"));
   const SplitCheckpoint split = ldm_checkpoint_to_diffusers(ldm);
   ASSERT_EQ(split.components.size(), 3u);  // the refiner has no CLIP-L
   expect_same_keys(shapes_of(split.components.at(Component::Unet)),
-                   shapes_of(read_json("keys/sdxl_refiner_diffusers_unet.json")), "refiner unet");
+                   shapes_of(read_golden_json("keys/sdxl_refiner_diffusers_unet.json")), "refiner unet");
   expect_same_keys(shapes_of(split.components.at(Component::Vae)),
-                   shapes_of(read_json("keys/sdxl_base_diffusers_vae.json")), "refiner vae");
+                   shapes_of(read_golden_json("keys/sdxl_base_diffusers_vae.json")), "refiner vae");
   expect_same_keys(shapes_of(split.components.at(Component::TextEncoder2)),
-                   shapes_of(read_json("keys/sdxl_base_diffusers_text_encoder_2.json")), "refiner te2");
-  const auto expected_ignored = ldm_only_keys(read_json("keys/sdxl_refiner_mapping.json"));
+                   shapes_of(read_golden_json("keys/sdxl_base_diffusers_text_encoder_2.json")), "refiner te2");
+  const auto expected_ignored = ldm_only_keys(read_golden_json("keys/sdxl_refiner_mapping.json"));
   EXPECT_EQ(std::set<std::string>(split.ignored.begin(), split.ignored.end()), expected_ignored);
 }
 
 TEST(KeyMap, FullSizeDiffusersFoldersJoinIntoExactlyTheSingleFileKeys) {
   std::map<Component, TensorMap> base = {
-      {Component::Unet, meta_tensors(read_json("keys/sdxl_base_diffusers_unet.json"))},
-      {Component::Vae, meta_tensors(read_json("keys/sdxl_base_diffusers_vae.json"))},
-      {Component::TextEncoder, meta_tensors(read_json("keys/sdxl_base_diffusers_text_encoder.json"))},
-      {Component::TextEncoder2, meta_tensors(read_json("keys/sdxl_base_diffusers_text_encoder_2.json"))}};
-  auto want = shapes_of(read_json("keys/sdxl_base_ldm.json"));
-  for (const auto& key : ldm_only_keys(read_json("keys/sdxl_base_mapping.json"))) want.erase(key);
+      {Component::Unet, meta_tensors(read_golden_json("keys/sdxl_base_diffusers_unet.json"))},
+      {Component::Vae, meta_tensors(read_golden_json("keys/sdxl_base_diffusers_vae.json"))},
+      {Component::TextEncoder, meta_tensors(read_golden_json("keys/sdxl_base_diffusers_text_encoder.json"))},
+      {Component::TextEncoder2, meta_tensors(read_golden_json("keys/sdxl_base_diffusers_text_encoder_2.json"))}};
+  auto want = shapes_of(read_golden_json("keys/sdxl_base_ldm.json"));
+  for (const auto& key : ldm_only_keys(read_golden_json("keys/sdxl_base_mapping.json"))) want.erase(key);
   expect_same_keys(shapes_of(diffusers_to_ldm_checkpoint(base)), want, "base ldm");
 
   std::map<Component, TensorMap> refiner = {
-      {Component::Unet, meta_tensors(read_json("keys/sdxl_refiner_diffusers_unet.json"))},
+      {Component::Unet, meta_tensors(read_golden_json("keys/sdxl_refiner_diffusers_unet.json"))},
       {Component::Vae, base.at(Component::Vae)},
       {Component::TextEncoder2, base.at(Component::TextEncoder2)}};
-  auto want_refiner = shapes_of(read_json("keys/sdxl_refiner_ldm.json"));
-  for (const auto& key : ldm_only_keys(read_json("keys/sdxl_refiner_mapping.json"))) want_refiner.erase(key);
+  auto want_refiner = shapes_of(read_golden_json("keys/sdxl_refiner_ldm.json"));
+  for (const auto& key : ldm_only_keys(read_golden_json("keys/sdxl_refiner_mapping.json"))) want_refiner.erase(key);
   expect_same_keys(shapes_of(diffusers_to_ldm_checkpoint(refiner)), want_refiner, "refiner ldm");
 }
 
 TEST(KeyMap, EveryPairOfTheReferenceMappingIsReproduced) {
   for (const char* file : {"keys/sdxl_base_mapping.json", "keys/sdxl_refiner_mapping.json"}) {
-    const nlohmann::json mapping = read_json(file);
+    const nlohmann::json mapping = read_golden_json(file);
     const auto& prefixes = mapping["ldm_prefixes"];
     std::map<std::string, std::vector<std::string>> names_by_component;
     for (const auto& [qualified, ldm] : mapping["diffusers_to_ldm"].items()) {
@@ -163,7 +151,7 @@ TEST(KeyMap, EveryPairOfTheReferenceMappingIsReproduced) {
 
 TEST(KeyMap, StructureIsReadFromTheKeysOfEitherLayout) {
   auto names_of = [](const char* file, const std::string& prefix) {
-    const TensorMap all = meta_tensors(read_json(file));
+    const TensorMap all = meta_tensors(read_golden_json(file));
     return prefix.empty() ? all.names() : all.with_prefix(prefix).names();
   };
   for (KeyLayout layout : {KeyLayout::Diffusers, KeyLayout::Ldm}) {
@@ -235,7 +223,7 @@ TEST(KeyMap, LayoutDetectionAndUnknownKeys) {
   junk.set("something.else", at::zeros({1}));
   EXPECT_THROW(ldm_checkpoint_to_diffusers(junk), sdxlhost::sdk::Error);
   // Unknown keys next to a real component are reported, not fatal (EMA copies, sigmas, ...).
-  TensorMap with_extra = meta_tensors(read_json("keys/sdxl_base_ldm.json"));
+  TensorMap with_extra = meta_tensors(read_golden_json("keys/sdxl_base_ldm.json"));
   with_extra.set("model_ema.decay", at::zeros({}));
   with_extra.set("model.diffusion_model.unknown.weight", at::zeros({1}));
   const SplitCheckpoint split = ldm_checkpoint_to_diffusers(with_extra);

@@ -12,22 +12,10 @@
 #include "sdxlhost/sdk/error.hpp"
 
 using namespace sdxlhost::nn;
+using sdxlhost::test::meta_tensors;
+using sdxlhost::test::read_golden_json;
 
 namespace {
-
-nlohmann::json read_json(const std::string& relative) {
-  std::ifstream in(sdxlhost::test::shared_dir() / "goldens" / relative);
-  EXPECT_TRUE(in.good()) << relative;
-  return nlohmann::json::parse(in);
-}
-
-TensorMap meta_tensors(const std::string& relative) {
-  TensorMap out;
-  const nlohmann::json list = read_json(relative);
-  for (const auto& [key, shape] : list.items())
-    out.set(key, at::empty(shape.get<std::vector<int64_t>>(), at::TensorOptions().device(at::kMeta)));
-  return out;
-}
 
 /// transformer_layers_per_block as a list (configs may hold one int for every level).
 std::vector<int64_t> depth_list(const nlohmann::json& config) {
@@ -53,24 +41,24 @@ void expect_unet_matches(const nlohmann::json& got, const nlohmann::json& want, 
 }  // namespace
 
 TEST(ModelConfig, FullSizeUnetConfigsAreInferredFromShapes) {
-  const auto base = infer_unet_config(meta_tensors("keys/sdxl_base_diffusers_unet.json"), 1280);
-  expect_unet_matches(base, read_json("keys/configs/sdxl_base_unet_config.json"), true);
+  const auto base = infer_unet_config(meta_tensors(read_golden_json("keys/sdxl_base_diffusers_unet.json")), 1280);
+  expect_unet_matches(base, read_golden_json("keys/configs/sdxl_base_unet_config.json"), true);
   EXPECT_EQ(unet_time_id_count(base, 1280), 6);
-  const auto refiner = infer_unet_config(meta_tensors("keys/sdxl_refiner_diffusers_unet.json"), 1280);
-  expect_unet_matches(refiner, read_json("keys/configs/sdxl_refiner_unet_config.json"), true);
+  const auto refiner = infer_unet_config(meta_tensors(read_golden_json("keys/sdxl_refiner_diffusers_unet.json")), 1280);
+  expect_unet_matches(refiner, read_golden_json("keys/configs/sdxl_refiner_unet_config.json"), true);
   EXPECT_EQ(unet_time_id_count(refiner, 1280), 5);
   // Without the pooled size: 256, as diffusers' single-file loader assumes.
-  EXPECT_EQ(infer_unet_config(meta_tensors("keys/sdxl_refiner_diffusers_unet.json"))["addition_time_embed_dim"], 256);
+  EXPECT_EQ(infer_unet_config(meta_tensors(read_golden_json("keys/sdxl_refiner_diffusers_unet.json")))["addition_time_embed_dim"], 256);
 }
 
 TEST(ModelConfig, TinyUnetAndVaeConfigsMatchTheirConfigJson) {
   const auto root = sdxlhost::test::shared_dir() / "goldens/models/tiny_sdxl";
   auto unet = SafetensorsFile::open(root / "unet/diffusion_pytorch_model.safetensors");
   // Tiny heads are 16 wide, which shapes cannot reveal: heads are not compared (docs/nn.md).
-  expect_unet_matches(infer_unet_config(unet->tensors(), 32), read_json("models/tiny_sdxl/unet/config.json"), false);
+  expect_unet_matches(infer_unet_config(unet->tensors(), 32), read_golden_json("models/tiny_sdxl/unet/config.json"), false);
   auto vae = SafetensorsFile::open(root / "vae/diffusion_pytorch_model.safetensors");
   const auto got = infer_vae_config(vae->tensors());
-  const auto want = read_json("models/tiny_sdxl/vae/config.json");
+  const auto want = read_golden_json("models/tiny_sdxl/vae/config.json");
   for (const char* key : {"in_channels", "out_channels", "latent_channels", "block_out_channels",
                           "layers_per_block", "down_block_types", "up_block_types", "norm_num_groups",
                           "scaling_factor", "force_upcast"})
@@ -78,8 +66,8 @@ TEST(ModelConfig, TinyUnetAndVaeConfigsMatchTheirConfigJson) {
 }
 
 TEST(ModelConfig, FullSizeVaeAndTextEncoderConfigs) {
-  const auto vae = infer_vae_config(meta_tensors("keys/sdxl_base_diffusers_vae.json"));
-  const auto want = read_json("keys/configs/sdxl_vae_config.json");
+  const auto vae = infer_vae_config(meta_tensors(read_golden_json("keys/sdxl_base_diffusers_vae.json")));
+  const auto want = read_golden_json("keys/configs/sdxl_vae_config.json");
   for (const char* key : {"in_channels", "out_channels", "latent_channels", "block_out_channels",
                           "layers_per_block", "down_block_types", "up_block_types", "scaling_factor"})
     EXPECT_EQ(vae[key], want[key]) << key;
@@ -89,8 +77,8 @@ TEST(ModelConfig, FullSizeVaeAndTextEncoderConfigs) {
       {"keys/sdxl_base_diffusers_text_encoder_2.json", "keys/configs/text_encoder_2_openclip_bigg_config.json"}};
   for (const auto& [keys, config] : encoders) {
     const bool open_clip = std::string(keys).find("_2") != std::string::npos;
-    const ClipTextConfig got = ClipTextConfig::infer(meta_tensors(keys), open_clip);
-    const ClipTextConfig ref = ClipTextConfig::from_json(read_json(config));
+    const ClipTextConfig got = ClipTextConfig::infer(meta_tensors(read_golden_json(keys)), open_clip);
+    const ClipTextConfig ref = ClipTextConfig::from_json(read_golden_json(config));
     EXPECT_EQ(got.vocab_size, ref.vocab_size);
     EXPECT_EQ(got.hidden_size, ref.hidden_size);
     EXPECT_EQ(got.intermediate_size, ref.intermediate_size);

@@ -34,6 +34,12 @@ sdxlhost::nn::TensorMap meta_tensors(const std::filesystem::path& key_list) {
   return map;
 }
 
+nlohmann::json read_json(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in) throw std::runtime_error("missing " + file.string());
+  return nlohmann::json::parse(in);
+}
+
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
   if (a.sizes() != b.sizes()) return std::numeric_limits<double>::infinity();
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();

@@ -12,6 +12,7 @@
 
 #include "golden_util.hpp"
 #include "sdxlhost/nn/checkpoint.hpp"
+#include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/nn/key_map.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
 #include "schedulers.hpp"
@@ -173,24 +174,6 @@ TEST(SdxlPipeline, TwoAndThreeEulerStepsMatchTheGoldensFromPromptToImage) {
   }
 }
 
-std::string base64(const std::string& bytes) {
-  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  unsigned buffer = 0;
-  int bits = 0;
-  for (unsigned char c : bytes) {
-    buffer = (buffer << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(buffer >> bits) & 63]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(buffer << (6 - bits)) & 63]);
-  while (out.size() % 4 != 0) out.push_back('=');
-  return out;
-}
-
 TEST(SdxlPipeline, Img2ImgMatchesTheGoldenFromBase64PngAndFromTheInitImageSlot) {
   const TensorMap g = load_tensors(golden("vae/img2img_base.safetensors"));
   std::ifstream png(golden("vae/input_image.png"), std::ios::binary);
@@ -200,7 +183,7 @@ TEST(SdxlPipeline, Img2ImgMatchesTheGoldenFromBase64PngAndFromTheInitImageSlot) 
   request.hyperparameters.strength = 0.6;
   request.width = 1024;  // ignored: img2img takes the init image's size, as diffusers
   request.height = 1024;
-  request.init_image = base64(bytes);
+  request.init_image = nn::encode_base64(bytes);
   for (bool from_slot : {false, true}) {
     SCOPED_TRACE(from_slot);
     Harness h;

@@ -20,12 +20,6 @@ using namespace sdxl_test;
 
 namespace {
 
-nlohmann::json read_json(const fs::path& file) {
-  std::ifstream in(file);
-  if (!in) throw std::runtime_error("missing " + file.string());
-  return nlohmann::json::parse(in);
-}
-
 struct Written {
   fs::path root = fs::temp_directory_path() / ("sdxl_tiny_" + std::to_string(::getpid()));
   fs::path folder = root / "tiny-sdxl";

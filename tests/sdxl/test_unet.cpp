@@ -27,12 +27,6 @@ namespace {
 // goldens/features-README.md: single model forwards atol 1e-4 (float32 vs float64 noise ~1e-6).
 constexpr double kAtol = 1e-4;
 
-nlohmann::json read_json(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  if (!in) throw std::runtime_error("missing " + file.string());
-  return nlohmann::json::parse(in);
-}
-
 struct TinyUNet {
   UNetConfig config = UNetConfig::from_json(read_json(golden("models/tiny_sdxl/unet/config.json")));
   TensorMap weights = load_tensors(golden("models/tiny_sdxl/unet/diffusion_pytorch_model.safetensors"));

@@ -24,12 +24,6 @@ namespace {
 // goldens/features-README.md: single model forwards (VAE encode) atol 1e-4; decoded images 1e-4.
 constexpr double kAtol = 1e-4;
 
-nlohmann::json read_json(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  if (!in) throw std::runtime_error("missing " + file.string());
-  return nlohmann::json::parse(in);
-}
-
 std::shared_ptr<AutoencoderKL> load_folder(const std::filesystem::path& dir,
                                            at::ScalarType dtype = at::kFloat) {
   return AutoencoderKL::load(VaeConfig::from_json(read_json(dir / "config.json")),

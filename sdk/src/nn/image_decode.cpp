@@ -191,6 +191,25 @@ std::string decode_base64(std::string_view text, const std::string& field) {
   return out;
 }
 
+std::string encode_base64(std::string_view bytes) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  unsigned buffer = 0;
+  int bits = 0;
+  for (unsigned char c : bytes) {
+    buffer = ((buffer << 8) | c) & 0xFFFFu;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(kAlphabet[(buffer >> bits) & 63]);
+    }
+  }
+  if (bits > 0) out.push_back(kAlphabet[(buffer << (6 - bits)) & 63]);
+  while (out.size() % 4 != 0) out.push_back('=');
+  return out;
+}
+
 sdk::Image decode_image_rgb(std::string_view bytes, const std::string& field) {
   if (starts_with(bytes, "\x89PNG\r\n\x1a\n")) return decode_png(bytes, field);
   if (starts_with(bytes, "\xFF\xD8\xFF")) return decode_jpeg(bytes, field);

@@ -8,6 +8,7 @@
 #include "sdxlhost/nn/unet.hpp"
 #include "sdxlhost/nn/vae.hpp"
 #include "sdxlhost/sdk/error.hpp"
+#include "weight_shapes.hpp"
 
 namespace sdxlhost::nn {
 namespace {
@@ -34,12 +35,6 @@ std::int64_t dim_of(const TensorMap& weights, const std::string& key, int dim) {
   if (t.dim() <= dim)
     throw Error(ErrorCode::ModelLoadError, "tensor '" + key + "' has too few dimensions");
   return t.size(dim);
-}
-
-int count_indices(const TensorMap& weights, const std::string& prefix) {
-  int n = 0;
-  while (!weights.with_prefix(prefix + std::to_string(n) + ".", false).empty()) ++n;
-  return n;
 }
 
 std::int64_t heads_for(std::int64_t channels, const char* what) {
@@ -89,7 +84,7 @@ ClipTextConfig ClipTextConfig::infer(const TensorMap& weights, bool open_clip) {
   c.hidden_size = dim_of(weights, "text_model.embeddings.token_embedding.weight", 1);
   c.max_position_embeddings = dim_of(weights, "text_model.embeddings.position_embedding.weight", 0);
   c.intermediate_size = dim_of(weights, "text_model.encoder.layers.0.mlp.fc1.weight", 0);
-  c.num_hidden_layers = count_indices(weights, "text_model.encoder.layers.");
+  c.num_hidden_layers = detail::count_indexed(weights, "text_model.encoder.layers.", ".mlp.fc1.weight");
   c.num_attention_heads = heads_for(c.hidden_size, "text encoder");
   c.hidden_act = open_clip ? "gelu" : "quick_gelu";
   c.projection_dim = weights.contains("text_projection.weight") ? dim_of(weights, "text_projection.weight", 0) : 0;

@@ -7,6 +7,7 @@
 
 #include "sdxlhost/nn/unet.hpp"
 #include "sdxlhost/sdk/error.hpp"
+#include "weight_shapes.hpp"
 
 namespace sdxlhost::nn {
 namespace {
@@ -79,19 +80,8 @@ std::vector<bool> block_kinds(const json& config, const std::string& key,
 /// addition_time_embed_dim when the pooled size is unknown (diffusers' single-file loader).
 constexpr std::int64_t kSingleFileTimeEmbedDim = 256;
 
-std::int64_t count_indexed(const TensorMap& w, const std::string& before, const std::string& after) {
-  std::int64_t n = 0;
-  while (w.contains(before + std::to_string(n) + after)) ++n;
-  return n;
-}
-
 const at::Tensor& required(const TensorMap& w, const std::string& key) {
-  const at::Tensor* t = w.find(key);
-  if (t == nullptr) {
-    throw sdk::Error(sdk::ErrorCode::ModelLoadError,
-                     "unet: cannot infer the config: '" + key + "' is missing from " + w.source());
-  }
-  return *t;
+  return detail::required_for_config(w, key, "unet");
 }
 
 }  // namespace
@@ -185,11 +175,11 @@ UNetConfig UNetConfig::from_json(const json& config) {
 
 UNetConfig UNetConfig::infer(const TensorMap& w, std::int64_t head_dim, std::int64_t pooled_dim) {
   UNetConfig c;
-  const std::int64_t levels = count_indexed(w, "down_blocks.", ".resnets.0.conv1.weight");
+  const std::int64_t levels = detail::count_indexed(w, "down_blocks.", ".resnets.0.conv1.weight");
   if (levels == 0) required(w, "down_blocks.0.resnets.0.conv1.weight");
   c.in_channels = required(w, "conv_in.weight").size(1);
   c.out_channels = required(w, "conv_out.weight").size(0);
-  c.layers_per_block = count_indexed(w, "down_blocks.0.resnets.", ".conv1.weight");
+  c.layers_per_block = detail::count_indexed(w, "down_blocks.0.resnets.", ".conv1.weight");
   for (std::int64_t i = 0; i < levels; ++i) {
     const std::string down = "down_blocks." + std::to_string(i);
     const std::string up = "up_blocks." + std::to_string(i);
@@ -197,16 +187,16 @@ UNetConfig UNetConfig::infer(const TensorMap& w, std::int64_t head_dim, std::int
     c.block_out_channels.push_back(channels);
     c.attention_heads.push_back(std::max<std::int64_t>(1, channels / head_dim));
     const std::int64_t depth =
-        count_indexed(w, down + ".attentions.0.transformer_blocks.", ".norm1.weight");
+        detail::count_indexed(w, down + ".attentions.0.transformer_blocks.", ".norm1.weight");
     c.down_attention.push_back(depth > 0);
     c.transformer_depth.push_back(std::max<std::int64_t>(depth, 1));
     const std::int64_t up_depth =
-        count_indexed(w, up + ".attentions.0.transformer_blocks.", ".norm1.weight");
+        detail::count_indexed(w, up + ".attentions.0.transformer_blocks.", ".norm1.weight");
     c.up_attention.push_back(up_depth > 0);
     c.up_transformer_depth.push_back(std::max<std::int64_t>(up_depth, 1));
   }
   c.mid_transformer_depth =
-      count_indexed(w, "mid_block.attentions.0.transformer_blocks.", ".norm1.weight");
+      detail::count_indexed(w, "mid_block.attentions.0.transformer_blocks.", ".norm1.weight");
   if (c.mid_transformer_depth == 0) {
     required(w, "mid_block.attentions.0.transformer_blocks.0.norm1.weight");
   }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "sdxlhost/sdk/error.hpp"
+#include "weight_shapes.hpp"
 
 namespace sdxlhost::nn {
 namespace {
@@ -48,19 +49,8 @@ void require_all(const json& config, const std::string& key, const std::string& 
   }
 }
 
-std::int64_t count_indexed(const TensorMap& w, const std::string& before, const std::string& after) {
-  std::int64_t n = 0;
-  while (w.contains(before + std::to_string(n) + after)) ++n;
-  return n;
-}
-
 const at::Tensor& required(const TensorMap& w, const std::string& key) {
-  const at::Tensor* t = w.find(key);
-  if (t == nullptr) {
-    throw sdk::Error(sdk::ErrorCode::ModelLoadError,
-                     "vae: cannot infer the config: '" + key + "' is missing from " + w.source());
-  }
-  return *t;
+  return detail::required_for_config(w, key, "vae");
 }
 
 /// The VAE's single-head self-attention over all pixels, with a GroupNorm and a residual.
@@ -208,14 +198,14 @@ VaeConfig VaeConfig::from_json(const json& config) {
 
 VaeConfig VaeConfig::infer(const TensorMap& w) {
   VaeConfig c;
-  const std::int64_t levels = count_indexed(w, "encoder.down_blocks.", ".resnets.0.conv1.weight");
+  const std::int64_t levels = detail::count_indexed(w, "encoder.down_blocks.", ".resnets.0.conv1.weight");
   if (levels == 0) required(w, "encoder.down_blocks.0.resnets.0.conv1.weight");
   c.block_out_channels.clear();
   for (std::int64_t i = 0; i < levels; ++i) {
     c.block_out_channels.push_back(
         required(w, "encoder.down_blocks." + std::to_string(i) + ".resnets.0.conv1.weight").size(0));
   }
-  c.layers_per_block = count_indexed(w, "encoder.down_blocks.0.resnets.", ".conv1.weight");
+  c.layers_per_block = detail::count_indexed(w, "encoder.down_blocks.0.resnets.", ".conv1.weight");
   c.in_channels = required(w, "encoder.conv_in.weight").size(1);
   c.out_channels = required(w, "decoder.conv_out.weight").size(0);
   c.latent_channels = required(w, "post_quant_conv.weight").size(0);

@@ -21,6 +21,10 @@ inline constexpr int kMaxDecodedImageSide = 16384;
 /// other characters or empty input.
 SDXLHOST_API std::string decode_base64(std::string_view text, const std::string& field);
 
+/// Encodes bytes as standard base64 with '=' padding (what decode_base64 reads back; for
+/// clients, tools and tests that build requests).
+SDXLHOST_API std::string encode_base64(std::string_view bytes);
+
 /// Decodes PNG or JPEG bytes (told apart by their signature) to 8-bit RGB (channels = 3; gray is
 /// expanded, alpha dropped). Throws sdk::Error(ValidationError, `field`) for other formats,
 /// corrupt or truncated data, and sides outside 1..kMaxDecodedImageSide.
