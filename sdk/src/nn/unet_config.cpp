@@ -7,6 +7,7 @@
 
 #include "sdxlhost/nn/unet.hpp"
 #include "sdxlhost/sdk/error.hpp"
+#include "config_fields.hpp"
 #include "weight_shapes.hpp"
 
 namespace sdxlhost::nn {
@@ -15,18 +16,12 @@ namespace {
 using nlohmann::json;
 
 [[noreturn]] void fail(const std::string& key, const std::string& message) {
-  throw sdk::Error(sdk::ErrorCode::ModelLoadError, "unet config: '" + key + "' " + message);
+  detail::config_field_error("unet", key, message);
 }
 
 template <class T>
 T value_or(const json& config, const std::string& key, T fallback) {
-  auto it = config.find(key);
-  if (it == config.end() || it->is_null()) return fallback;
-  try {
-    return it->get<T>();
-  } catch (const json::exception&) {
-    fail(key, "has the wrong type: " + it->dump());
-  }
+  return detail::config_value_or<T>(config, key, fallback, "unet");
 }
 
 /// An int or a list of ints, expanded to `levels` entries.

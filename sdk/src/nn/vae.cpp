@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "sdxlhost/sdk/error.hpp"
+#include "config_fields.hpp"
 #include "weight_shapes.hpp"
 
 namespace sdxlhost::nn {
@@ -22,7 +23,7 @@ constexpr double kVaeEps = 1e-6;  // diffusers' AutoencoderKL uses eps 1e-6 in e
 std::string idx(const std::string& prefix, std::size_t i) { return prefix + "." + std::to_string(i); }
 
 [[noreturn]] void config_error(const std::string& key, const std::string& message) {
-  throw sdk::Error(sdk::ErrorCode::ModelLoadError, "vae config: '" + key + "' " + message);
+  detail::config_field_error("vae", key, message);
 }
 
 [[noreturn]] void bad_input(const std::string& field, const std::string& message) {
@@ -31,13 +32,7 @@ std::string idx(const std::string& prefix, std::size_t i) { return prefix + "." 
 
 template <class T>
 T value_or(const json& config, const std::string& key, T fallback) {
-  auto it = config.find(key);
-  if (it == config.end() || it->is_null()) return fallback;
-  try {
-    return it->get<T>();
-  } catch (const json::exception&) {
-    config_error(key, "has the wrong type: " + it->dump());
-  }
+  return detail::config_value_or<T>(config, key, fallback, "vae");
 }
 
 void require_all(const json& config, const std::string& key, const std::string& expected) {
