@@ -98,6 +98,7 @@ int serve_command(const Arguments& args) {
       if (server) server->set_max_line_bytes(bytes);
     });
   });
+  host.set_client_count([&]() -> std::size_t { return server ? server->client_count() : (stdio ? 1 : 0); });
   host.start();
   if (args.has_flag("--stdio")) {
     stdio = std::make_unique<transport::StdioChannel>(io, host, config.limits.max_message_bytes, 0,
@@ -106,7 +107,8 @@ int serve_command(const Arguments& args) {
     log->info("serving on stdin/stdout");
   } else {
     transport::PipeServerSettings settings{transport::pipe_endpoint(config.pipe_name), config.socket_mode,
-                                           config.limits.max_message_bytes};
+                                           config.limits.max_message_bytes,
+                                           config.limits.max_client_backlog_bytes};
     server = std::make_unique<transport::PipeServer>(io, settings, host);
     server->start();
   }

@@ -119,6 +119,7 @@ void read_limits(Section& root, Limits& limits, std::vector<std::string>& warnin
   static const json kEmpty = json::object();
   Section s(sub_object(root, "limits", kEmpty), "limits");
   s.read_int("max_message_bytes", limits.max_message_bytes, 1024, 1LL << 34);
+  s.read_int("max_client_backlog_bytes", limits.max_client_backlog_bytes, 1024, 1LL << 40);
   s.read_int("min_width", limits.min_width, 8, 16384);
   s.read_int("max_width", limits.max_width, 8, 16384);
   s.read_int("min_height", limits.min_height, 8, 16384);
@@ -290,6 +291,7 @@ nlohmann::json HostConfig::to_json() const {
         {"config", plugins.config}}},
       {"limits",
        {{"max_message_bytes", limits.max_message_bytes},
+        {"max_client_backlog_bytes", limits.max_client_backlog_bytes},
         {"min_width", limits.min_width},
         {"max_width", limits.max_width},
         {"min_height", limits.min_height},

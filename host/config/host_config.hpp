@@ -18,6 +18,9 @@ namespace sdxlhost::host {
 /// `limits.*`: bounds every request is validated against.
 struct Limits {
   std::size_t max_message_bytes = 64u * 1024u * 1024u;  ///< longest accepted NDJSON line
+  /// Bytes of answers queued for one client that does not read before it is disconnected
+  /// (restart-only).
+  std::size_t max_client_backlog_bytes = 256u * 1024u * 1024u;
   int min_width = 64;                                   ///< image width bounds (multiple of 8)
   int max_width = 4096;
   int min_height = 64;                                  ///< image height bounds (multiple of 8)

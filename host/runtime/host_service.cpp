@@ -84,6 +84,8 @@ void restart_only_changes(const HostConfig& before, const HostConfig& after, std
     if (a[key] != b[key]) warnings.push_back(std::string("config key '") + key + "' changed: takes effect after a restart");
   if (a["queue"]["executors"] != b["queue"]["executors"])
     warnings.push_back("config key 'queue.executors' changed: takes effect after a restart");
+  if (a["limits"]["max_client_backlog_bytes"] != b["limits"]["max_client_backlog_bytes"])
+    warnings.push_back("config key 'limits.max_client_backlog_bytes' changed: takes effect after a restart");
 }
 
 }  // namespace
@@ -290,6 +292,7 @@ json HostService::status() const {
   return {{"queue", runner["queue"]},
           {"running", runner["running"]},
           {"executors", runner["executors"]},
+          {"clients", client_count_ ? client_count_() : 0},
           {"memory", process_memory()},
           {"models", models_->stats()},
           {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count()},
@@ -319,6 +322,7 @@ json HostService::reload_config(std::vector<std::string>& warnings) {
   next.dtype = current->dtype;
   next.threads = current->threads;
   next.queue.executors = current->queue.executors;
+  next.limits.max_client_backlog_bytes = current->limits.max_client_backlog_bytes;
   plugins_->reconfigure(plugin_settings(next));
   set_log_level(next.log_level);
   runner_.set_max_pending(next.queue.max_pending);

@@ -57,6 +57,9 @@ class HostService : public transport::MessageHandler {
   void set_on_stopped(std::function<void()> on_stopped) { on_stopped_ = std::move(on_stopped); }
   /// Called with the new limits.max_message_bytes after a reload (transports update framing).
   void set_on_limits_changed(std::function<void(std::size_t)> fn) { on_limits_changed_ = std::move(fn); }
+  /// How `status` learns the number of connected clients (the transport's count). Set before
+  /// start(); without it `status` reports 0.
+  void set_client_count(std::function<std::size_t()> fn) { client_count_ = std::move(fn); }
   /// Begins a graceful shutdown on a thread of its own: new work is refused, queued jobs are
   /// answered SHUTTING_DOWN, running jobs get queue.shutdown_grace_s; then on_stopped runs.
   /// With `drain`, the queued and running jobs are first allowed to finish (stdin closed).
@@ -94,6 +97,7 @@ class HostService : public transport::MessageHandler {
   std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   std::function<void()> on_stopped_;
   std::function<void(std::size_t)> on_limits_changed_;
+  std::function<std::size_t()> client_count_;
   std::atomic<bool> shutdown_requested_{false};
   std::thread shutdown_thread_;
 };

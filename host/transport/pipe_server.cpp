@@ -33,8 +33,10 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
  public:
   using ClosedFn = std::function<void(std::uint64_t id)>;
 
-  Session(Stream stream, MessageHandler& handler, std::size_t max_line, ClosedFn on_closed)
+  Session(Stream stream, MessageHandler& handler, std::size_t max_line, std::size_t max_backlog,
+          ClosedFn on_closed)
       : id_(next_connection_id()),
+        max_backlog_(max_backlog),
         strand_(asio::make_strand(stream.get_executor())),
         stream_(std::move(stream)),
         handler_(handler),
@@ -55,6 +57,14 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     line.push_back('\n');
     asio::post(strand_, [self = shared_from_this(), line = std::move(line)]() mutable {
       if (!self->open_.load()) return;
+      if (!self->outbox_.empty() && self->backlog_bytes_ + line.size() > self->max_backlog_) {
+        component_logger("transport")->warn("client {} does not read: {} bytes queued for it would exceed "
+                                            "limits.max_client_backlog_bytes ({}); disconnecting it",
+                                            self->id_, self->backlog_bytes_ + line.size(), self->max_backlog_);
+        self->shut("too many bytes queued (the client does not read)");
+        return;
+      }
+      self->backlog_bytes_ += line.size();
       self->outbox_.push_back(std::move(line));
       if (self->outbox_.size() == 1) self->write_next();
     });
@@ -93,10 +103,12 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     asio::async_write(stream_, asio::buffer(outbox_.front()),
                       asio::bind_executor(strand_, [self = shared_from_this()](boost::system::error_code ec,
                                                                                std::size_t) {
+                        if (!self->open_.load()) return;  // shut meanwhile: the outbox is gone
                         if (ec) {
                           self->shut("write failed: " + ec.message());
                           return;
                         }
+                        self->backlog_bytes_ -= self->outbox_.front().size();
                         self->outbox_.pop_front();
                         if (!self->outbox_.empty()) self->write_next();
                         else if (self->closing_) self->shut("closed by host");
@@ -113,11 +125,13 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
 #endif
     stream_.close(ignored);
     outbox_.clear();
+    backlog_bytes_ = 0;
     handler_.on_disconnect(shared_from_this());
     if (on_closed_) on_closed_(id_);
   }
 
   const std::uint64_t id_;
+  const std::size_t max_backlog_;
   asio::strand<asio::any_io_executor> strand_;
   Stream stream_;
   MessageHandler& handler_;
@@ -125,6 +139,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   LineFramer framer_;
   std::array<char, kReadChunk> buffer_{};
   std::deque<std::string> outbox_;
+  std::size_t backlog_bytes_ = 0;  // bytes in outbox_ (strand only)
   std::atomic<bool> open_{true};
   bool closing_ = false;
 };
@@ -186,7 +201,7 @@ class PipeServer::Impl : public std::enable_shared_from_this<PipeServer::Impl> {
 
 void PipeServer::Impl::start_session(Stream stream) {
   std::weak_ptr<Impl> weak_self = shared_from_this();
-  auto session = std::make_shared<Session>(std::move(stream), handler_, max_line_.load(),
+  auto session = std::make_shared<Session>(std::move(stream), handler_, max_line_.load(), settings_.max_backlog_bytes,
                                            [weak_self](std::uint64_t id) {
                                              if (auto self = weak_self.lock()) {
                                                std::lock_guard<std::mutex> lock(self->mutex_);

@@ -23,6 +23,10 @@ struct PipeServerSettings {
   std::string endpoint;           ///< socket path (Linux) or \\.\pipe\name (Windows); see pipe_path.hpp
   unsigned socket_mode = 0600;    ///< permission bits of the socket file (Linux)
   std::size_t max_line_bytes = 64u * 1024u * 1024u;  ///< longer lines -> on_oversized
+  /// A client with more than this many bytes of lines queued for it (it does not read) is
+  /// disconnected, with a warning in the log. A single line to a client with nothing queued is
+  /// always accepted, however long.
+  std::size_t max_backlog_bytes = 256u * 1024u * 1024u;
 };
 
 /// Accepts clients on one endpoint and runs a session per client.

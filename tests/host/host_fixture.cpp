@@ -71,7 +71,8 @@ HostFixture::HostFixture(const json& overrides) : dir_(make_temp_dir("host")) {
   host::set_log_level(config.log_level);
   endpoint_ = config.pipe_name;
   host_ = std::make_unique<runtime::HostService>(config, warnings);
-  transport::PipeServerSettings settings{endpoint_, config.socket_mode, config.limits.max_message_bytes};
+  transport::PipeServerSettings settings{endpoint_, config.socket_mode, config.limits.max_message_bytes,
+                                         config.limits.max_client_backlog_bytes};
   server_ = std::make_unique<transport::PipeServer>(io_, settings, *host_);
   auto guard = std::make_shared<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
       io_.get_executor());
@@ -84,6 +85,7 @@ HostFixture::HostFixture(const json& overrides) : dir_(make_temp_dir("host")) {
   host_->set_on_limits_changed([this](std::size_t bytes) {
     boost::asio::post(io_, [this, bytes] { server_->set_max_line_bytes(bytes); });
   });
+  host_->set_client_count([this] { return server_->client_count(); });
   host_->start();
   server_->start();
   io_thread_ = std::thread([this] { io_.run(); });

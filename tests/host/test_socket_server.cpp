@@ -161,6 +161,41 @@ TEST(SocketServer, SimpleMessageTypes) {
   ASSERT_EQ(legacy["warnings"].size(), 1u);
 }
 
+/// Polls `status` until it reports `clients` connected clients (disconnects are seen asynchronously).
+bool status_reports_clients(WireClient& client, int clients) {
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    json status = client.request(message("status", "st" + std::to_string(attempt)));
+    if (status["data"]["clients"] == clients) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return false;
+}
+
+TEST(SocketServer, StatusCountsClientsAndAClientThatNeverReadsIsDisconnected) {
+  HostFixture fixture(json{{"limits", {{"max_client_backlog_bytes", 64 * 1024}}}});
+  auto watcher = fixture.client();
+  EXPECT_TRUE(status_reports_clients(*watcher, 1));
+  {
+    auto second = fixture.client();
+    EXPECT_TRUE(status_reports_clients(*watcher, 2));
+  }
+  EXPECT_TRUE(status_reports_clients(*watcher, 1));
+
+  // A client that sends many requests and reads none of the answers: once the socket buffer is
+  // full, answers queue in the host until limits.max_client_backlog_bytes, then it is dropped.
+  auto silent = fixture.client();
+  constexpr int kPings = 40000;  // ~5 MB of answers, far beyond the socket buffer + 64 KiB
+  std::string lines;
+  for (int i = 0; i < kPings; ++i) lines += message("ping", "p" + std::to_string(i)).dump() + "\n";
+  silent->raw().write(lines);
+  int answers = 0;
+  while (silent->raw().read_line(5s)) ++answers;
+  EXPECT_TRUE(silent->raw().closed()) << "the host should have closed the connection";
+  EXPECT_LT(answers, kPings);
+  EXPECT_TRUE(status_reports_clients(*watcher, 1));
+  EXPECT_TRUE(watcher->request(message("ping", "still-serving"))["success"].get<bool>());
+}
+
 TEST(SocketServer, GenerationRoundTripWithProgressAndBatchSeeds) {
   HostFixture fixture;
   auto client = fixture.client();
