@@ -92,8 +92,12 @@ TEST(UNet, EveryStoredIntermediateMatches) {
 TEST(UNet, Float32WeightsStayZeroCopyViewsOfTheMappedFile) {
   const std::string key = "mid_block.attentions.0.transformer_blocks.0.ff.net.0.proj.weight";
   EXPECT_EQ(tiny().model->weight(key).data_ptr(), tiny().weights.at(key).data_ptr());
+  const at::Tensor before = tiny().weights.at(key).clone();
   auto bf16 = UNet2DConditionModel::load(tiny().config, tiny().weights, at::kBFloat16);
   EXPECT_NE(bf16->weight(key).data_ptr(), tiny().weights.at(key).data_ptr());  // converted copy
+  // converting released the mapped source pages (MADV_PAGEOUT): still readable, same values
+  EXPECT_TRUE(at::equal(before, tiny().weights.at(key)));
+  EXPECT_TRUE(at::equal(before, tiny().model->weight(key)));
   EXPECT_EQ(bf16->weight(key).scalar_type(), at::kBFloat16);
   EXPECT_EQ(tiny().model->parameter_bytes(), 2 * bf16->parameter_bytes());
 }
