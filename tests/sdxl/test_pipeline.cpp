@@ -4,6 +4,9 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <png.h>
+
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -216,6 +219,40 @@ TEST(SdxlPipeline, Img2ImgMatchesTheGoldenFromBase64PngAndFromTheInitImageSlot) 
   } catch (const Error& e) {
     EXPECT_EQ(e.field(), "data.init_image");
   }
+}
+
+TEST(SdxlPipeline, InitImagesOfOtherSizesOrUndecodableAreRefusedOnTheField) {
+  // diffusers would resize an image to a multiple of the VAE's factor (8 for SDXL, 2 for the
+  // tiny model); we refuse a 63 x 63 image and say why
+  std::vector<std::uint8_t> gray(63 * 63, 128);
+  png_image png;
+  std::memset(&png, 0, sizeof png);
+  png.version = PNG_IMAGE_VERSION;
+  png.width = 63;
+  png.height = 63;
+  png.format = PNG_FORMAT_GRAY;
+  png_alloc_size_t size = 0;
+  ASSERT_TRUE(png_image_write_to_memory(&png, nullptr, &size, 0, gray.data(), 0, nullptr));
+  std::string bytes(size, '\0');
+  ASSERT_TRUE(png_image_write_to_memory(&png, bytes.data(), &size, 0, gray.data(), 0, nullptr));
+  auto refusal = [](const std::string& init_image) -> std::string {
+    auto request = cat_request(2);
+    request.hyperparameters.strength = 0.5;
+    request.init_image = init_image;
+    Harness h;
+    try {
+      h.run(request);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.field(), "data.init_image");
+      EXPECT_EQ(e.code(), ErrorCode::ValidationError);
+      return e.message();
+    }
+    return "(accepted)";
+  };
+  const std::string message = refusal(nn::encode_base64(bytes));
+  EXPECT_NE(message.find("63x63; its width and height must be multiples of 2"), std::string::npos) << message;
+  EXPECT_NE(refusal(nn::encode_base64("\xFF\xD8\xFF\xE0 not really a jpeg")), "(accepted)");
+  EXPECT_NE(refusal(nn::encode_base64("plain text")), "(accepted)");
 }
 
 TEST(SdxlPipeline, DenoisingEndStopsAtTheDiscreteCutoffForARefiner) {
