@@ -79,7 +79,11 @@ std::pair<HolderPtr, std::uint64_t> run_loader(const sdk::ModelLoadFn& loader, c
     if (!model.object) throw Error(ErrorCode::ModelLoadError, "loading " + what + " produced nothing", field);
     holder->object = std::move(model.object);
     return {holder, model.bytes};
-  } catch (const Error&) {
+  } catch (const Error& e) {
+    // Readers deep in the SDK know the file, not the request field that named it: add it.
+    const bool about_the_model =
+        e.code() == ErrorCode::ModelLoadError || e.code() == ErrorCode::ModelNotFound;
+    if (about_the_model && e.field().empty() && !field.empty()) throw Error(e.code(), e.message(), field);
     throw;
   } catch (const std::exception& e) {
     throw Error(ErrorCode::ModelLoadError, "cannot load " + what + ": " + e.what(), field);

@@ -170,6 +170,31 @@ TEST_F(ModelStoreTest, LoaderFailuresAreModelLoadErrorsAndAreNotCached) {
   EXPECT_EQ(loads_, 1);
 }
 
+TEST_F(ModelStoreTest, ModelLoadErrorsWithoutAFieldGetTheRequestField) {
+  ModelStore store(ModelStoreSettings{root_});
+  auto unreadable = [](const fs::path&) -> sdk::CachedModel {
+    throw sdk::Error(ErrorCode::ModelLoadError, "base.safetensors: header length past end of file");
+  };
+  try {
+    store.load("checkpoints", "base", "", "data.models.base", unreadable);
+    ADD_FAILURE() << "no error";
+  } catch (const sdk::Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::ModelLoadError);
+    EXPECT_EQ(e.field(), "data.models.base");
+  }
+  // Errors about something else keep their own code and (empty) field.
+  auto cancelled = [](const fs::path&) -> sdk::CachedModel {
+    throw sdk::Error(ErrorCode::Cancelled, "the job was cancelled");
+  };
+  try {
+    store.load("checkpoints", "base", "", "data.models.base", cancelled);
+    ADD_FAILURE() << "no error";
+  } catch (const sdk::Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::Cancelled);
+    EXPECT_EQ(e.field(), "");
+  }
+}
+
 TEST_F(ModelStoreTest, UnloadRefusesModelsInUse) {
   ModelStore store(ModelStoreSettings{root_});
   EXPECT_FALSE(store.unload("checkpoints", "base"));
