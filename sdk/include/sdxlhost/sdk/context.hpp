@@ -43,7 +43,9 @@ struct ContextServices {
 /// A shared flag a job's owner sets to stop it; checked by stages between steps.
 class CancellationToken {
  public:
+  /// Asks the job to stop at its next check; may be called from any thread, any number of times.
   void cancel() noexcept { flag_.store(true, std::memory_order_relaxed); }
+  /// True once cancel() was called.
   bool cancelled() const noexcept { return flag_.load(std::memory_order_relaxed); }
 
  private:
@@ -53,6 +55,7 @@ class CancellationToken {
 /// Per-job state passed to every Stage::run.
 class SDXLHOST_API Context {
  public:
+  /// A context for one job; `token` is shared with whoever may cancel the job.
   Context(std::shared_ptr<const GenerationRequest> request, ContextServices services,
           std::shared_ptr<CancellationToken> token = std::make_shared<CancellationToken>());
 
@@ -97,10 +100,13 @@ class SDXLHOST_API Context {
   const std::shared_ptr<CancellationToken>& token() const { return token_; }
 
   // ---- logging ------------------------------------------------------------------------------
+  /// Logs one line for this job (the host adds the component and the request id).
   void log(LogLevel level, std::string_view message) const;
 
   // ---- warnings that go into the response ----------------------------------------------------
+  /// Adds a line to the response's `warnings` (something the job did differently than asked).
   void add_warning(std::string warning) { warnings_.push_back(std::move(warning)); }
+  /// Warnings added so far.
   const std::vector<std::string>& warnings() const { return warnings_; }
 
   // ---- services -----------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class SDXLHOST_API Error : public std::runtime_error {
   /// @param field   request field at fault, dotted path from the envelope ("data.seed"), or empty
   Error(ErrorCode code, std::string message, std::string field = {});
 
+  /// The stable code (wire `error_code`).
   ErrorCode code() const noexcept { return code_; }
   /// Dotted path of the request field at fault; empty when no field is.
   const std::string& field() const noexcept { return field_; }

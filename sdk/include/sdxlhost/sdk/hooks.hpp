@@ -38,6 +38,7 @@ class WeightTarget {
 class ModelPatch {
  public:
   virtual ~ModelPatch() = default;
+  /// Name shown in logs and `capabilities` ("lora").
   virtual std::string name() const = 0;
   /// Whether this patch applies to `request` (e.g. lora.enabled with models).
   virtual bool applies(const GenerationRequest& request) const = 0;
@@ -68,6 +69,7 @@ struct UNetResiduals {
 class DenoiseHook {
  public:
   virtual ~DenoiseHook() = default;
+  /// Name shown in logs and `capabilities` ("controlnet").
   virtual std::string name() const = 0;
   /// Whether this hook takes part in `request`.
   virtual bool applies(const GenerationRequest& request) const = 0;

@@ -29,14 +29,18 @@ class Registries;
 struct PluginInfo {
   std::string name;      ///< feature name used in `plugins.enabled.<name>` ("schedulers")
   std::string version;   ///< the plugin's own version ("1.0.0")
-  std::string description;
+  std::string description;  ///< one line for `capabilities` and `sdxl-host plugins`
   std::vector<std::string> provides;  ///< what it adds: stage and scheduler names, ...
   std::vector<std::string> requires_plugins;  ///< plugins that must be enabled for it to work
 };
 
+/// One plugin: describes itself and registers what it provides. Created by the host through the
+/// exported `sdxlhost_create_plugin`; initialize() and shutdown() are called once each, from one
+/// thread. Thread-safety: what it registers must follow the rules of each registered interface.
 class Plugin {
  public:
   virtual ~Plugin() = default;
+  /// Name, version, what it provides and requires; called before initialize().
   virtual PluginInfo info() const = 0;
   /// Registers what the plugin provides. `config` is `plugins.config.<name>` (or {}).
   /// Throw sdk::Error to refuse loading, with a message saying why.

@@ -11,6 +11,7 @@
 
 namespace sdxlhost::sdk {
 
+/// One preprocessor, registered under name() and looked up by the request's preprocessor name.
 class Preprocessor {
  public:
   virtual ~Preprocessor() = default;

@@ -27,13 +27,15 @@ class ModelAccess;
 
 /// An alias a user may type for a scheduler ("DPM++ 2M Karras"): a class plus option overrides.
 struct SchedulerAlias {
-  std::string class_name;
+  std::string class_name;  ///< diffusers class name it stands for ("DPMSolverMultistepScheduler")
+  /// Config overrides the alias implies ({"use_karras_sigmas": true} for "... Karras").
   nlohmann::json overrides = nlohmann::json::object();
 };
 
 /// Loads model `name` of a kind into the cache ahead of use (the `load_model` message).
 using ModelPreloader = std::function<void(ModelAccess& models, const std::string& name)>;
 
+/// Everything the plugins of one plugin set registered, by kind.
 class SDXLHOST_API Registries {
  public:
   // ---- written by plugins during initialize() ----------------------------------------------
@@ -45,7 +47,9 @@ class SDXLHOST_API Registries {
   void add_scheduler_alias(const std::string& alias, SchedulerAlias target);
   /// Adds a preprocessor under preprocessor->name().
   void add_preprocessor(std::shared_ptr<Preprocessor> preprocessor);
+  /// Adds a model patch (LoRA); owners of weights apply every patch whose applies() is true.
   void add_model_patch(std::shared_ptr<ModelPatch> patch);
+  /// Adds a denoise hook (ControlNet); the denoising loop calls every hook that applies.
   void add_denoise_hook(std::shared_ptr<DenoiseHook> hook);
   /// Registers how to preload models of `kind` ("checkpoints", "loras", ...).
   void add_model_preloader(const std::string& kind, ModelPreloader preloader);
@@ -54,6 +58,7 @@ class SDXLHOST_API Registries {
   void set_current_plugin(const std::string& plugin_name) { current_plugin_ = plugin_name; }
 
   // ---- read by the host and by stages -------------------------------------------------------
+  /// All registered stages, in registration order (the planner orders them per request).
   const std::vector<std::shared_ptr<Stage>>& stages() const { return stages_; }
   /// Plugin that registered the stage of this name (empty when unknown).
   std::string stage_owner(const std::string& stage_name) const;
@@ -75,9 +80,12 @@ class SDXLHOST_API Registries {
 
   /// The preprocessor of that name, or nullptr.
   std::shared_ptr<const Preprocessor> preprocessor(const std::string& name) const;
+  /// Preprocessor names, sorted.
   std::vector<std::string> preprocessor_names() const;
 
+  /// Registered model patches, in registration order.
   const std::vector<std::shared_ptr<ModelPatch>>& model_patches() const { return patches_; }
+  /// Registered denoise hooks, in registration order (their residuals are summed).
   const std::vector<std::shared_ptr<DenoiseHook>>& denoise_hooks() const { return hooks_; }
   /// The preloader for `kind`, or nullptr.
   const ModelPreloader* model_preloader(const std::string& kind) const;
