@@ -2,7 +2,9 @@
 // (default ${SDXLHOST_SHARED_DIR}/goldens/schedulers; SDXLHOST_SCHEDULER_GOLDENS overrides)
 // through the built schedulers plugin: timesteps, sigmas, init_noise_sigma, every step's model
 // input and sample, the final sample, txt2img and img2img, with recorded noise injected.
-// Tolerance (README): |x - ref| <= 1e-5 * max(1, |ref|); schedules within 1 float32 ulp.
+// Tolerance (README): |x - ref| <= 1e-5 * max(1, |ref|); integer timesteps exact, float32
+// timesteps and sigmas within 1 float32 ulp of the reference (relative, whatever their size);
+// init_noise_sigma within 2.4e-7 relative.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -11,12 +13,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <map>
 #include <sstream>
+
+#include <unistd.h>
 
 #include "golden_json.hpp"
 #include "scheduler_plugin_loader.hpp"
@@ -31,7 +38,8 @@ using namespace sdxlhost;
 namespace {
 
 constexpr double kSampleTolerance = 1e-5;      // relative to max(1, |ref|)
-constexpr double kScheduleTolerance = 2.4e-7;  // 1 float32 ulp, relative
+constexpr double kScheduleTolerance = 2.4e-7;  // 1 float32 ulp, relative (init_noise_sigma)
+constexpr int64_t kScheduleUlps = 1;           // float32 timesteps and sigmas
 
 fs::path goldens_dir() {
   if (const char* dir = std::getenv("SDXLHOST_SCHEDULER_GOLDENS"); dir && *dir) return dir;
@@ -59,6 +67,60 @@ double relative_error(const at::Tensor& x, const at::Tensor& ref) {
   return ((a - b).abs() / b.abs().clamp_min(1.0)).max().item<double>();
 }
 
+/// Collects the failures and the worst error of one record.
+struct Outcome {
+  std::vector<std::string> failures;
+  double worst = 0;
+  void check(const std::string& what, double error, double tolerance) {
+    worst = std::max(worst, error);
+    if (!(error <= tolerance)) {
+      std::ostringstream msg;
+      msg << what << ": error " << error << " > " << tolerance;
+      failures.push_back(msg.str());
+    }
+  }
+  void fail(const std::string& what) { failures.push_back(what); }
+};
+
+/// Distance in float32 ulps between two float32 values (0 for equal, incl. +0/-0).
+int64_t ulp_distance(float a, float b) {
+  if (std::isnan(a) || std::isnan(b)) return INT64_MAX;
+  const auto ordered = [](float f) {
+    int32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    return bits < 0 ? -static_cast<int64_t>(bits & 0x7fffffff) : static_cast<int64_t>(bits);
+  };
+  return std::abs(ordered(a) - ordered(b));
+}
+
+/// A schedule value (float32 timestep or sigma) matches its reference: the port's value,
+/// rounded to float32, lies within kScheduleUlps float32 ulps of the recorded float32 value.
+bool schedule_value_matches(double got, double ref) {
+  return ulp_distance(static_cast<float>(got), static_cast<float>(ref)) <= kScheduleUlps;
+}
+
+/// Checks a schedule tensor element by element against the record: integer dtype exactly,
+/// floating dtype within kScheduleUlps; reports the first few mismatches.
+void check_schedule_values(const std::string& what, const at::Tensor& mine, const json& ref_data, bool exact,
+                           Outcome& out) {
+  if (mine.numel() != static_cast<int64_t>(ref_data.size())) {
+    out.fail(what + " length " + std::to_string(mine.numel()) + " != " + std::to_string(ref_data.size()));
+    return;
+  }
+  const at::Tensor values = mine.to(at::kDouble).contiguous();
+  const double* got = values.data_ptr<double>();
+  int reported = 0;
+  for (size_t i = 0; i < ref_data.size(); ++i) {
+    const double ref = ref_data[i].get<double>();
+    if (exact ? got[i] == ref : schedule_value_matches(got[i], ref)) continue;
+    if (reported++ >= 3) continue;
+    std::ostringstream msg;
+    msg << std::setprecision(9) << what << "[" << i << "] = " << got[i] << " != " << ref;
+    if (!exact) msg << " (" << ulp_distance(static_cast<float>(got[i]), static_cast<float>(ref)) << " ulp)";
+    out.fail(msg.str());
+  }
+}
+
 /// Feeds the recorded draws in order and checks each comes from the step that drew it.
 class RecordedNoise final : public sdk::NoiseSource {
  public:
@@ -83,47 +145,22 @@ class RecordedNoise final : public sdk::NoiseSource {
   std::deque<json> draws_;
 };
 
-/// Collects the failures and the worst error of one record.
-struct Outcome {
-  std::vector<std::string> failures;
-  double worst = 0;
-  void check(const std::string& what, double error, double tolerance) {
-    worst = std::max(worst, error);
-    if (!(error <= tolerance)) {
-      std::ostringstream msg;
-      msg << what << ": error " << error << " > " << tolerance;
-      failures.push_back(msg.str());
-    }
-  }
-  void fail(const std::string& what) { failures.push_back(what); }
-};
-
 void check_schedule(const json& rec, sdk::Scheduler& s, Outcome& out) {
   const at::Tensor ts = s.timesteps();
   const json& ref_ts = rec.at("timesteps");
   const std::string dtype = ref_ts.at("dtype").get<std::string>();
   const std::map<std::string, at::ScalarType> dtypes = {{"int64", at::kLong}, {"float32", at::kFloat}, {"float64", at::kDouble}};
   if (!dtypes.count(dtype) || ts.scalar_type() != dtypes.at(dtype)) out.fail("timesteps dtype differs from " + dtype);
-  const auto& data = ref_ts.at("data");
-  if (ts.numel() != static_cast<int64_t>(data.size())) {
-    out.fail("timesteps length " + std::to_string(ts.numel()) + " != " + std::to_string(data.size()));
-    return;
-  }
-  const at::Tensor mine = ts.to(at::kDouble);
-  for (size_t i = 0; i < data.size(); ++i) {
-    const double ref = data[i].get<double>(), got = mine[i].item<double>();
-    if (dtype == "int64" ? got != ref : std::abs(got - ref) > kScheduleTolerance * std::max(1.0, std::abs(ref)))
-      out.fail("timesteps[" + std::to_string(i) + "] = " + std::to_string(got) + " != " + std::to_string(ref));
-  }
+  check_schedule_values("timesteps", ts, ref_ts.at("data"), dtype == "int64", out);
   const at::Tensor sig = s.sigmas();
   if (rec.contains("sigmas")) {
     if (!sig.defined()) out.fail("no sigmas, record has some");
-    else out.check("sigmas", relative_error(sig, tensor_from(rec.at("sigmas"))) / 1.0, kScheduleTolerance * 1.01);
+    else check_schedule_values("sigmas", sig, rec.at("sigmas").at("data"), false, out);
   } else if (sig.defined()) {
     out.fail("sigmas present, record has none");
   }
   const double ins = rec.at("init_noise_sigma").get<double>();
-  out.check("init_noise_sigma", std::abs(s.init_noise_sigma() - ins) / std::max(1.0, std::abs(ins)), kScheduleTolerance);
+  out.check("init_noise_sigma", std::abs(s.init_noise_sigma() - ins) / std::abs(ins), kScheduleTolerance);
   if (s.order() != rec.at("order").get<int>()) out.fail("order differs");
 }
 
@@ -194,7 +231,8 @@ Outcome run_record(const json& rec, const json* base_config, sdk::Registries& re
     const at::Tensor t = timesteps[k];
     const double t_value = t.to(at::kDouble).item<double>();
     const double t_ref = steps[k].at("t").get<double>();
-    if (std::abs(t_value - t_ref) > kScheduleTolerance * std::max(1.0, std::abs(t_ref)))
+    const bool integer_t = !at::isFloatingType(t.scalar_type());
+    if (integer_t ? t_value != t_ref : !schedule_value_matches(t_value, t_ref))
       out.fail("step " + std::to_string(k) + " timestep " + std::to_string(t_value) + " != " + std::to_string(t_ref));
     const at::Tensor model_input = scheduler->scale_model_input(sample, t);
     out.check("step " + std::to_string(k) + " model_input",
@@ -222,20 +260,104 @@ std::vector<fs::path> record_files(const fs::path& dir) {
   return files;
 }
 
+/// Base config: the index's (as the records were made: SDXL's config + each variant's
+/// overrides), SDXL's defaults if the index has none.
+json base_config_of(const fs::path& dir) {
+  json base_config = nn::sdxl_scheduler_config();
+  if (fs::exists(dir / "index.json")) {
+    const json index = test::read_golden_json(dir / "index.json");
+    if (index.contains("sdxl_scheduler_config")) base_config = index.at("sdxl_scheduler_config");
+  }
+  return base_config;
+}
+
+/// Writes `rec` to a fresh temp dir, reads it back as the parity test reads records and runs it.
+Outcome run_written_copy(const json& rec, const json& base_config, sdk::Registries& registries) {
+  const fs::path dir = fs::temp_directory_path() / ("sdxlhost_parity_selftest_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path file = dir / rec.at("file").get<std::string>();
+  std::ofstream(file) << rec.dump();
+  const json copy = test::read_golden_json(file);
+  fs::remove_all(dir);
+  return run_record(copy, &base_config, registries);
+}
+
+/// The float32 value `ulps` float32 ulps above `value`.
+double ulps_above(double value, int ulps) {
+  float f = static_cast<float>(value);
+  for (int i = 0; i < ulps; ++i) f = std::nextafter(f, INFINITY);
+  return f;
+}
+
+/// True when some failure message starts with `prefix`.
+bool has_failure(const Outcome& out, const std::string& prefix) {
+  return std::any_of(out.failures.begin(), out.failures.end(),
+                     [&](const std::string& f) { return f.rfind(prefix, 0) == 0; });
+}
+
+std::string failures_of(const Outcome& out) {
+  std::string all;
+  for (const auto& f : out.failures) all += "\n  " + f;
+  return all;
+}
+
 }  // namespace
+
+// The checks can fail: a copy of a record with one value moved just past the README tolerance
+// (a sigma below 1 and a fractional timestep by 2 float32 ulps, one element of a step's sample
+// and of the final sample by 2e-5 relative) is refused, while the unmodified copy passes.
+TEST(SchedulerParity, PerturbedRecordFails) {
+  const fs::path dir = goldens_dir();
+  const fs::path file = dir / "EulerDiscreteScheduler__karras__8.json";
+  ASSERT_TRUE(fs::exists(file)) << "record missing: " << file;
+  at::set_num_threads(1);
+  test::LoadedSchedulers loaded;
+  const json base_config = base_config_of(dir);
+  const json rec = test::read_golden_json(file);
+  const Outcome control = run_written_copy(rec, base_config, loaded.registries());
+  ASSERT_TRUE(control.failures.empty()) << "unmodified copy fails:" << failures_of(control);
+
+  const auto perturbed = [&](const std::function<void(json&)>& change) {
+    json copy = rec;
+    change(copy);
+    return run_written_copy(copy, base_config, loaded.registries());
+  };
+  const auto raise_relative = [](json& value) {
+    const double x = value.get<double>();
+    value = x + 2e-5 * std::max(1.0, std::abs(x));
+  };
+  const size_t low_sigma = rec.at("sigmas").at("data").size() - 2;  // last nonzero sigma, < 1
+  ASSERT_LT(rec.at("sigmas").at("data")[low_sigma].get<double>(), 1.0);
+  const Outcome sigma = perturbed([&](json& r) {
+    json& v = r["sigmas"]["data"][low_sigma];
+    v = ulps_above(v.get<double>(), 2);
+  });
+  EXPECT_TRUE(has_failure(sigma, "sigmas[" + std::to_string(low_sigma) + "]")) << failures_of(sigma);
+
+  const Outcome timestep = perturbed([](json& r) {
+    json& v = r["timesteps"]["data"][5];
+    v = ulps_above(v.get<double>(), 2);
+  });
+  EXPECT_TRUE(has_failure(timestep, "timesteps[5]")) << failures_of(timestep);
+
+  const Outcome step = perturbed([&](json& r) { raise_relative(r["steps"][3]["sample_after"][17]); });
+  EXPECT_TRUE(has_failure(step, "step 3 sample_after")) << failures_of(step);
+  EXPECT_EQ(step.failures.size(), 1u) << failures_of(step);
+
+  const Outcome final_sample = perturbed([&](json& r) { raise_relative(r["final_sample"]["data"][40]); });
+  EXPECT_TRUE(has_failure(final_sample, "final_sample")) << failures_of(final_sample);
+  EXPECT_EQ(final_sample.failures.size(), 1u) << failures_of(final_sample);
+}
 
 TEST(SchedulerParity, EveryRecordWithinTolerance) {
   const fs::path dir = goldens_dir();
   ASSERT_TRUE(fs::is_directory(dir)) << "goldens directory missing: " << dir;
   at::set_num_threads(1);
   test::LoadedSchedulers loaded;
-  // Base config: the index's (as the records were made: SDXL's config + each variant's
-  // overrides), SDXL's defaults if the index has none, the record's own without an index.
-  json base_config = nn::sdxl_scheduler_config();
   const bool has_index = fs::exists(dir / "index.json");
+  const json base_config = base_config_of(dir);
   if (has_index) {
     const json index = test::read_golden_json(dir / "index.json");
-    if (index.contains("sdxl_scheduler_config")) base_config = index.at("sdxl_scheduler_config");
     for (const auto& f : index.value("files", json::array()))
       EXPECT_TRUE(fs::exists(dir / f.at("file").get<std::string>())) << "index lists a missing record " << f.at("file");
   }
