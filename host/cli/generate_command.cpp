@@ -94,6 +94,8 @@ int plugins_command(const Arguments& args) {
   settings.enabled = config.plugins.enabled;
   settings.enable_unlisted = config.plugins.enable_unlisted;
   settings.plugin_configs = config.plugins.config;
+  settings.device = config.device;
+  settings.dtype = config.dtype;
   PluginManager manager(settings);
   manager.load();
   nlohmann::json described = manager.describe();

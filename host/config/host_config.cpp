@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -203,6 +204,19 @@ void read_device(Section& root, HostConfig& config) {
     bad_key("device", "must be \"cpu\", \"cuda\" or \"cuda:N\"");
 }
 
+/// `dtype` in either spelling (fp32/float32, bf16/bfloat16, fp16/float16), stored as fp32|bf16|fp16.
+void read_dtype(Section& root, HostConfig& config) {
+  static const std::map<std::string, std::string> kSpellings = {
+      {"fp32", "fp32"}, {"float32", "fp32"}, {"bf16", "bf16"},
+      {"bfloat16", "bf16"}, {"fp16", "fp16"}, {"float16", "fp16"}};
+  std::string text = config.dtype;
+  root.read("dtype", text);
+  const auto it = kSpellings.find(text);
+  if (it == kSpellings.end())
+    bad_key("dtype", "must be one of: fp32, bf16, fp16 (or float32, bfloat16, float16)");
+  config.dtype = it->second;
+}
+
 /// Folders that do not exist are not an error (they may be created later) but worth a warning.
 void warn_missing_folders(const HostConfig& config, std::vector<std::string>& warnings) {
   std::error_code ec;
@@ -245,7 +259,7 @@ HostConfig parse_config(const json& document, const std::filesystem::path& base_
   read_queue(root, config.queue, warnings);
   read_cache(root, config.cache, warnings);
   read_device(root, config);
-  root.read_choice("dtype", config.dtype, {"float32", "bfloat16", "float16"});
+  read_dtype(root, config);
   root.read_int("threads", config.threads, 0, 1024);
   root.read_choice("log_level", config.log_level,
                    {"trace", "debug", "info", "warn", "error", "critical", "off"});

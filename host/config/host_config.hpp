@@ -69,7 +69,7 @@ struct HostConfig {
   QueueSettings queue;    ///< `queue.*`
   CacheSettings cache;    ///< `cache.*`
   std::string device = "cpu";      ///< cpu | cuda | cuda:N
-  std::string dtype = "float32";   ///< float32 | bfloat16 | float16
+  std::string dtype = "fp32";      ///< fp32 | bf16 | fp16 (float32 | bfloat16 | float16 accepted and normalized)
   int threads = 0;                 ///< intra-op threads; 0 = hardware_concurrency
   std::string log_level = "info";  ///< trace | debug | info | warn | error | critical | off
   DisabledFeaturePolicy on_disabled_feature = DisabledFeaturePolicy::Error;

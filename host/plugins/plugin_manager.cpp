@@ -108,10 +108,16 @@ bool is_enabled(const PluginSettings& settings, const std::string& name) {
   return it == settings.enabled.end() ? settings.enable_unlisted : it->second;
 }
 
+/// `plugins.config.<name>` with the top-level `device` and `dtype` added where the section
+/// does not set them (the plugin's own section wins).
 nlohmann::json plugin_config(const PluginSettings& settings, const std::string& name) {
   const auto& configs = settings.plugin_configs;
-  if (configs.is_object() && configs.contains(name)) return configs.at(name);
-  return nlohmann::json::object();
+  nlohmann::json config = nlohmann::json::object();
+  if (configs.is_object() && configs.contains(name)) config = configs.at(name);
+  if (!config.is_object()) return config;
+  if (!config.contains("device")) config["device"] = settings.device;
+  if (!config.contains("dtype")) config["dtype"] = settings.dtype;
+  return config;
 }
 
 /// Checks the entry points, ABI version and build id; creates the plugin object.

@@ -26,6 +26,8 @@ struct PluginSettings {
   std::map<std::string, bool> enabled; ///< `plugins.enabled.<name>` (name = PluginInfo::name)
   bool enable_unlisted = true;         ///< whether plugins absent from `enabled` are loaded
   nlohmann::json plugin_configs = nlohmann::json::object();  ///< `plugins.config` (name -> object)
+  std::string device = "cpu";          ///< top-level `device`: each plugin's config gets it unless its section sets one
+  std::string dtype = "fp32";          ///< top-level `dtype` (fp32 | bf16 | fp16): same rule as `device`
 };
 
 /// What happened to one plugin file (or one name the config enables but no file provides).

@@ -24,6 +24,8 @@ PluginSettings plugin_settings(const HostConfig& config) {
   settings.enabled = config.plugins.enabled;
   settings.enable_unlisted = config.plugins.enable_unlisted;
   settings.plugin_configs = config.plugins.config;
+  settings.device = config.device;
+  settings.dtype = config.dtype;
   return settings;
 }
 

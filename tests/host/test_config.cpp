@@ -67,6 +67,17 @@ TEST(Config, BadValuesNameTheirKey) {
   EXPECT_EQ(failing_key({{"socket_mode", "0660"}}), "<accepted>");
 }
 
+TEST(Config, DtypeTakesBothSpellingsAndIsNormalized) {
+  std::vector<std::string> warnings;
+  EXPECT_EQ(parse(json::object(), warnings).dtype, "fp32");
+  const std::pair<const char*, const char*> spellings[] = {
+      {"fp32", "fp32"}, {"float32", "fp32"}, {"bf16", "bf16"},
+      {"bfloat16", "bf16"}, {"fp16", "fp16"}, {"float16", "fp16"}};
+  for (const auto& [given, stored] : spellings)
+    EXPECT_EQ(parse({{"dtype", given}}, warnings).dtype, stored) << given;
+  EXPECT_EQ(failing_key({{"dtype", "FP32"}}), "dtype");
+}
+
 TEST(Config, UnknownKeysWarnEverywhere) {
   std::vector<std::string> warnings;
   parse({{"colour", "blue"}, {"limits", {{"max_stepz", 3}}}, {"queue", {{"x", 1}}}, {"models_root", "/"},

@@ -62,6 +62,23 @@ TEST(SocketServer, AModelPreloadedByAPluginOutlivesThatPluginBeingDisabled) {
   EXPECT_TRUE(client->request(message("ping", "p"))["success"].get<bool>());
 }
 
+TEST(SocketServer, TopLevelDeviceAndDtypeReachEveryPluginConfigNormalized) {
+  const std::filesystem::path dir = make_temp_dir("config_echo");
+  const std::filesystem::path record = dir / "config.json";
+  {
+    HostFixture fixture({{"dtype", "bfloat16"},
+                         {"plugins", {{"config", {{"test_config_echo", {{"record_to", record.string()}}}}}}}});
+    auto client = fixture.client();
+    json capabilities = client->request(message("capabilities", "c"));
+    EXPECT_EQ(capabilities["data"].value("dtype", ""), "bf16") << capabilities.dump();
+  }
+  std::ifstream in(record);
+  const json received = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(received.value("device", ""), "cpu") << received.dump();
+  EXPECT_EQ(received.value("dtype", ""), "bf16") << received.dump();
+}
+
 TEST(SocketServer, ModelLoadErrorFromTheRealSdxlPlugin) {
   const std::filesystem::path plugin = std::filesystem::path(SDXLHOST_PLUGIN_DIR) / "sdxl.so";
   ASSERT_TRUE(std::filesystem::exists(plugin)) << plugin << " is not built";

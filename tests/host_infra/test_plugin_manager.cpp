@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -228,6 +229,29 @@ TEST(PluginManager, EachPluginGetsItsConfigSection) {
   EXPECT_EQ(state_of(manager.describe(), "test_upscale"), "loaded");
   EXPECT_FALSE(has_stage(*manager.current(), "test_prepare"));
   EXPECT_FALSE(is_mapped(dir / "test_generate.so"));
+}
+
+TEST(PluginManager, EveryPluginGetsTheTopLevelDeviceAndDtypeUnlessItsSectionSetsThem) {
+  test_support::TempDir tmp;
+  const fs::path dir = make_plugin_dir(tmp, {"test_config_echo"});
+  const fs::path record = tmp / "config.json";
+  auto received = [&](const nlohmann::json& section) {
+    fs::remove(record);
+    PluginSettings settings{dir, {}, true, {{"test_config_echo", section}}};
+    settings.device = "cuda:1";
+    settings.dtype = "bf16";
+    PluginManager manager(settings);
+    manager.load();
+    EXPECT_EQ(state_of(manager.describe(), "test_config_echo"), "loaded");
+    std::ifstream in(record);
+    return nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  };
+  const nlohmann::json inherited = received({{"record_to", record.string()}, {"other", 7}});
+  EXPECT_EQ(inherited, (nlohmann::json{{"record_to", record.string()}, {"other", 7},
+                                       {"device", "cuda:1"}, {"dtype", "bf16"}}));
+  const nlohmann::json own = received({{"record_to", record.string()}, {"device", "cpu"}, {"dtype", "fp16"}});
+  EXPECT_EQ(own.value("device", ""), "cpu");
+  EXPECT_EQ(own.value("dtype", ""), "fp16");
 }
 
 TEST(PluginManager, APluginIsInitializedAfterThePluginsItRequires) {
