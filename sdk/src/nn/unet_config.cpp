@@ -173,7 +173,9 @@ UNetConfig UNetConfig::infer(const TensorMap& w, std::int64_t head_dim, std::int
   const std::int64_t levels = detail::count_indexed(w, "down_blocks.", ".resnets.0.conv1.weight");
   if (levels == 0) required(w, "down_blocks.0.resnets.0.conv1.weight");
   c.in_channels = required(w, "conv_in.weight").size(1);
-  c.out_channels = required(w, "conv_out.weight").size(0);
+  // A ControlNet (the encoder half) has no conv_out: its out_channels is not used.
+  const at::Tensor* conv_out = w.find("conv_out.weight");
+  c.out_channels = conv_out != nullptr ? conv_out->size(0) : c.in_channels;
   c.layers_per_block = detail::count_indexed(w, "down_blocks.0.resnets.", ".conv1.weight");
   for (std::int64_t i = 0; i < levels; ++i) {
     const std::string down = "down_blocks." + std::to_string(i);
