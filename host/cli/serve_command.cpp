@@ -88,6 +88,7 @@ int serve_command(const Arguments& args) {
   host.set_on_stopped([&] {
     asio::post(io, [&] {
       if (server) server->stop();
+      if (stdio) stdio->stop();  // a client still writing must not keep the io_context busy
       boost::system::error_code ignored;
       signals.cancel(ignored);
       guard.reset();

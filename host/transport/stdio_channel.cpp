@@ -10,15 +10,15 @@
 
 #include "host/transport/line_framer.hpp"
 
-#if defined(_WIN32)
-#include <io.h>
-#define SDXLHOST_READ _read
-#define SDXLHOST_WRITE _write
-#else
+#include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
+
+#include <stdexcept>
+#include <system_error>
+
 #define SDXLHOST_READ ::read
 #define SDXLHOST_WRITE ::write
-#endif
 
 namespace sdxlhost::host::transport {
 
@@ -58,10 +58,38 @@ class StdioChannel::Output : public Connection {
 StdioChannel::StdioChannel(boost::asio::io_context& io, MessageHandler& handler, std::size_t max_line_bytes,
                            int input_fd, int output_fd)
     : io_(io), handler_(handler), max_line_bytes_(max_line_bytes), input_fd_(input_fd),
-      output_(std::make_shared<Output>(output_fd)) {}
+      output_(std::make_shared<Output>(output_fd)) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::system_error(errno, std::generic_category(), "stdio channel wake pipe");
+  wake_read_ = fds[0];
+  wake_write_ = fds[1];
+  ::fcntl(wake_read_, F_SETFD, FD_CLOEXEC);
+  ::fcntl(wake_write_, F_SETFD, FD_CLOEXEC);
+}
 
 StdioChannel::~StdioChannel() {
-  if (reader_.joinable()) reader_.detach();  // a blocking read() cannot be interrupted portably
+  stop();
+  if (reader_.joinable()) reader_.join();
+  ::close(wake_read_);
+  ::close(wake_write_);
+}
+
+void StdioChannel::stop() {
+  const char byte = 1;
+  while (SDXLHOST_WRITE(wake_write_, &byte, 1) < 0 && errno == EINTR) {
+  }
+}
+
+bool StdioChannel::wait_for_input() {
+  for (;;) {
+    pollfd fds[2] = {{wake_read_, POLLIN, 0}, {input_fd_, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (fds[0].revents != 0) return false;  // stop requested
+    if (fds[1].revents != 0) return true;   // data, end of input or an error: read() tells
+  }
 }
 
 std::shared_ptr<Connection> StdioChannel::connection() const { return output_; }
@@ -86,6 +114,7 @@ void StdioChannel::read_loop(std::function<void()> on_end) {
       });
   char buffer[64 * 1024];
   for (;;) {
+    if (!wait_for_input()) return;  // stopped: the owner is going away, no on_end
     auto n = SDXLHOST_READ(input_fd_, buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;

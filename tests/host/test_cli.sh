@@ -34,6 +34,16 @@ grep -q '"failed"' "$DIR/plugins.json" || fail "plugins does not show failed plu
 grep -q '"request_id":"s1","success":true' "$DIR/stdio.out" || fail "no ping answer on stdout: $(cat "$DIR/stdio.out")"
 grep -q '"request_id":"s2","success":true' "$DIR/stdio.out" || fail "queued job not finished at stdin end: $(cat "$DIR/stdio.out")"
 grep -vq '^{' "$DIR/stdio.out" && fail "stdout has something other than protocol lines"
+# --stdio shut down while more input keeps arriving: the reader is stopped and joined before the
+# host goes away; exit 0, no crash, no hang.
+set +e
+{ echo '{"message_type":"shutdown","request_id":"s3"}'
+  yes '{"message_type":"ping","request_id":"flood"}'
+} | timeout -s KILL 20 "$HOST" serve --config "$DIR/host.json" --stdio > "$DIR/flood.out" 2> "$DIR/flood.log"
+FLOOD_STATUS=("${PIPESTATUS[@]}")
+set -e
+[ "${FLOOD_STATUS[1]}" -eq 0 ] || fail "serve --stdio under input after shutdown exited ${FLOOD_STATUS[1]}: $(tail -5 "$DIR/flood.log")"
+grep -q '"request_id":"s3","success":true' "$DIR/flood.out" || fail "no shutdown answer on stdout"
 
 "$HOST" serve --config "$DIR/host.json" 2> "$DIR/serve.log" &
 SERVER=$!
