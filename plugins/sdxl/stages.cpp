@@ -337,6 +337,8 @@ class DenoiseStage final : public SdxlStage {
         }
       }
       latents = scheduler.step(prediction, t, latents, noise);
+      // Published every step, so progress observers (previews, tests) see the current latents.
+      context.set(sdk::slots::kLatents, latents);
       context.report_progress(name(), i + 1, total);
     }
     context.set(sdk::slots::kLatents, latents);

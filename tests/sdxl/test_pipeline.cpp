@@ -18,6 +18,7 @@
 #include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/nn/key_map.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
+#include "sdxlhost/nn/unet.hpp"
 #include "schedulers.hpp"
 #include "sdxl_models.hpp"
 #include "sdxlhost/sdk/context.hpp"
@@ -70,12 +71,15 @@ class TestModels : public sdk::ModelAccess {
 class RecordingHook : public sdk::DenoiseHook {
  public:
   mutable std::vector<at::Tensor> inputs;
+  mutable std::vector<sdk::DenoiseStepInput> steps;  ///< every UNet input (copies)
   mutable int begun = 0, ended = 0;
   std::string name() const override { return "recorder"; }
   bool applies(const sdk::GenerationRequest&) const override { return true; }
   void begin(sdk::Context&) const override { ++begun; }
   void before_unet(sdk::Context&, const sdk::DenoiseStepInput& input, sdk::UNetResiduals&) const override {
     inputs.push_back(input.sample.clone());
+    steps.push_back({input.sample.clone(), input.timestep.clone(), input.encoder_hidden_states.clone(),
+                     input.text_embeds.clone(), input.time_ids.clone(), input.step, input.total_steps});
   }
   void end(sdk::Context&) const override { ++ended; }
 };
@@ -87,6 +91,9 @@ struct Harness {
       sdxl::make_stages(std::make_shared<const sdxl::SdxlSettings>());
   std::shared_ptr<RecordingHook> hook = std::make_shared<RecordingHook>();
   std::vector<std::tuple<std::string, int, int>> progress;
+  /// The latents slot as each denoise step reported progress (the stage publishes them per step).
+  std::vector<at::Tensor> step_latents;
+  sdk::Context* live_ = nullptr;
 
   Harness() {
     registries.add_scheduler("EulerDiscreteScheduler", schedulers::make_euler_discrete);
@@ -101,8 +108,13 @@ struct Harness {
     services.registries = &registries;
     services.progress = [this](std::string_view stage, int step, int total) {
       progress.emplace_back(std::string(stage), step, total);
+      if (stage == "denoise" && live_ != nullptr) {
+        step_latents.push_back(live_->get<at::Tensor>(sdk::slots::kLatents).clone());
+      }
     };
-    return std::make_unique<sdk::Context>(std::make_shared<const sdk::GenerationRequest>(request), services);
+    auto ctx = std::make_unique<sdk::Context>(std::make_shared<const sdk::GenerationRequest>(request), services);
+    live_ = ctx.get();
+    return ctx;
   }
 
   /// Runs every stage in order; returns the context for inspection.
@@ -124,6 +136,18 @@ sdk::GenerationRequest cat_request(int steps) {
   r.height = 64;
   r.scheduler = "EulerDiscreteScheduler";
   return r;
+}
+
+// goldens/features-README.md (float32 tolerances): per-step UNet outputs atol 1e-4; latents 5e-4.
+constexpr double kStepOutputAtol = 1e-4;
+constexpr double kLatentsAtol = 5e-4;
+
+/// The tiny golden UNet, loaded on its own to re-run the pipeline's recorded UNet inputs.
+const sdxlhost::nn::UNet2DConditionModel& tiny_unet() {
+  static const auto unet = sdxlhost::nn::UNet2DConditionModel::load(
+      sdxlhost::nn::UNetConfig::from_json(read_json(golden("models/tiny_sdxl/unet/config.json"))),
+      load_tensors(golden("models/tiny_sdxl/unet/diffusion_pytorch_model.safetensors")));
+  return *unet;
 }
 
 at::Tensor image_tensor(const sdk::Image& image) {
@@ -162,9 +186,20 @@ TEST(SdxlPipeline, TwoAndThreeEulerStepsMatchTheGoldensFromPromptToImage) {
     for (int i = 0; i < steps; ++i) {
       EXPECT_LT(max_abs_diff(h.hook->inputs[i], g.at("step" + std::to_string(i) + ".unet_input")), 1e-4) << i;
     }
+    // Each step's UNet output (before guidance) for exactly what the pipeline gave the UNet, and
+    // the latents after each scheduler step as the stage published them.
+    ASSERT_EQ(h.step_latents.size(), static_cast<std::size_t>(steps));
+    for (int i = 0; i < steps; ++i) {
+      const std::string key = "step" + std::to_string(i);
+      const auto& in = h.hook->steps[i];
+      const at::Tensor output =
+          tiny_unet().forward(in.sample, in.timestep, in.encoder_hidden_states, in.text_embeds, in.time_ids);
+      EXPECT_LT(max_abs_diff(output, g.at(key + ".unet_output")), kStepOutputAtol) << i;
+      EXPECT_LT(max_abs_diff(h.step_latents[i], g.at(key + ".latents_after")), kLatentsAtol) << i;
+    }
     EXPECT_EQ(h.hook->begun, 1);
     EXPECT_EQ(h.hook->ended, 1);
-    EXPECT_LT(max_abs_diff(ctx->get<at::Tensor>(sdk::slots::kLatents), g.at("final_latents")), 5e-4);
+    EXPECT_LT(max_abs_diff(ctx->get<at::Tensor>(sdk::slots::kLatents), g.at("final_latents")), kLatentsAtol);
     ASSERT_EQ(h.progress.size(), static_cast<std::size_t>(steps));
     EXPECT_EQ(h.progress.back(), std::make_tuple(std::string("denoise"), steps, steps));
 
