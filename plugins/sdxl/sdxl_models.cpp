@@ -60,6 +60,29 @@ bool read_force_zeros(const fs::path& path) {
   return json.is_object() ? json.value("force_zeros_for_empty_prompt", true) : true;
 }
 
+/// VAE tiles are cut on latent pixels: tile and overlap must be multiples of the VAE's downscale
+/// factor. 8 (the SDXL VAE's, the largest in this family) divides by every smaller factor, so a
+/// setting that passes here tiles any VAE the plugin loads.
+constexpr int kTileMultiple = 8;
+
+/// Checks the tiling settings at initialization, so a bad pair fails the plugin with the reason
+/// instead of every request that tiles.
+void check_tiling_settings(const SdxlSettings& s) {
+  if (s.vae_tile_size <= 0) return;  // tiling off
+  if (s.vae_tile_size % kTileMultiple != 0) {
+    bad_setting("vae_tile_size", "vae_tile_size must be a multiple of " + std::to_string(kTileMultiple) +
+                                     " (the VAE's downscale factor), got " + std::to_string(s.vae_tile_size));
+  }
+  if (s.vae_tile_overlap % kTileMultiple != 0) {
+    bad_setting("vae_tile_overlap", "vae_tile_overlap must be a multiple of " +
+                                        std::to_string(kTileMultiple) + " (the VAE's downscale factor), got " +
+                                        std::to_string(s.vae_tile_overlap));
+  }
+  if (s.vae_tile_overlap * 2 > s.vae_tile_size) {
+    bad_setting("vae_tile_overlap", "vae_tile_overlap must be at most half of vae_tile_size");
+  }
+}
+
 }  // namespace
 
 at::ScalarType SdxlSettings::scalar_type() const {
@@ -96,9 +119,7 @@ SdxlSettings SdxlSettings::from_json(const nlohmann::json& config) {
   };
   number("vae_tile_size", s.vae_tile_size);
   number("vae_tile_overlap", s.vae_tile_overlap);
-  if (s.vae_tile_size > 0 && s.vae_tile_overlap * 2 > s.vae_tile_size) {
-    bad_setting("vae_tile_overlap", "vae_tile_overlap must be at most half of vae_tile_size");
-  }
+  check_tiling_settings(s);
   if (s.dtype != "fp32" && s.dtype != "bf16" && s.dtype != "fp16") {
     bad_setting("dtype", "dtype must be fp32, bf16 or fp16");
   }

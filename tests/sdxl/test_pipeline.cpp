@@ -523,6 +523,25 @@ TEST(SdxlPipeline, VaeTilingSettingTilesOnlyImagesLargerThanTheTile) {
   EXPECT_THROW(sdxl::SdxlSettings::from_json({{"vae_tile_size", -1}}), Error);
 }
 
+TEST(SdxlPipeline, TilingSettingsTheVaeCannotCutFailInitializationNamingTheSetting) {
+  // initialize() reads the settings with from_json: a bad pair fails the plugin, not each request.
+  auto field_of = [](int tile, int overlap) -> std::string {
+    try {
+      sdxl::SdxlSettings::from_json({{"vae_tile_size", tile}, {"vae_tile_overlap", overlap}});
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::ValidationError);
+      return e.field();
+    }
+    return "(accepted)";
+  };
+  EXPECT_EQ(field_of(12, 3), "plugins.config.sdxl.vae_tile_size");
+  EXPECT_EQ(field_of(36, 8), "plugins.config.sdxl.vae_tile_size");
+  EXPECT_EQ(field_of(32, 4), "plugins.config.sdxl.vae_tile_overlap");
+  EXPECT_EQ(field_of(32, 24), "plugins.config.sdxl.vae_tile_overlap");
+  EXPECT_EQ(field_of(32, 16), "(accepted)");
+  EXPECT_EQ(field_of(0, 3), "(accepted)");  // tiling off: the overlap is unused
+}
+
 TEST(SdxlPipeline, BadRequestsGiveValidationErrorsNamingTheField) {
   Harness h;
   auto field_of = [&](sdk::GenerationRequest r) -> std::string {
