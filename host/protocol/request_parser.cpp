@@ -249,6 +249,18 @@ sdk::GenerationRequest read_request(const json& data, const Limits& limits, doub
   return request;
 }
 
+/// Strength only shapes image-to-image; a request that sets it without an init image gets told.
+void warn_strength_without_init_image(const json& normalized, const sdk::GenerationRequest& request,
+                                      std::vector<std::string>& warnings) {
+  if (!request.init_image.empty()) return;
+  const auto hyperparameters = normalized.find("hyperparameters");
+  if (hyperparameters == normalized.end() || !hyperparameters->is_object() ||
+      !hyperparameters->contains("strength"))
+    return;
+  warnings.push_back(
+      "data.hyperparameters.strength ignored: it applies only with data.init_image (image-to-image)");
+}
+
 json size_or_null(const std::optional<std::vector<int>>& size) {
   return size ? json(*size) : json(nullptr);
 }
@@ -276,6 +288,7 @@ sdk::GenerationRequest parse_generation_request(const json& data, const std::str
   bool seed_given = false;
   sdk::GenerationRequest request = read_request(normalized, limits, default_timeout_s, seed_given, warnings);
   request.request_id = request_id;
+  warn_strength_without_init_image(normalized, request, warnings);
   if (!seed_given) request.hyperparameters.seed = random_seed();
   merge_into(normalized, request_to_json(request));
   request.data = std::move(normalized);

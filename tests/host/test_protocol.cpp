@@ -127,6 +127,19 @@ TEST(Request, DefaultsSeedAndUnknownFields) {
   EXPECT_DOUBLE_EQ(a.metadata.timeout_s, 300.0);
 }
 
+TEST(Request, StrengthWithoutInitImageIsWarnedAboutOnlyWhenGiven) {
+  auto warnings_for = [](const json& data) {
+    std::vector<std::string> warnings;
+    parse_request(data, warnings);
+    return json(warnings).dump();
+  };
+  const std::string field = "data.hyperparameters.strength";
+  EXPECT_NE(warnings_for({{"prompt", "p"}, {"hyperparameters", {{"strength", 0.5}}}}).find(field), std::string::npos);
+  EXPECT_NE(warnings_for({{"prompt", "p"}, {"strength", 0.5}}).find(field), std::string::npos);  // legacy flat
+  EXPECT_EQ(warnings_for({{"prompt", "p"}}), "[]");  // the default strength is not "given"
+  EXPECT_EQ(warnings_for({{"prompt", "p"}, {"init_image", "in.png"}, {"hyperparameters", {{"strength", 0.5}}}}), "[]");
+}
+
 TEST(Request, EveryFieldIsValidatedWithItsPath) {
   json ok = {{"prompt", "p"}};
   auto with = [&](json patch) {

@@ -251,6 +251,18 @@ TEST(SocketServer, GenerationRoundTripWithProgressAndBatchSeeds) {
   EXPECT_EQ(answer["data"]["generated_images"][0]["metadata"]["seed"], 3);
 }
 
+TEST(SocketServer, StrengthWithoutInitImageGetsAWarning) {
+  HostFixture fixture;
+  auto client = fixture.client();
+  json with_strength = client->request(generation("st1", 1, 1, {{"hyperparameters", {{"strength", 0.4}}}}));
+  ASSERT_TRUE(with_strength["success"].get<bool>()) << with_strength.dump();
+  EXPECT_NE(with_strength["warnings"].dump().find("data.hyperparameters.strength"), std::string::npos)
+      << with_strength.dump();
+  json without = client->request(generation("st2", 1, 1));
+  ASSERT_TRUE(without["success"].get<bool>()) << without.dump();
+  EXPECT_EQ(without["warnings"].dump().find("strength"), std::string::npos) << without.dump();
+}
+
 TEST(SocketServer, EveryRequestErrorCode) {
   HostFixture fixture;
   auto client = fixture.client();
