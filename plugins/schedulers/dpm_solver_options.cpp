@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <limits>
 
 #include "scheduler_common.hpp"
@@ -28,6 +29,30 @@ at::Tensor noise_prediction(const std::string& prediction_type, const at::Tensor
   if (prediction_type == "epsilon") return model_output;
   if (prediction_type == "v_prediction") return scaled(model_output, alpha_t) + scaled(sample, sigma_t);
   return at::div(sample - scaled(model_output, alpha_t), static_cast<double>(sigma_t));  // "sample"
+}
+
+int count_clipped_lambdas(const std::vector<float>& alphas_cumprod, double lambda_min_clipped) {
+  int count = 0;
+  for (float acp : alphas_cumprod) {
+    const float lambda = std::log(std::sqrt(acp)) - std::log(std::sqrt(1.0f - acp));
+    if (static_cast<double>(lambda) < lambda_min_clipped) ++count;
+  }
+  return count;
+}
+
+at::Tensor dpm_first_order_update(const std::string& algorithm, AlphaSigma t, AlphaSigma s, float h,
+                                  const at::Tensor& m, const at::Tensor& sample, const at::Tensor& noise) {
+  if (algorithm == "dpmsolver++")
+    return combine({{t.sigma / s.sigma, sample}, {-(t.alpha * (std::exp(-h) - 1.0f)), m}});
+  if (algorithm == "dpmsolver")
+    return combine({{t.alpha / s.alpha, sample}, {-(t.sigma * (std::exp(h) - 1.0f)), m}});
+  if (algorithm == "sde-dpmsolver++")
+    return combine({{t.sigma / s.sigma * std::exp(-h), sample},
+                    {t.alpha * (1.0f - std::exp(-2.0f * h)), m},
+                    {t.sigma * std::sqrt(1.0f - std::exp(-2.0f * h)), noise}});
+  return combine({{t.alpha / s.alpha, sample},  // sde-dpmsolver
+                  {-(2.0f * (t.sigma * (std::exp(h) - 1.0f))), m},
+                  {t.sigma * std::sqrt(std::exp(2.0f * h) - 1.0f), noise}});
 }
 
 }  // namespace sdxlhost::schedulers

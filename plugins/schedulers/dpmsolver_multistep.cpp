@@ -48,7 +48,8 @@ class DpmSolverMultistep final : public AlphaSigmaFamilyScheduler {
 
   void set_timesteps(int n) override {
     check_step_count(n);
-    const int last_timestep = train_.num_train_timesteps - clipped_index();
+    const int clipped = count_clipped_lambdas(train_.alphas_cumprod, lambda_min_clipped_);
+    const int last_timestep = train_.num_train_timesteps - clipped;
     std::vector<double> timesteps = dpm_timesteps(spacing_, steps_offset_, train_.num_train_timesteps, last_timestep, n);
     const bool round_timesteps = config_.at("beta_schedule") != "squaredcos_cap_v2";
     const std::vector<double> sigmas = lu_lambdas_ && sigma_kind_ != SigmaKind::Karras
@@ -117,33 +118,17 @@ class DpmSolverMultistep final : public AlphaSigmaFamilyScheduler {
     return sigmas;
   }
 
-  /// torch.searchsorted(flip(lambda_t), lambda_min_clipped): entries below the clip.
-  int clipped_index() const {
-    int count = 0;
-    for (float acp : train_.alphas_cumprod) {
-      const float lambda = std::log(std::sqrt(acp)) - std::log(std::sqrt(1.0f - acp));
-      if (static_cast<double>(lambda) < lambda_min_clipped_) ++count;
-    }
-    return count;
-  }
-
   at::Tensor first_order_update(int i, const at::Tensor& m, const at::Tensor& sample, const at::Tensor& noise) const {
     const auto [alpha_t, sigma_t] = alpha_sigma(sigmas_.at(i + 1));
     const auto [alpha_s, sigma_s] = alpha_sigma(sigmas_.at(i));
-    const float h = lambda_at(i + 1) - lambda_at(i);
-    if (algorithm_ == "dpmsolver++")
-      return combine({{sigma_t / sigma_s, sample}, {-(alpha_t * (std::exp(-h) - 1.0f)), m}});
-    if (algorithm_ == "dpmsolver")
-      return combine({{alpha_t / alpha_s, sample}, {-(sigma_t * (std::exp(h) - 1.0f)), m}});
-    if (algorithm_ == "sde-dpmsolver++")
-      return combine({{sigma_t / sigma_s * std::exp(-h), sample},
-                      {alpha_t * (1.0f - std::exp(-2.0f * h)), m},
-                      {sigma_t * std::sqrt(1.0f - std::exp(-2.0f * h)), noise}});
-    return combine({{alpha_t / alpha_s, sample},
-                    {-(2.0f * (sigma_t * (std::exp(h) - 1.0f))), m},
-                    {sigma_t * std::sqrt(std::exp(2.0f * h) - 1.0f), noise}});
+    return dpm_first_order_update(algorithm_, {alpha_t, sigma_t}, {alpha_s, sigma_s}, lambda_at(i + 1) - lambda_at(i), m,
+                                  sample, noise);
   }
 
+  // Deliberate twin of DPMSolverSinglestepScheduler's second_order_update (dpmsolver_singlestep.cpp),
+  // kept apart as in diffusers because the two differ: multistep expands around
+  // the latest point s0 (d0 = m0, sample scaled from s0) and has the sde-dpmsolver branch;
+  // singlestep expands around s1 (d0 = m1) from the sample of its order-1 step.
   at::Tensor second_order_update(int i, const at::Tensor& sample, const at::Tensor& noise) const {
     const auto [alpha_t, sigma_t] = alpha_sigma(sigmas_.at(i + 1));
     const auto [alpha_s0, sigma_s0] = alpha_sigma(sigmas_.at(i));
@@ -177,6 +162,8 @@ class DpmSolverMultistep final : public AlphaSigmaFamilyScheduler {
                     {sigma_t * std::sqrt(std::exp(2.0f * h) - 1.0f), noise}});
   }
 
+  // Deliberate twin of DPMSolverSinglestepScheduler's third_order_update: multistep uses the
+  // three latest outputs around s0; singlestep expands around s2 with its own midpoint variant.
   at::Tensor third_order_update(int i, const at::Tensor& sample, const at::Tensor& noise) const {
     const auto [alpha_t, sigma_t] = alpha_sigma(sigmas_.at(i + 1));
     const auto [alpha_s0, sigma_s0] = alpha_sigma(sigmas_.at(i));

@@ -44,11 +44,7 @@ class DpmSolverSinglestep final : public AlphaSigmaFamilyScheduler {
 
   void set_timesteps(int n) override {
     check_step_count(n);
-    int clipped = 0;
-    for (float acp : train_.alphas_cumprod) {
-      const float lambda = std::log(std::sqrt(acp)) - std::log(std::sqrt(1.0f - acp));
-      if (static_cast<double>(lambda) < lambda_min_clipped_) ++clipped;
-    }
+    const int clipped = count_clipped_lambdas(train_.alphas_cumprod, lambda_min_clipped_);
     // Always linspace over [0, T - 1 - clipped] (this class ignores timestep_spacing).
     const std::vector<double> points = numpy_linspace(0, train_.num_train_timesteps - 1 - clipped, n + 1);
     std::vector<double> timesteps;
@@ -121,16 +117,13 @@ class DpmSolverSinglestep final : public AlphaSigmaFamilyScheduler {
   at::Tensor first_order_update(int i, const at::Tensor& m, const at::Tensor& sample, const at::Tensor& noise) const {
     const auto [alpha_t, sigma_t] = alpha_sigma(sigmas_.at(i + 1));
     const auto [alpha_s, sigma_s] = alpha_sigma(sigmas_.at(i));
-    const float h = lambda_at(i + 1) - lambda_at(i);
-    if (algorithm_ == "dpmsolver++")
-      return combine({{sigma_t / sigma_s, sample}, {-(alpha_t * (std::exp(-h) - 1.0f)), m}});
-    if (algorithm_ == "dpmsolver")
-      return combine({{alpha_t / alpha_s, sample}, {-(sigma_t * (std::exp(h) - 1.0f)), m}});
-    return combine({{sigma_t / sigma_s * std::exp(-h), sample},
-                    {alpha_t * (1.0f - std::exp(-2.0f * h)), m},
-                    {sigma_t * std::sqrt(1.0f - std::exp(-2.0f * h)), noise}});
+    return dpm_first_order_update(algorithm_, {alpha_t, sigma_t}, {alpha_s, sigma_s}, lambda_at(i + 1) - lambda_at(i), m,
+                                  sample, noise);
   }
 
+  // Deliberate twin of DPMSolverMultistepScheduler's second_order_update (dpmsolver_multistep.cpp):
+  // the same coefficients, but singlestep expands around s1 (h = lambda_t - lambda_s1, d0 = m1)
+  // from the sample of its order-1 step, and has no sde-dpmsolver branch.
   at::Tensor second_order_update(int i, const at::Tensor& sample, const at::Tensor& noise) const {
     const auto [alpha_t, sigma_t] = alpha_sigma(sigmas_.at(i + 1));
     const auto [alpha_s1, sigma_s1] = alpha_sigma(sigmas_.at(i - 1));
@@ -158,6 +151,8 @@ class DpmSolverSinglestep final : public AlphaSigmaFamilyScheduler {
                     {sigma_t * std::sqrt(1.0f - std::exp(-2.0f * h)), noise}});
   }
 
+  // Deliberate twin of DPMSolverMultistepScheduler's third_order_update: singlestep expands
+  // around s2 (d0 = m2) and, for solver_type midpoint, uses d1_1 only.
   at::Tensor third_order_update(int i, const at::Tensor& sample, const at::Tensor& noise) const {
     const auto [alpha_t, sigma_t] = alpha_sigma(sigmas_.at(i + 1));
     const auto [alpha_s2, sigma_s2] = alpha_sigma(sigmas_.at(i - 2));

@@ -17,8 +17,7 @@ class EulerAncestralDiscrete final : public SigmaFamilyScheduler {
     OptionReader r(input, class_name_);
     train_ = read_train_schedule(r, BetaDefaults{});
     prediction_type_ = r.choice("prediction_type", "epsilon", {"epsilon", "v_prediction"});
-    spacing_ = read_spacing(r, "linspace");
-    steps_offset_ = r.effective().at("steps_offset").get<int>();
+    read_spacing_options(r);
     config_ = r.effective();
   }
 
@@ -26,15 +25,13 @@ class EulerAncestralDiscrete final : public SigmaFamilyScheduler {
 
   void set_timesteps(int n) override {
     check_step_count(n);
-    std::vector<double> timesteps = sigma_family_timesteps(spacing_, steps_offset_, train_.num_train_timesteps, n);
-    const std::vector<double> table = sigma_table_f64(train_);
-    std::vector<float> sigmas;
-    for (double t : timesteps) sigmas.push_back(static_cast<float>(interp_on_index(t, table)));
-    sigmas.push_back(0.0f);
-    store_schedule(std::move(timesteps), at::kFloat, std::move(sigmas));
+    SigmaSchedule schedule = interpolated_schedule(n);
+    store_schedule(std::move(schedule.timesteps), at::kFloat, float32_sigmas(schedule.sigmas, 0.0f));
     num_inference_steps_ = n;
   }
 
+  // Deliberate twin of EulerDiscreteScheduler::step (euler_discrete.cpp), as in diffusers: this one
+  // steps to sigma_down and adds one noise draw of size sigma_up.
   at::Tensor step(const at::Tensor& model_output, const at::Tensor& timestep, const at::Tensor& sample_in,
                   sdk::NoiseSource& noise) override {
     const int i = step_index_for(timestep);
@@ -57,7 +54,6 @@ class EulerAncestralDiscrete final : public SigmaFamilyScheduler {
   }
 
  private:
-  int steps_offset_ = 0;
 };
 
 }  // namespace

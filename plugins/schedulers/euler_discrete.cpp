@@ -20,8 +20,7 @@ class EulerDiscrete final : public SigmaFamilyScheduler {
     sigma_kind_ = read_sigma_kind(r);
     sigma_min_ = r.optional_number("sigma_min");
     sigma_max_ = r.optional_number("sigma_max");
-    spacing_ = read_spacing(r, "linspace");
-    steps_offset_ = r.effective().at("steps_offset").get<int>();
+    read_spacing_options(r);
     timestep_type_ = r.choice("timestep_type", "discrete", {"discrete", "continuous"});
     final_sigmas_type_ = r.choice("final_sigmas_type", "zero", {"zero", "sigma_min"});
     config_ = r.effective();
@@ -31,34 +30,31 @@ class EulerDiscrete final : public SigmaFamilyScheduler {
 
   void set_timesteps(int n) override {
     check_step_count(n);
-    std::vector<double> timesteps = sigma_family_timesteps(spacing_, steps_offset_, train_.num_train_timesteps, n);
-    const std::vector<double> table = sigma_table_f64(train_);
-    std::vector<double> sigmas;
-    if (interpolation_ == "linear") {
-      for (double t : timesteps) sigmas.push_back(interp_on_index(t, table));
-    } else {  // log_linear: torch.linspace over log sigma, float32, exp in float32
+    SigmaSchedule schedule = interpolated_schedule(n);
+    if (interpolation_ == "log_linear") {  // torch.linspace over log sigma, float32, exp in float32
       const float log_max = numpy_logf(train_.sigmas.back()), log_min = numpy_logf(train_.sigmas.front());
+      schedule.sigmas.clear();
       for (float v : torch_linspace_f32(log_max, log_min, n + 1))
-        sigmas.push_back(std::exp(v));
+        schedule.sigmas.push_back(std::exp(v));
     }
     if (sigma_kind_ != SigmaKind::Interpolated) {
-      const double lo = sigma_min_.is_number() ? sigma_min_.get<double>() : sigmas.back();
-      const double hi = sigma_max_.is_number() ? sigma_max_.get<double>() : sigmas.front();
-      sigmas = convert_sigmas(sigma_kind_, lo, hi, n);
-      timesteps.clear();
-      for (double s : sigmas) timesteps.push_back(static_cast<float>(sigma_to_t(s, train_.log_sigmas)));
+      const double lo = sigma_min_.is_number() ? sigma_min_.get<double>() : schedule.sigmas.back();
+      const double hi = sigma_max_.is_number() ? sigma_max_.get<double>() : schedule.sigmas.front();
+      use_sigma_ramp(schedule, train_, sigma_kind_, lo, hi, n);
+      round_to_float32(schedule.timesteps);
     }
-    std::vector<float> rounded;
-    for (double s : sigmas) rounded.push_back(static_cast<float>(s));
-    rounded.push_back(final_sigmas_type_ == "sigma_min" ? train_.sigmas.front() : 0.0f);
+    std::vector<float> rounded =
+        float32_sigmas(schedule.sigmas, final_sigmas_type_ == "sigma_min" ? train_.sigmas.front() : 0.0f);
     if (timestep_type_ == "continuous" && prediction_type_ == "v_prediction") {
-      timesteps.clear();
-      for (size_t i = 0; i + 1 < rounded.size(); ++i) timesteps.push_back(0.25f * std::log(rounded[i]));
+      schedule.timesteps.clear();
+      for (size_t i = 0; i + 1 < rounded.size(); ++i) schedule.timesteps.push_back(0.25f * std::log(rounded[i]));
     }
-    store_schedule(std::move(timesteps), at::kFloat, std::move(rounded));
+    store_schedule(std::move(schedule.timesteps), at::kFloat, std::move(rounded));
     num_inference_steps_ = n;
   }
 
+  // Deliberate twin of EulerAncestralDiscreteScheduler::step (euler_ancestral_discrete.cpp), as in
+  // diffusers: this one steps to the next sigma with no noise (s_churn = 0).
   at::Tensor step(const at::Tensor& model_output, const at::Tensor& timestep, const at::Tensor& sample_in,
                   sdk::NoiseSource&) override {
     const int i = step_index_for(timestep);
@@ -75,9 +71,7 @@ class EulerDiscrete final : public SigmaFamilyScheduler {
 
  private:
   std::string interpolation_;
-  SigmaKind sigma_kind_ = SigmaKind::Interpolated;
   nlohmann::json sigma_min_, sigma_max_;
-  int steps_offset_ = 0;
   std::string timestep_type_;
   std::string final_sigmas_type_;
 };

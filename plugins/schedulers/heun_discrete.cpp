@@ -24,8 +24,7 @@ class HeunDiscrete final : public SigmaFamilyScheduler {
     sigma_kind_ = read_sigma_kind(r);
     clip_sample_ = r.flag("clip_sample", false);
     clip_range_ = r.number("clip_sample_range", 1.0, 0.0, 1e9);
-    spacing_ = read_spacing(r, "linspace");
-    steps_offset_ = r.effective().at("steps_offset").get<int>();
+    read_spacing_options(r);
     config_ = r.effective();
   }
 
@@ -33,15 +32,9 @@ class HeunDiscrete final : public SigmaFamilyScheduler {
 
   void set_timesteps(int n) override {
     check_step_count(n);
-    std::vector<double> timesteps = sigma_family_timesteps(spacing_, steps_offset_, train_.num_train_timesteps, n);
-    const std::vector<double> table = sigma_table_f64(train_);
-    std::vector<double> sigmas;
-    for (double t : timesteps) sigmas.push_back(interp_on_index(t, table));
-    if (sigma_kind_ != SigmaKind::Interpolated) {
-      sigmas = convert_sigmas(sigma_kind_, sigmas.back(), sigmas.front(), n);
-      timesteps.clear();
-      for (double s : sigmas) timesteps.push_back(static_cast<float>(sigma_to_t(s, train_.log_sigmas)));
-    }
+    const SigmaSchedule schedule = ramped_schedule(n);
+    const std::vector<double>& timesteps = schedule.timesteps;
+    const std::vector<double>& sigmas = schedule.sigmas;
     // sigmas: s0, s1, s1, ..., s_{n-1}, s_{n-1}, 0; timesteps: t0, t1, t1, ..., t_{n-1}, t_{n-1}
     std::vector<float> interleaved_sigmas{static_cast<float>(sigmas.front())};
     std::vector<double> interleaved_timesteps{timesteps.front()};
@@ -90,10 +83,8 @@ class HeunDiscrete final : public SigmaFamilyScheduler {
     saved_sample_ = at::Tensor();
   }
 
-  SigmaKind sigma_kind_ = SigmaKind::Interpolated;
   bool clip_sample_ = false;
   double clip_range_ = 1.0;
-  int steps_offset_ = 0;
   bool has_dt_ = false;
   float dt_ = 0.0f;
   at::Tensor prev_derivative_;

@@ -11,28 +11,13 @@
 namespace sdxlhost::schedulers {
 namespace {
 
-class KDpm2AncestralDiscrete final : public SigmaFamilyScheduler {
+class KDpm2AncestralDiscrete final : public KDpm2FamilyScheduler {
  public:
-  explicit KDpm2AncestralDiscrete(const nlohmann::json& input)
-      : SigmaFamilyScheduler("KDPM2AncestralDiscreteScheduler", {}, {}, false) {
-    OptionReader r(input, class_name_);
-    BetaDefaults defaults;
-    defaults.beta_start = 0.00085;
-    defaults.beta_end = 0.012;
-    defaults.has_rescale_zero_snr = false;
-    train_ = read_train_schedule(r, defaults);
-    sigma_kind_ = read_sigma_kind(r);
-    prediction_type_ = r.choice("prediction_type", "epsilon", {"epsilon", "v_prediction"});
-    spacing_ = read_spacing(r, "linspace");
-    steps_offset_ = r.effective().at("steps_offset").get<int>();
-    config_ = r.effective();
-  }
-
-  int order() const override { return 2; }
+  explicit KDpm2AncestralDiscrete(const nlohmann::json& input) : KDpm2FamilyScheduler("KDPM2AncestralDiscreteScheduler", input) {}
 
   void set_timesteps(int n) override {
     check_step_count(n);
-    const KDpm2Base base = k_dpm_2_base(train_, spacing_, steps_offset_, sigma_kind_, n);
+    const KDpm2Base base = base_schedule(n);
     const std::vector<float>& s = base.sigmas;
     const size_t count = s.size();
     std::vector<float> up(count), down(count), interpol(count);
@@ -56,6 +41,8 @@ class KDpm2AncestralDiscrete final : public SigmaFamilyScheduler {
     saved_sample_ = at::Tensor();
   }
 
+  // Deliberate twin of KDPM2DiscreteScheduler::step (k_dpm_2_discrete.cpp), as in diffusers: this
+  // one steps to sigma_down and adds noise of size sigma_up in the second (corrector) call.
   at::Tensor step(const at::Tensor& model_output, const at::Tensor& timestep, const at::Tensor& sample_in,
                   sdk::NoiseSource& noise) override {
     const int i = step_index_for(timestep);
@@ -92,8 +79,6 @@ class KDpm2AncestralDiscrete final : public SigmaFamilyScheduler {
   }
 
  private:
-  SigmaKind sigma_kind_ = SigmaKind::Interpolated;
-  int steps_offset_ = 0;
   std::vector<float> sigmas_interpol_, sigmas_up_, sigmas_down_;
   at::Tensor saved_sample_;
 };

@@ -12,27 +12,13 @@
 namespace sdxlhost::schedulers {
 namespace {
 
-class KDpm2Discrete final : public SigmaFamilyScheduler {
+class KDpm2Discrete final : public KDpm2FamilyScheduler {
  public:
-  explicit KDpm2Discrete(const nlohmann::json& input) : SigmaFamilyScheduler("KDPM2DiscreteScheduler", {}, {}, false) {
-    OptionReader r(input, class_name_);
-    BetaDefaults defaults;
-    defaults.beta_start = 0.00085;
-    defaults.beta_end = 0.012;
-    defaults.has_rescale_zero_snr = false;
-    train_ = read_train_schedule(r, defaults);
-    sigma_kind_ = read_sigma_kind(r);
-    prediction_type_ = r.choice("prediction_type", "epsilon", {"epsilon", "v_prediction"});
-    spacing_ = read_spacing(r, "linspace");
-    steps_offset_ = r.effective().at("steps_offset").get<int>();
-    config_ = r.effective();
-  }
-
-  int order() const override { return 2; }
+  explicit KDpm2Discrete(const nlohmann::json& input) : KDpm2FamilyScheduler("KDPM2DiscreteScheduler", input) {}
 
   void set_timesteps(int n) override {
     check_step_count(n);
-    const KDpm2Base base = k_dpm_2_base(train_, spacing_, steps_offset_, sigma_kind_, n);
+    const KDpm2Base base = base_schedule(n);
     std::vector<float> interpol(base.sigmas.size());
     for (size_t i = 0; i < base.sigmas.size(); ++i)
       interpol[i] = log_midpoint(base.sigmas[i], base.sigmas[(i + base.sigmas.size() - 1) % base.sigmas.size()]);
@@ -49,6 +35,9 @@ class KDpm2Discrete final : public SigmaFamilyScheduler {
     saved_sample_ = at::Tensor();
   }
 
+  // Deliberate twin of KDPM2AncestralDiscreteScheduler::step (k_dpm_2_ancestral_discrete.cpp), as
+  // in diffusers: the same two-call structure, but the ancestral one steps to sigma_down and adds
+  // noise of size sigma_up in its second call, and indexes its interpolated sigmas differently.
   at::Tensor step(const at::Tensor& model_output, const at::Tensor& timestep, const at::Tensor& sample_in,
                   sdk::NoiseSource&) override {
     const int i = step_index_for(timestep);
@@ -81,8 +70,6 @@ class KDpm2Discrete final : public SigmaFamilyScheduler {
   }
 
  private:
-  SigmaKind sigma_kind_ = SigmaKind::Interpolated;
-  int steps_offset_ = 0;
   std::vector<float> sigmas_interpol_;
   at::Tensor saved_sample_;
 };

@@ -1,28 +1,41 @@
 #include "k_dpm_2_schedule.hpp"
 
 #include <cmath>
+#include <utility>
 
 namespace sdxlhost::schedulers {
 
 KDpm2Base k_dpm_2_base(const TrainSchedule& train, const std::string& spacing, int steps_offset, SigmaKind kind,
                        int n) {
   KDpm2Base base;
-  base.timesteps = sigma_family_timesteps(spacing, steps_offset, train.num_train_timesteps, n);
-  const std::vector<double> table = sigma_table_f64(train);
-  std::vector<double> sigmas;
-  for (double t : base.timesteps) sigmas.push_back(interp_on_index(t, table));
+  SigmaSchedule schedule = interpolated_sigma_schedule(train, spacing, steps_offset, n);
   if (kind != SigmaKind::Interpolated) {
-    sigmas = convert_sigmas(kind, sigmas.back(), sigmas.front(), n);
-    base.timesteps.clear();
-    for (double s : sigmas) {
-      const double t = sigma_to_t(s, train.log_sigmas);
-      base.timesteps.push_back(kind == SigmaKind::Karras ? numpy_round(t) : t);
-    }
+    use_sigma_ramp(schedule, train, kind, schedule.sigmas.back(), schedule.sigmas.front(), n);
+    if (kind == SigmaKind::Karras)
+      for (double& t : schedule.timesteps) t = numpy_round(t);
     base.float64_timesteps = true;
   }
-  for (double s : sigmas) base.sigmas.push_back(static_cast<float>(s));
-  base.sigmas.push_back(0.0f);
+  base.timesteps = std::move(schedule.timesteps);
+  base.sigmas = float32_sigmas(schedule.sigmas, 0.0f);
   return base;
+}
+
+KDpm2FamilyScheduler::KDpm2FamilyScheduler(const std::string& class_name, const nlohmann::json& input)
+    : SigmaFamilyScheduler(class_name, {}, {}, false) {
+  OptionReader r(input, class_name_);
+  BetaDefaults defaults;
+  defaults.beta_start = 0.00085;
+  defaults.beta_end = 0.012;
+  defaults.has_rescale_zero_snr = false;
+  train_ = read_train_schedule(r, defaults);
+  sigma_kind_ = read_sigma_kind(r);
+  prediction_type_ = r.choice("prediction_type", "epsilon", {"epsilon", "v_prediction"});
+  read_spacing_options(r);
+  config_ = r.effective();
+}
+
+KDpm2Base KDpm2FamilyScheduler::base_schedule(int n) const {
+  return k_dpm_2_base(train_, spacing_, steps_offset_, sigma_kind_, n);
 }
 
 float log_midpoint(float a, float b) {

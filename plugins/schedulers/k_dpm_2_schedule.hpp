@@ -22,6 +22,20 @@ struct KDpm2Base {
 KDpm2Base k_dpm_2_base(const TrainSchedule& train, const std::string& spacing, int steps_offset, SigmaKind kind,
                        int n);
 
+/// What KDPM2DiscreteScheduler and KDPM2AncestralDiscreteScheduler share before their steps:
+/// the same options with the same defaults (diffusers' two __init__ signatures) and the base
+/// schedule they interleave.
+class KDpm2FamilyScheduler : public SigmaFamilyScheduler {
+ public:
+  int order() const override { return 2; }
+
+ protected:
+  /// Reads both variants' options from `input` into this scheduler (config_ included).
+  KDpm2FamilyScheduler(const std::string& class_name, const nlohmann::json& input);
+  /// k_dpm_2_base over this scheduler's options.
+  KDpm2Base base_schedule(int n) const;
+};
+
 /// exp(lerp(log a, log b, 0.5)) in float32 as torch computes it (weight 0.5 takes torch's
 /// `end - (end - start) * 0.5` branch).
 float log_midpoint(float a, float b);

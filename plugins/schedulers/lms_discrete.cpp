@@ -37,8 +37,7 @@ class LmsDiscrete final : public SigmaFamilyScheduler {
     train_ = read_train_schedule(r, defaults);
     sigma_kind_ = read_sigma_kind(r);
     prediction_type_ = r.choice("prediction_type", "epsilon", {"epsilon", "v_prediction", "sample"});
-    spacing_ = read_spacing(r, "linspace");
-    steps_offset_ = r.effective().at("steps_offset").get<int>();
+    read_spacing_options(r);
     config_ = r.effective();
   }
 
@@ -46,19 +45,8 @@ class LmsDiscrete final : public SigmaFamilyScheduler {
 
   void set_timesteps(int n) override {
     check_step_count(n);
-    std::vector<double> timesteps = sigma_family_timesteps(spacing_, steps_offset_, train_.num_train_timesteps, n);
-    const std::vector<double> table = sigma_table_f64(train_);
-    std::vector<double> sigmas;
-    for (double t : timesteps) sigmas.push_back(interp_on_index(t, table));
-    if (sigma_kind_ != SigmaKind::Interpolated) {
-      sigmas = convert_sigmas(sigma_kind_, sigmas.back(), sigmas.front(), n);
-      timesteps.clear();
-      for (double s : sigmas) timesteps.push_back(static_cast<float>(sigma_to_t(s, train_.log_sigmas)));
-    }
-    std::vector<float> rounded;
-    for (double s : sigmas) rounded.push_back(static_cast<float>(s));
-    rounded.push_back(0.0f);
-    store_schedule(std::move(timesteps), at::kFloat, std::move(rounded));
+    SigmaSchedule schedule = ramped_schedule(n);
+    store_schedule(std::move(schedule.timesteps), at::kFloat, float32_sigmas(schedule.sigmas, 0.0f));
     num_inference_steps_ = n;
     derivatives_.clear();
   }
@@ -97,8 +85,6 @@ class LmsDiscrete final : public SigmaFamilyScheduler {
     return integrate(basis, sigmas_.at(t), sigmas_.at(t + 1));
   }
 
-  SigmaKind sigma_kind_ = SigmaKind::Interpolated;
-  int steps_offset_ = 0;
   std::deque<at::Tensor> derivatives_;
 };
 

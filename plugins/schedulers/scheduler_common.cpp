@@ -41,6 +41,34 @@ std::vector<double> sigma_family_timesteps(const std::string& spacing, int steps
   return out;
 }
 
+SigmaSchedule interpolated_sigma_schedule(const TrainSchedule& train, const std::string& spacing,
+                                          int steps_offset, int n) {
+  SigmaSchedule schedule;
+  schedule.timesteps = sigma_family_timesteps(spacing, steps_offset, train.num_train_timesteps, n);
+  const std::vector<double> table = sigma_table_f64(train);
+  for (double t : schedule.timesteps) schedule.sigmas.push_back(interp_on_index(t, table));
+  return schedule;
+}
+
+void use_sigma_ramp(SigmaSchedule& schedule, const TrainSchedule& train, SigmaKind kind, double sigma_min,
+                    double sigma_max, int n) {
+  schedule.sigmas = convert_sigmas(kind, sigma_min, sigma_max, n);
+  schedule.timesteps.clear();
+  for (double s : schedule.sigmas) schedule.timesteps.push_back(sigma_to_t(s, train.log_sigmas));
+}
+
+void round_to_float32(std::vector<double>& values) {
+  for (double& v : values) v = static_cast<float>(v);
+}
+
+std::vector<float> float32_sigmas(const std::vector<double>& sigmas, float final_sigma) {
+  std::vector<float> rounded;
+  rounded.reserve(sigmas.size() + 1);
+  for (double s : sigmas) rounded.push_back(static_cast<float>(s));
+  rounded.push_back(final_sigma);
+  return rounded;
+}
+
 ThresholdOptions read_threshold_options(OptionReader& reader) {
   ThresholdOptions options;
   options.enabled = reader.flag("thresholding", false);
@@ -221,6 +249,24 @@ at::Tensor SigmaFamilyScheduler::predict_original(const at::Tensor& model_output
 }
 
 // ---- AlphaSigmaFamilyScheduler ------------------------------------------------------------
+
+void SigmaFamilyScheduler::read_spacing_options(OptionReader& reader) {
+  spacing_ = read_spacing(reader, "linspace");
+  steps_offset_ = reader.effective().at("steps_offset").get<int>();
+}
+
+SigmaSchedule SigmaFamilyScheduler::interpolated_schedule(int n) const {
+  return interpolated_sigma_schedule(train_, spacing_, steps_offset_, n);
+}
+
+SigmaSchedule SigmaFamilyScheduler::ramped_schedule(int n) const {
+  SigmaSchedule schedule = interpolated_schedule(n);
+  if (sigma_kind_ != SigmaKind::Interpolated) {
+    use_sigma_ramp(schedule, train_, sigma_kind_, schedule.sigmas.back(), schedule.sigmas.front(), n);
+    round_to_float32(schedule.timesteps);
+  }
+  return schedule;
+}
 
 at::Tensor AlphaSigmaFamilyScheduler::scale_model_input(const at::Tensor& sample, const at::Tensor&) {
   return sample;

@@ -42,6 +42,17 @@ std::string read_spacing(OptionReader& reader, const std::string& fallback);
 std::vector<double> sigma_family_timesteps(const std::string& spacing, int steps_offset,
                                            int num_train_timesteps, int n);
 
+/// A sigma-family schedule before its final sigma: one timestep and one float64 sigma per step.
+struct SigmaSchedule {
+  std::vector<double> timesteps;
+  std::vector<double> sigmas;
+};
+
+/// The start of every sigma-family set_timesteps (Euler, Euler a, Heun, KDPM2 (a), LMS): the
+/// `spacing` timesteps and the training sigmas interpolated at them (np.interp on the index).
+SigmaSchedule interpolated_sigma_schedule(const TrainSchedule& train, const std::string& spacing,
+                                          int steps_offset, int n);
+
 /// Which sigma ramp replaces the interpolated schedule (diffusers' use_*_sigmas flags).
 enum class SigmaKind { Interpolated, Karras, Exponential, Beta };
 
@@ -50,6 +61,18 @@ SigmaKind read_sigma_kind(OptionReader& reader);
 
 /// The ramp of `kind` (not Interpolated) from sigma_max down to sigma_min, float64.
 std::vector<double> convert_sigmas(SigmaKind kind, double sigma_min, double sigma_max, int n);
+
+/// Replaces the sigmas by the ramp of `kind` from `sigma_max` down to `sigma_min` and the
+/// timesteps by diffusers' `_sigma_to_t` of each ramp sigma (float64, unrounded: each class
+/// rounds them to the dtype it holds them in).
+void use_sigma_ramp(SigmaSchedule& schedule, const TrainSchedule& train, SigmaKind kind, double sigma_min,
+                    double sigma_max, int n);
+
+/// Rounds each timestep to float32 (kept as double), how Euler, Heun and LMS hold them.
+void round_to_float32(std::vector<double>& values);
+
+/// The sigmas rounded to float32 with `final_sigma` appended: a sigma family's stored sigmas.
+std::vector<float> float32_sigmas(const std::vector<double>& sigmas, float final_sigma);
 
 /// diffusers' dynamic thresholding options (Imagen; meant for pixel-space models).
 struct ThresholdOptions {
@@ -131,8 +154,17 @@ class SigmaFamilyScheduler : public SchedulerBase {
   /// x0 prediction from the model output at `sigma` (epsilon / v_prediction / sample).
   at::Tensor predict_original(const at::Tensor& model_output, const at::Tensor& sample,
                               float sigma) const;
+  /// Reads `timestep_spacing` (default "linspace", as every sigma-family class) and `steps_offset`.
+  void read_spacing_options(OptionReader& reader);
+  /// interpolated_sigma_schedule over this scheduler's training schedule and spacing.
+  SigmaSchedule interpolated_schedule(int n) const;
+  /// interpolated_schedule, then (unless sigma_kind_ is Interpolated) the ramp of sigma_kind_
+  /// between its end sigmas with float32 timesteps (Heun's and LMS's schedule).
+  SigmaSchedule ramped_schedule(int n) const;
   std::string prediction_type_;
   std::string spacing_;
+  int steps_offset_ = 0;
+  SigmaKind sigma_kind_ = SigmaKind::Interpolated;  ///< use_karras/exponential/beta_sigmas, when read
 };
 
 /// DPM-Solver (multi/single step) and UniPC: identity inputs, alpha_t x + sigma_t noise.
