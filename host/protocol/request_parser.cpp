@@ -218,7 +218,8 @@ void read_metadata(FieldReader& data, const Limits& limits, sdk::RequestMetadata
 
 /// The fields of `data` the host reads; the rest are passed to plugins with a warning.
 sdk::GenerationRequest read_request(const json& data, const Limits& limits, double default_timeout_s,
-                                    bool& seed_given, std::vector<std::string>& warnings) {
+                                    const std::set<std::string>& plugin_sections, bool& seed_given,
+                                    std::vector<std::string>& warnings) {
   sdk::GenerationRequest request;
   request.metadata.timeout_s = default_timeout_s;
   FieldReader reader(data, "data");
@@ -245,6 +246,7 @@ sdk::GenerationRequest read_request(const json& data, const Limits& limits, doub
   read_metadata(reader, limits, request.metadata, warnings);
   reader.read_bool("dry_run", request.dry_run);
   reader.accept("worker_type");
+  for (const auto& section : plugin_sections) reader.accept(section);
   reader.warn_unknown(warnings);
   return request;
 }
@@ -282,11 +284,12 @@ json normalize_legacy_fields(const json& data, std::vector<std::string>& warning
 
 sdk::GenerationRequest parse_generation_request(const json& data, const std::string& request_id,
                                                 const Limits& limits, double default_timeout_s,
-                                                std::vector<std::string>& warnings) {
+                                                std::vector<std::string>& warnings,
+                                                const std::set<std::string>& plugin_sections) {
   if (!data.is_object()) invalid("data", "must be an object");
   json normalized = normalize_legacy_fields(data, warnings);
   bool seed_given = false;
-  sdk::GenerationRequest request = read_request(normalized, limits, default_timeout_s, seed_given, warnings);
+  sdk::GenerationRequest request = read_request(normalized, limits, default_timeout_s, plugin_sections, seed_given, warnings);
   request.request_id = request_id;
   warn_strength_without_init_image(normalized, request, warnings);
   if (!seed_given) request.hyperparameters.seed = random_seed();

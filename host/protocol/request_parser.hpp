@@ -7,6 +7,7 @@
 /// VALIDATION_ERROR and the field's path ("data.dimensions.width"); unknown fields are kept in
 /// `request.data` for plugins and reported as warnings.
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -24,10 +25,13 @@ nlohmann::json normalize_legacy_fields(const nlohmann::json& data, std::vector<s
 /// Parses and validates `data`. `request_id` is copied into the request; `default_timeout_s` is
 /// used when metadata.timeout is absent. The seed is drawn at random when absent or -1.
 /// `request.data` receives the normalized object with every default filled in.
+/// `plugin_sections` (the enabled plugins' names): `data.<name>` is that plugin's own section,
+/// passed through in `request.data` without an "unknown field" warning.
 sdk::GenerationRequest parse_generation_request(const nlohmann::json& data,
                                                 const std::string& request_id,
                                                 const Limits& limits, double default_timeout_s,
-                                                std::vector<std::string>& warnings);
+                                                std::vector<std::string>& warnings,
+                                                const std::set<std::string>& plugin_sections = {});
 
 /// The normalized wire form of a request (what dry_run returns and PNG metadata embeds).
 nlohmann::json request_to_json(const sdk::GenerationRequest& request);

@@ -1,5 +1,7 @@
 #include "host/runtime/host_service.hpp"
 
+#include <set>
+
 #include "host/protocol/request_parser.hpp"
 #include "host/runtime/generation.hpp"
 #include "host/runtime/logging.hpp"
@@ -27,6 +29,14 @@ PluginSettings plugin_settings(const HostConfig& config) {
   settings.device = config.device;
   settings.dtype = config.dtype;
   return settings;
+}
+
+/// The names of the loaded plugins: `data.<name>` is that plugin's section of a request.
+std::set<std::string> loaded_plugin_names(const PluginSet& plugins) {
+  std::set<std::string> names;
+  for (const auto& record : plugins.records())
+    if (record.state == "loaded") names.insert(record.name);
+  return names;
 }
 
 ModelStoreSettings model_settings(const HostConfig& config) {
@@ -189,10 +199,11 @@ void HostService::dispatch(const ConnectionPtr& connection, Envelope& envelope) 
 
 json HostService::handle_inference(const ConnectionPtr& connection, Envelope& envelope, bool& queued) {
   auto config = this->config();
-  auto request = std::make_shared<sdk::GenerationRequest>(protocol::parse_generation_request(
-      envelope.data, envelope.request_id, config->limits, config->queue.default_timeout_s, envelope.warnings));
-  check_model_names(*request, *models_);
   auto plugins = plugins_->current();
+  auto request = std::make_shared<sdk::GenerationRequest>(protocol::parse_generation_request(
+      envelope.data, envelope.request_id, config->limits, config->queue.default_timeout_s, envelope.warnings,
+      loaded_plugin_names(*plugins)));
+  check_model_names(*request, *models_);
   OnDisabledFeature policy = planner_policy(config->on_disabled_feature);
   if (request->dry_run) return dry_run_data(*request, *plugins, policy, envelope.warnings);
   {

@@ -140,6 +140,18 @@ TEST(Request, StrengthWithoutInitImageIsWarnedAboutOnlyWhenGiven) {
   EXPECT_EQ(warnings_for({{"prompt", "p"}, {"init_image", "in.png"}, {"hyperparameters", {{"strength", 0.5}}}}), "[]");
 }
 
+TEST(Request, APluginsOwnSectionIsPassedThroughWithoutAWarning) {
+  std::vector<std::string> warnings;
+  const json data = {{"prompt", "p"}, {"sdxl", {{"tile", 1}}}, {"mystery", 1}};
+  auto request = host::protocol::parse_generation_request(data, "r", host::Limits{}, 300.0, warnings, {"sdxl"});
+  ASSERT_EQ(warnings.size(), 1u) << json(warnings).dump();
+  EXPECT_NE(warnings[0].find("data.mystery"), std::string::npos) << warnings[0];
+  EXPECT_EQ(request.data["sdxl"], json({{"tile", 1}}));
+  warnings.clear();
+  parse_request(data, warnings);  // no plugin named sdxl: both are unknown
+  EXPECT_EQ(warnings.size(), 2u) << json(warnings).dump();
+}
+
 TEST(Request, EveryFieldIsValidatedWithItsPath) {
   json ok = {{"prompt", "p"}};
   auto with = [&](json patch) {

@@ -263,6 +263,22 @@ TEST(SocketServer, StrengthWithoutInitImageGetsAWarning) {
   EXPECT_EQ(without["warnings"].dump().find("strength"), std::string::npos) << without.dump();
 }
 
+TEST(SocketServer, FieldsUnderAnEnabledPluginsNameAreNotWarnedAbout) {
+  HostFixture fixture;
+  auto client = fixture.client();
+  json extra = {{"test_generate", {{"anything", 1}}}, {"test_bad_abi", {{"x", 1}}}};
+  json response = client->request(generation("ps1", 1, 1, extra));
+  ASSERT_TRUE(response["success"].get<bool>()) << response.dump();
+  const std::string warnings = response["warnings"].dump();
+  EXPECT_EQ(warnings.find("data.test_generate"), std::string::npos) << warnings;
+  EXPECT_NE(warnings.find("data.test_bad_abi"), std::string::npos) << "not a loaded plugin: " << warnings;
+
+  fixture.write_config({{"plugins", {{"enabled", {{"test_upscale", false}}}}}});
+  ASSERT_TRUE(client->request(message("reload_config", "r"))["success"].get<bool>());
+  json disabled = client->request(generation("ps2", 1, 1, {{"test_upscale", {{"x", 1}}}}));
+  EXPECT_NE(disabled["warnings"].dump().find("data.test_upscale"), std::string::npos) << disabled.dump();
+}
+
 TEST(SocketServer, EveryRequestErrorCode) {
   HostFixture fixture;
   auto client = fixture.client();
