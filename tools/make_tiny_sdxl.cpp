@@ -2,7 +2,6 @@
 // models_root: checkpoints/<name>/ (diffusers folder) and checkpoints/<name>-single.safetensors
 // (single file, original key names) with checkpoints/tokenizers/ (the tokenizers single files
 // lack). Its images are noise; it exists for tests and the demo.
-#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <iostream>
@@ -15,11 +14,13 @@ namespace {
 
 void usage() {
   std::cerr << "usage: make_tiny_sdxl --models-root DIR [--name tiny-sdxl] [--preset tiny|sdxl-width]\n"
-               "                      [--seed N] [--dtype f32|f16|bf16] [--shared DIR]\n"
+               "                      [--seed N] [--dtype f32|f16|bf16] [--tokenizer-from DIR | --shared DIR]\n"
                "Writes DIR/checkpoints/NAME/ (diffusers folder), DIR/checkpoints/NAME-single.safetensors\n"
                "and DIR/checkpoints/tokenizers/ (the tokenizers for single files).\n"
-               "--shared: the shared/ folder whose goldens hold the tiny tokenizer (default: $SDXLHOST_SHARED_DIR\n"
-               "or the build's shared dir).\n";
+               "Tokenizers: by default a small built-in CLIP BPE tokenizer (the text encoders get its\n"
+               "vocabulary size); --tokenizer-from copies DIR/tokenizer and DIR/tokenizer_2 instead (the text\n"
+               "encoders then have 1000 tokens, the goldens' tiny tokenizer); --shared DIR is\n"
+               "--tokenizer-from DIR/goldens/models/tiny_sdxl.\n";
 }
 
 }  // namespace
@@ -29,8 +30,7 @@ int main(int argc, char** argv) {
   fs::path root;
   std::string name = "tiny-sdxl", preset = "tiny", dtype_name = "f32";
   std::uint64_t seed = 0;
-  fs::path shared = std::getenv("SDXLHOST_SHARED_DIR") ? std::getenv("SDXLHOST_SHARED_DIR")
-                                                       : SDXLHOST_SHARED_DIR;
+  fs::path tokenizer_source;  // empty: the built-in tokenizer
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (i + 1 >= argc) {
@@ -43,7 +43,8 @@ int main(int argc, char** argv) {
     else if (arg == "--preset") preset = value;
     else if (arg == "--seed") seed = std::stoull(value);
     else if (arg == "--dtype") dtype_name = value;
-    else if (arg == "--shared") shared = value;
+    else if (arg == "--shared") tokenizer_source = fs::path(value) / "goldens" / "models" / "tiny_sdxl";
+    else if (arg == "--tokenizer-from") tokenizer_source = value;
     else {
       usage();
       return 2;
@@ -56,13 +57,14 @@ int main(int argc, char** argv) {
   }
   try {
     using namespace sdxlhost::tools;
-    const SdxlSpec spec = preset == "tiny" ? tiny_spec() : sdxl_width_spec();
+    SdxlSpec spec = preset == "tiny" ? tiny_spec() : sdxl_width_spec();
+    if (tokenizer_source.empty()) set_text_vocab_size(spec, builtin_tokenizer_vocab_size());
     const at::ScalarType dtype = dtype_name == "f16"    ? at::kHalf
                                  : dtype_name == "bf16" ? at::kBFloat16
                                                         : at::kFloat;
     const SdxlWeights weights = make_weights(spec, seed, dtype);
     const fs::path checkpoints = root / "checkpoints";
-    write_diffusers_folder(checkpoints / name, spec, weights, shared / "goldens" / "models" / "tiny_sdxl");
+    write_diffusers_folder(checkpoints / name, spec, weights, tokenizer_source);
     write_single_file(checkpoints / (name + "-single.safetensors"), weights);
     // single files carry no tokenizer: the sdxl plugin looks in a tokenizers/ folder beside them
     for (const char* tokenizer : {"tokenizer", "tokenizer_2"}) {

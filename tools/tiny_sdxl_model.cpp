@@ -7,6 +7,9 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "sdxlhost/nn/key_map.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
@@ -126,7 +129,118 @@ void copy_folder_files(const fs::path& from, const fs::path& to) {
   }
 }
 
+/// The CLIP / GPT-2 byte alphabet: printable bytes stand for themselves, the others (controls,
+/// space, 127-160, 173) for code points from 256 on, in the order CLIP lists them.
+std::vector<std::string> byte_symbols() {
+  auto utf8 = [](unsigned code) {
+    std::string out;
+    if (code < 0x80) {
+      out += static_cast<char>(code);
+    } else {
+      out += static_cast<char>(0xC0 | (code >> 6));
+      out += static_cast<char>(0x80 | (code & 0x3F));
+    }
+    return out;
+  };
+  auto printable = [](unsigned b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174; };
+  std::vector<std::string> symbols;
+  for (unsigned b = 0; b < 256; ++b) {
+    if (printable(b)) symbols.push_back(utf8(b));
+  }
+  unsigned next = 256;
+  for (unsigned b = 0; b < 256; ++b) {
+    if (!printable(b)) symbols.push_back(utf8(next++));
+  }
+  return symbols;
+}
+
+/// The built-in merges, in rank order: every piece is made of symbols that exist before it.
+const std::vector<std::pair<std::string, std::string>>& builtin_merges() {
+  static const std::vector<std::pair<std::string, std::string>> merges = {
+      {"t", "h"}, {"i", "n"}, {"a", "n"}, {"r", "e"}, {"o", "n"},
+      {"e", "r"}, {"th", "e</w>"}, {"o", "f</w>"}, {"a", "t</w>"}, {"c", "at</w>"},
+      {"d", "o"}, {"do", "g</w>"}, {"p", "h"}, {"ph", "o"}, {"t", "o</w>"},
+      {"pho", "to</w>"}, {"an", "d</w>"}, {"in", "g</w>"}, {"o", "r"}, {"s", "t"},
+      {"l", "e"}, {"i", "s</w>"}, {"o", "n</w>"}, {"e", "d</w>"}, {"w", "i"},
+      {"t", "h</w>"}, {"wi", "th</w>"}, {"p", "o"}, {"po", "r"}, {"por", "t</w>"},
+      {"i", "t</w>"}, {"a", "r"}, {"s", "k"}, {"e", "n"}, {"l", "i"},
+      {"g", "h"}, {"li", "gh"}, {"ligh", "t</w>"}, {"re", "d</w>"}, {"b", "l"},
+  };
+  return merges;
+}
+
+/// vocab.json contents: byte symbols, their </w> forms, merged pieces, the special tokens.
+json builtin_vocab() {
+  const std::vector<std::string> symbols = byte_symbols();
+  json vocab = json::object();
+  auto add = [&](const std::string& token) {
+    if (!vocab.contains(token)) vocab[token] = static_cast<std::int64_t>(vocab.size());
+  };
+  for (const auto& symbol : symbols) add(symbol);
+  for (const auto& symbol : symbols) add(symbol + "</w>");
+  for (const auto& [left, right] : builtin_merges()) add(left + right);
+  add("<|startoftext|>");
+  add("<|endoftext|>");
+  return vocab;
+}
+
+json special_token(const std::string& content, bool normalized) {
+  return {{"content", content}, {"lstrip", false}, {"normalized", normalized}, {"rstrip", false},
+          {"single_word", false}};
+}
+
 }  // namespace
+
+std::int64_t builtin_tokenizer_vocab_size() { return static_cast<std::int64_t>(builtin_vocab().size()); }
+
+void set_text_vocab_size(SdxlSpec& spec, std::int64_t vocab_size) {
+  spec.text_encoder["vocab_size"] = vocab_size;
+  spec.text_encoder_2["vocab_size"] = vocab_size;
+}
+
+void write_builtin_tokenizer(const fs::path& dir, const std::string& pad_token) {
+  fs::create_directories(dir);
+  const json vocab = builtin_vocab();
+  {
+    std::ofstream out(dir / "vocab.json");
+    out << vocab.dump(1) << "\n";
+    if (!out) throw sdk::Error(sdk::ErrorCode::OutputError, "cannot write " + (dir / "vocab.json").string());
+  }
+  {
+    std::ofstream out(dir / "merges.txt");
+    out << "#version: 0.2\n";
+    for (const auto& [left, right] : builtin_merges()) out << left << ' ' << right << "\n";
+    if (!out) throw sdk::Error(sdk::ErrorCode::OutputError, "cannot write " + (dir / "merges.txt").string());
+  }
+  if (!vocab.contains(pad_token)) {
+    throw sdk::Error(sdk::ErrorCode::OutputError, "pad token '" + pad_token + "' is not in the built-in vocabulary");
+  }
+  json added = json::object();
+  if (pad_token != "<|endoftext|>") {
+    added[std::to_string(vocab.at(pad_token).get<std::int64_t>())] = special_token(pad_token, false);
+    added[std::to_string(vocab.at(pad_token).get<std::int64_t>())]["special"] = true;
+  }
+  for (const char* token : {"<|startoftext|>", "<|endoftext|>"}) {
+    json entry = special_token(token, true);
+    entry["special"] = true;
+    added[std::to_string(vocab.at(token).get<std::int64_t>())] = entry;
+  }
+  write_json(dir / "tokenizer_config.json",
+             {{"added_tokens_decoder", added},
+              {"bos_token", "<|startoftext|>"},
+              {"clean_up_tokenization_spaces", true},
+              {"eos_token", "<|endoftext|>"},
+              {"errors", "replace"},
+              {"model_max_length", 77},
+              {"pad_token", pad_token},
+              {"tokenizer_class", "CLIPTokenizer"},
+              {"unk_token", "<|endoftext|>"}});
+  write_json(dir / "special_tokens_map.json",
+             {{"bos_token", special_token("<|startoftext|>", true)},
+              {"eos_token", special_token("<|endoftext|>", true)},
+              {"pad_token", pad_token},
+              {"unk_token", special_token("<|endoftext|>", true)}});
+}
 
 SdxlSpec tiny_spec() {
   SdxlSpec s;
@@ -186,7 +300,7 @@ SdxlWeights make_weights(const SdxlSpec& spec, std::uint64_t seed, at::ScalarTyp
 }
 
 void write_diffusers_folder(const fs::path& dir, const SdxlSpec& spec, const SdxlWeights& weights,
-                            const fs::path& goldens_tokenizer_dir) {
+                            const fs::path& tokenizer_source) {
   fs::create_directories(dir);
   write_json(dir / "model_index.json",
              {{"_class_name", "StableDiffusionXLPipeline"},
@@ -218,8 +332,13 @@ void write_diffusers_folder(const fs::path& dir, const SdxlSpec& spec, const Sdx
   }
   fs::create_directories(dir / "scheduler");
   write_json(dir / "scheduler" / "scheduler_config.json", nn::sdxl_scheduler_config());
-  copy_folder_files(goldens_tokenizer_dir / "tokenizer", dir / "tokenizer");
-  copy_folder_files(goldens_tokenizer_dir / "tokenizer_2", dir / "tokenizer_2");
+  if (tokenizer_source.empty()) {
+    write_builtin_tokenizer(dir / "tokenizer", "<|endoftext|>");
+    write_builtin_tokenizer(dir / "tokenizer_2", "!");
+    return;
+  }
+  copy_folder_files(tokenizer_source / "tokenizer", dir / "tokenizer");
+  copy_folder_files(tokenizer_source / "tokenizer_2", dir / "tokenizer_2");
 }
 
 void write_single_file(const fs::path& file, const SdxlWeights& weights) {

@@ -48,12 +48,26 @@ struct SdxlWeights {
 /// matrices and biases, ones for norm scales), stored as `dtype`.
 SdxlWeights make_weights(const SdxlSpec& spec, std::uint64_t seed, at::ScalarType dtype = at::kFloat);
 
-/// Writes a diffusers pipeline folder to `dir` (created). The tokenizers (the tiny 1000-token
-/// vocab) are copied from `goldens_tokenizer_dir`/{tokenizer,tokenizer_2} (the shared goldens'
-/// models/tiny_sdxl). Throws sdk::Error(OutputError) on I/O failure.
+/// Entries in the built-in tokenizer's vocabulary (write_builtin_tokenizer): 256 byte symbols,
+/// their 256 `</w>` forms, the merges and the two special tokens.
+std::int64_t builtin_tokenizer_vocab_size();
+/// Sets both text encoders' vocab_size (their token embedding rows) to `vocab_size`.
+void set_text_vocab_size(SdxlSpec& spec, std::int64_t vocab_size);
+/// Writes a small, valid CLIP byte-level BPE tokenizer to `dir` (created): vocab.json (the CLIP
+/// byte alphabet, its `</w>` forms, a few dozen merges of common English pieces, then
+/// `<|startoftext|>` and `<|endoftext|>` as the last two ids, as in CLIP), merges.txt,
+/// tokenizer_config.json and special_tokens_map.json with `pad_token` ("<|endoftext|>" for
+/// tokenizer/, "!" for tokenizer_2/, as SDXL). Needs no files from elsewhere.
+void write_builtin_tokenizer(const std::filesystem::path& dir, const std::string& pad_token);
+
+/// Writes a diffusers pipeline folder to `dir` (created). The tokenizers are copied from
+/// `tokenizer_source`/{tokenizer,tokenizer_2} (e.g. the shared goldens' models/tiny_sdxl, 1000
+/// tokens) or, when it is empty, written by write_builtin_tokenizer (then the spec's text
+/// encoders must have builtin_tokenizer_vocab_size() rows). Throws sdk::Error(OutputError) on
+/// I/O failure.
 void write_diffusers_folder(const std::filesystem::path& dir, const SdxlSpec& spec,
                             const SdxlWeights& weights,
-                            const std::filesystem::path& goldens_tokenizer_dir);
+                            const std::filesystem::path& tokenizer_source);
 /// Writes one single-file checkpoint with LDM/SGM key names (model.diffusion_model., ...).
 void write_single_file(const std::filesystem::path& file, const SdxlWeights& weights);
 

@@ -6,6 +6,7 @@
 
 #include <png.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -15,6 +16,7 @@
 
 #include "golden_util.hpp"
 #include "sdxlhost/nn/checkpoint.hpp"
+#include "sdxlhost/nn/clip_tokenizer.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/nn/key_map.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
@@ -385,6 +387,40 @@ TEST(SdxlPipeline, SingleFileAndDiffusersFolderOfTheTinyModelGiveTheSameImage) {
   const auto a = h.run(request)->get<std::vector<sdk::Image>>(sdk::slots::kImages);
   request.models.base = "single";
   const auto b = h.run(request)->get<std::vector<sdk::Image>>(sdk::slots::kImages);
+  EXPECT_TRUE(at::equal(image_tensor(a[0]), image_tensor(b[0])));
+  EXPECT_GT(image_tensor(a[0]).to(at::kFloat).std().item<double>(), 1.0);  // not a flat image
+  fs::remove_all(root);
+}
+
+TEST(SdxlPipeline, MakeTinySdxlWithoutSharedWritesItsOwnTokenizerAndAModelThatGenerates) {
+  // The tool as the build and the README demo run it: no --shared / --tokenizer-from, and no
+  // SDXLHOST_SHARED_DIR in its environment.
+  const fs::path root = fs::temp_directory_path() / ("sdxl_tool_" + std::to_string(::getpid()));
+  const std::string command = "env -u SDXLHOST_SHARED_DIR '" + std::string(MAKE_TINY_SDXL_PATH) +
+                              "' --models-root '" + root.string() + "' --seed 5 > /dev/null";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  const fs::path folder = root / "checkpoints" / "tiny-sdxl";
+
+  const auto tokenizer = nn::ClipTokenizer::load_folder(folder / "tokenizer");
+  const auto tokenizer_2 = nn::ClipTokenizer::load_folder(folder / "tokenizer_2");
+  EXPECT_EQ(static_cast<std::int64_t>(tokenizer.vocab_size()), tools::builtin_tokenizer_vocab_size());
+  EXPECT_EQ(tokenizer.eos_id(), tools::builtin_tokenizer_vocab_size() - 1);
+  EXPECT_EQ(tokenizer.tokenize("a photo of a cat"),
+            (std::vector<std::string>{"a</w>", "photo</w>", "of</w>", "a</w>", "cat</w>"}));
+  EXPECT_EQ(tokenizer_2.pad_id(), tokenizer_2.id_of("!"));
+  const auto config = read_json(folder / "text_encoder" / "config.json");
+  EXPECT_EQ(config["vocab_size"].get<std::int64_t>(), tools::builtin_tokenizer_vocab_size());
+
+  Harness h;
+  h.models.paths["checkpoints/folder"] = folder;
+  h.models.paths["checkpoints/single"] = root / "checkpoints" / "tiny-sdxl-single.safetensors";
+  auto request = cat_request(2);
+  request.prompt = "a red dog, with light! <|endoftext|> 123 caf\u00e9";
+  request.models.base = "folder";
+  const auto a = h.run(request)->get<std::vector<sdk::Image>>(sdk::slots::kImages);
+  request.models.base = "single";  // tokenizers from checkpoints/tokenizers/
+  const auto b = h.run(request)->get<std::vector<sdk::Image>>(sdk::slots::kImages);
+  ASSERT_EQ(a.size(), 1u);
   EXPECT_TRUE(at::equal(image_tensor(a[0]), image_tensor(b[0])));
   EXPECT_GT(image_tensor(a[0]).to(at::kFloat).std().item<double>(), 1.0);  // not a flat image
   fs::remove_all(root);
