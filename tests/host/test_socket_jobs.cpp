@@ -1,7 +1,14 @@
 // Jobs over a real socket: cancel (queued and running), timeout, priority order, QUEUE_FULL,
 // a client that disconnects mid-job, and shutdown with work queued.
-#include <gtest/gtest.h>
+#include <algorithm>
+#include <atomic>
+#include <mutex>
 
+#include <gtest/gtest.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "host/runtime/logging.hpp"
 #include "host_fixture.hpp"
 
 namespace sdxlhost::test {
@@ -10,6 +17,38 @@ namespace {
 json message(const std::string& type, const std::string& id, json data = json::object()) {
   return {{"message_type", type}, {"request_id", id}, {"data", data}};
 }
+
+/// A log sink that keeps the lines ("[component] message") written while capturing is on.
+class CaptureSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  CaptureSink() { set_pattern_("[%n] %v"); }
+  /// Starts or stops keeping lines.
+  void capture(bool on) { capturing_.store(on); }
+  /// Forgets the lines kept so far.
+  void clear() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    lines_.clear();
+  }
+  /// The lines kept so far.
+  std::vector<std::string> lines() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return lines_;
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& message) override {
+    if (!capturing_.load()) return;
+    spdlog::memory_buf_t formatted;
+    formatter_->format(message, formatted);
+    lines_.emplace_back(formatted.data(), formatted.size());
+    while (!lines_.empty() && (lines_.back().back() == '\n' || lines_.back().back() == '\r')) lines_.back().pop_back();
+  }
+  void flush_() override {}
+
+ private:
+  std::atomic<bool> capturing_{false};
+  std::vector<std::string> lines_;
+};
 
 /// Waits until `status` shows a running job (the executor picked it up).
 void wait_until_running(WireClient& client, const std::string& id) {
@@ -139,6 +178,47 @@ TEST(SocketJobs, ShutdownAnswersQueuedWorkAndRefusesNewWork) {
   EXPECT_EQ(answers["left-behind"]["error_code"], "SHUTTING_DOWN");
   EXPECT_TRUE(answers["finishing"]["success"].get<bool>()) << answers["finishing"].dump();  // within the grace
   fixture.reset();
+}
+
+// Every line logged while a job is handled (host, queue, runner, planner, the plugin's own
+// context.log) names its request id, for a job that succeeds and for one that fails.
+TEST(SocketJobs, EveryJobLogLineCarriesTheRequestId) {
+  auto sink = std::make_shared<CaptureSink>();
+  std::vector<std::shared_ptr<spdlog::logger>> loggers;
+  for (const char* component : {"host", "protocol", "runtime", "job", "plugins", "models"})
+    loggers.push_back(host::component_logger(component));
+  for (const auto& logger : loggers) logger->sinks().push_back(sink);  // no host thread runs yet
+  {
+    HostFixture fixture(json{{"log_level", "debug"}});
+    auto client = fixture.client();
+    ASSERT_TRUE(client->request(message("ping", "before"))["success"].get<bool>());  // connection logged
+    const std::pair<std::string, json> jobs[] = {
+        {"log-ok-1", json::object()}, {"log-fail-2", {{"test", {{"throw", "error"}}}}}};
+    for (const auto& [id, extra] : jobs) {
+      sink->capture(true);
+      json response = client->request(generation(id, 2, 1, extra));
+      sink->capture(false);
+      EXPECT_EQ(response["success"].get<bool>(), extra.empty()) << response.dump();
+      const auto lines = sink->lines();
+      sink->clear();
+      bool plugin_line = false;
+      bool plan_line = false;
+      for (const auto& line : lines) {
+        if (line.find("[" + id + "]") == std::string::npos) continue;
+        plugin_line = plugin_line || line.find("test_denoise: 2 steps") != std::string::npos;
+        plan_line = plan_line || line.find("plan:") != std::string::npos;
+      }
+      EXPECT_TRUE(plugin_line) << "no plugin log line with the id " << id;
+      EXPECT_TRUE(plan_line) << "no plan line with the id " << id;
+      for (const auto& line : lines)
+        EXPECT_NE(line.find("[" + id + "]"), std::string::npos) << "a line logged during job " << id << ": " << line;
+    }
+  }
+  for (const auto& logger : loggers) {
+    auto& sinks = logger->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());
+  }
+  host::set_log_level("warn");
 }
 
 }  // namespace

@@ -92,8 +92,9 @@ class DenoiseStage : public sdk::Stage {
   void run(sdk::Context& context) const override {
     const auto& request = context.request();
     const auto& options = test_options(request);
-    throw_if_asked(options);
     const int steps = request.hyperparameters.num_inference_steps;
+    context.log(sdk::LogLevel::Info, "test_denoise: " + std::to_string(steps) + " steps");
+    throw_if_asked(options);
     const auto step_time = std::chrono::milliseconds(options.value("step_ms", 5));
     for (int step = 1; step <= steps; ++step) {
       context.throw_if_cancelled();
