@@ -65,6 +65,7 @@ StdioChannel::StdioChannel(boost::asio::io_context& io, MessageHandler& handler,
   wake_write_ = fds[1];
   ::fcntl(wake_read_, F_SETFD, FD_CLOEXEC);
   ::fcntl(wake_write_, F_SETFD, FD_CLOEXEC);
+  ::fcntl(wake_write_, F_SETFL, O_NONBLOCK);  // stop() never blocks, however often it is called
 }
 
 StdioChannel::~StdioChannel() {
