@@ -152,12 +152,12 @@ std::shared_ptr<SdxlModels> SdxlModels::load(const fs::path& path, const SdxlSet
   if (weights.components.count(nn::Component::TextEncoder)) {
     models->text_encoder = nn::ClipTextModel::load(
         require(nn::Component::TextEncoder),
-        nn::ClipTextConfig::from_json(weights.configs.at(nn::Component::TextEncoder)), dtype);
+        nn::ClipTextConfig::from_json(weights.configs.at(nn::Component::TextEncoder)), dtype, device);
     models->tokenizer = load_tokenizer(tokenizers / "tokenizer");
   }
   models->text_encoder_2 = nn::ClipTextModel::load(
       require(nn::Component::TextEncoder2),
-      nn::ClipTextConfig::from_json(weights.configs.at(nn::Component::TextEncoder2)), dtype);
+      nn::ClipTextConfig::from_json(weights.configs.at(nn::Component::TextEncoder2)), dtype, device);
   models->tokenizer_2 = load_tokenizer(tokenizers / "tokenizer_2");
   // config.json, the file's metadata copy, or inferred by open_checkpoint (UNetConfig::infer)
   const nn::TensorMap& unet_weights = require(nn::Component::Unet);
@@ -221,7 +221,7 @@ at::Tensor BatchNoise::randn(at::IntArrayRef shape) {
   one[0] = 1;
   std::vector<at::Tensor> rows;
   for (auto& generator : generators_) rows.push_back(generator->randn(one));
-  return at::cat(rows, 0);
+  return at::cat(rows, 0).to(device_);
 }
 
 }  // namespace sdxlhost::sdxl

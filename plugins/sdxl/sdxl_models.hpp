@@ -95,12 +95,16 @@ using Generators = std::vector<std::shared_ptr<nn::CpuNoiseGenerator>>;
 class BatchNoise : public sdk::NoiseSource {
  public:
   /// @param generators one per image, in batch order (kept by reference)
-  explicit BatchNoise(Generators& generators) : generators_(generators) {}
-  /// Row i of `shape` (shape[0] = images) from generator i.
+  /// @param device     where the noise is used: drawn on the CPU generators (so images are the
+  ///                   same on every device, as diffusers' CPU generator), then moved there
+  explicit BatchNoise(Generators& generators, at::Device device = at::kCPU)
+      : generators_(generators), device_(device) {}
+  /// Row i of `shape` (shape[0] = images) from generator i, on the device.
   at::Tensor randn(at::IntArrayRef shape) override;
 
  private:
   Generators& generators_;
+  at::Device device_;
 };
 
 }  // namespace sdxlhost::sdxl

@@ -82,7 +82,7 @@ at::Tensor encode_chunks(const nn::ClipTextModel& encoder, const nn::ClipTokeniz
   at::Tensor hidden = out.hidden_states[static_cast<std::size_t>(index)].to(at::kFloat);
   hidden = hidden.reshape({1, -1, hidden.size(-1)});
   if (!nn::all_weights_one(chunks)) {
-    hidden = nn::apply_prompt_weights(hidden, at::tensor(weights).view({1, -1}));
+    hidden = nn::apply_prompt_weights(hidden, at::tensor(weights).view({1, -1}).to(hidden.device()));
   }
   if (text_embeds != nullptr) *text_embeds = out.text_embeds.slice(0, 0, 1).to(at::kFloat);
   return hidden;
@@ -206,7 +206,8 @@ class PrepareLatentsStage final : public SdxlStage {
       }
       latents = at::cat(noise, 0) * scheduler->init_noise_sigma();
     }
-    context.set(sdk::slots::kLatents, latents);
+    // drawn on the CPU generators (the same images on every device), then moved, as diffusers
+    context.set(sdk::slots::kLatents, latents.to(models->unet->device()));
     context.set(sdk::slots::kScheduler, scheduler);
     context.set(kGeneratorsSlot, std::move(generators));
     context.set(kBeginIndexSlot, begin_index);
@@ -290,7 +291,9 @@ class DenoiseStage final : public SdxlStage {
     const auto& cond = context.get<SdxlConditioning>(sdk::slots::kConditioning);
     auto& scheduler = *context.get<std::shared_ptr<sdk::Scheduler>>(sdk::slots::kScheduler);
     auto& generators = context.get<Generators>(kGeneratorsSlot);
-    at::Tensor latents = context.get<at::Tensor>(sdk::slots::kLatents);
+    // Everything the loop touches lives on the UNet's device; latents stay there between steps.
+    const at::Device device = models->unet->device();
+    at::Tensor latents = context.get<at::Tensor>(sdk::slots::kLatents).to(device, at::kFloat);
     const std::int64_t n = latents.size(0);
     const double guidance = r.hyperparameters.guidance_scale;
     const bool cfg = guidance > 1.0;
@@ -298,12 +301,12 @@ class DenoiseStage final : public SdxlStage {
     const std::int64_t factor = models->vae->config().downscale_factor();
     const std::vector<float> ids =
         time_ids(r, static_cast<int>(latents.size(2) * factor), static_cast<int>(latents.size(3) * factor));
-    at::Tensor add_time_ids = at::tensor(ids).view({1, -1}).repeat({n, 1});
-    at::Tensor embeds = cond.prompt_embeds.repeat({n, 1, 1});
-    at::Tensor pooled = cond.pooled_prompt_embeds.repeat({n, 1});
+    at::Tensor add_time_ids = at::tensor(ids).view({1, -1}).repeat({n, 1}).to(device);
+    at::Tensor embeds = cond.prompt_embeds.to(device).repeat({n, 1, 1});
+    at::Tensor pooled = cond.pooled_prompt_embeds.to(device).repeat({n, 1});
     if (cfg) {
-      embeds = at::cat({cond.negative_prompt_embeds.repeat({n, 1, 1}), embeds});
-      pooled = at::cat({cond.negative_pooled_prompt_embeds.repeat({n, 1}), pooled});
+      embeds = at::cat({cond.negative_prompt_embeds.to(device).repeat({n, 1, 1}), embeds});
+      pooled = at::cat({cond.negative_pooled_prompt_embeds.to(device).repeat({n, 1}), pooled});
       add_time_ids = at::cat({add_time_ids, add_time_ids});
     }
 
@@ -313,7 +316,7 @@ class DenoiseStage final : public SdxlStage {
     }
     const PatchScope patched(context, *models, PatchedParts::Unet);
     HookScope hooks(context, active);
-    BatchNoise noise(generators);
+    BatchNoise noise(generators, device);
     const at::Tensor timesteps = loop_timesteps(scheduler, r, context.get<int>(kBeginIndexSlot));
     const auto total = static_cast<int>(timesteps.size(0));
     for (int i = 0; i < total; ++i) {
@@ -328,7 +331,7 @@ class DenoiseStage final : public SdxlStage {
       at::Tensor prediction = models->unet
                                   ->forward(model_input, t, embeds, pooled, add_time_ids,
                                             with_residuals ? &residuals : nullptr)
-                                  .to(latents.device(), at::kFloat);
+                                  .to(at::kFloat);
       if (cfg) {
         const auto halves = prediction.chunk(2);
         prediction = halves[0] + guidance * (halves[1] - halves[0]);

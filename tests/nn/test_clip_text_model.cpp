@@ -93,7 +93,7 @@ TEST(ClipTextModel, FullSizeKeysAreExactlyTheModelParameters) {
     // And the model loads them by name, on meta tensors (nothing allocated).
     TensorMap meta;
     for (const auto& [key, shape] : listed) meta.set(key, at::empty(shape, at::TensorOptions().device(at::kMeta)));
-    EXPECT_NO_THROW(ClipTextModel::load(meta, config)) << keys;
+    EXPECT_NO_THROW(ClipTextModel::load(meta, config, at::kFloat, at::kMeta)) << keys;
   }
 }
 
@@ -131,4 +131,18 @@ TEST(ClipTextModel, Bfloat16WeightsRunOnTheCpu) {
   EXPECT_EQ(out.last_hidden_state.scalar_type(), at::kBFloat16);
   const at::Tensor want = io->tensor("output.last_hidden_state");
   EXPECT_LT(max_diff(out.last_hidden_state.to(at::kFloat), want), 0.05 * want.abs().max().item<double>());
+}
+
+TEST(ClipTextModel, WeightsArePlacedOnTheRequestedDevice) {
+  // Only the CPU can run here; the meta device shows the weights go where `device` says (the
+  // same call puts them on cuda:N), and forward keeps its outputs on the weights' device.
+  const auto folder = sdxlhost::test::shared_dir() / "goldens/models/tiny_sdxl/text_encoder_2";
+  auto meta = ClipTextModel::load_folder(folder, at::kFloat, at::kMeta);
+  for (const auto& [name, tensor] : meta->named_parameters()) {
+    EXPECT_TRUE(tensor->is_meta()) << name;
+  }
+  auto cpu = ClipTextModel::load_folder(folder, at::kFloat, at::kCPU);
+  const ClipTextOutput out = cpu->forward(at::zeros({1, 77}, at::kLong));
+  EXPECT_TRUE(out.last_hidden_state.device().is_cpu());
+  EXPECT_TRUE(out.text_embeds.device().is_cpu());
 }

@@ -109,7 +109,7 @@ std::vector<std::pair<std::string, at::Tensor*>> ClipTextModel::named_parameters
 }
 
 std::shared_ptr<ClipTextModel> ClipTextModel::load(const TensorMap& weights, const ClipTextConfig& config,
-                                                   at::ScalarType dtype) {
+                                                   at::ScalarType dtype, at::Device device) {
   std::shared_ptr<ClipTextModel> model(new ClipTextModel());
   model->config_ = config;
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) model->layers_.push_back(std::make_shared<Layer>());
@@ -124,7 +124,7 @@ std::shared_ptr<ClipTextModel> ClipTextModel::load(const TensorMap& weights, con
                                                  c10::str(tensor->sizes()) + ", expected " + shape_text(shape));
     if (!at::isFloatingType(tensor->scalar_type()))
       throw Error(ErrorCode::ModelLoadError, where + ": weight '" + name + "' is not floating point");
-    *slot = tensor->to(dtype);
+    *slot = tensor->to(device, dtype);
   }
   for (const auto& [name, tensor] : weights)
     if (shapes.count(name) == 0 && name != kPositionIds)
@@ -132,14 +132,15 @@ std::shared_ptr<ClipTextModel> ClipTextModel::load(const TensorMap& weights, con
   return model;
 }
 
-std::shared_ptr<ClipTextModel> ClipTextModel::load_folder(const std::filesystem::path& folder, at::ScalarType dtype) {
+std::shared_ptr<ClipTextModel> ClipTextModel::load_folder(const std::filesystem::path& folder, at::ScalarType dtype,
+                                                          at::Device device) {
   std::ifstream in(folder / "config.json");
   if (!in) throw Error(ErrorCode::ModelLoadError, "missing '" + (folder / "config.json").string() + "'");
   const nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
   if (config.is_discarded())
     throw Error(ErrorCode::ModelLoadError, "'" + (folder / "config.json").string() + "' is not valid JSON");
   auto file = SafetensorsFile::open(folder / "model.safetensors");
-  return load(file->tensors(), ClipTextConfig::from_json(config), dtype);
+  return load(file->tensors(), ClipTextConfig::from_json(config), dtype, device);
 }
 
 ClipTextOutput ClipTextModel::forward(const at::Tensor& input_ids) const {

@@ -45,17 +45,20 @@ struct ClipTextOutput {
 /// A CLIP text encoder with or without projection.
 class SDXLHOST_API ClipTextModel {
  public:
-  /// Builds the model from diffusers-named `weights` (any float dtype; converted to `dtype`, kept
-  /// as zero-copy views when already float32 on the CPU). Throws sdk::Error(ModelLoadError) naming
+  /// Builds the model from diffusers-named `weights` (any float dtype; converted to `dtype` on
+  /// `device`, kept as zero-copy views when they already match). Throws sdk::Error(ModelLoadError) naming
   /// the first missing, unexpected or wrongly shaped key. `text_model.embeddings.position_ids`
   /// (a buffer older files carry) is accepted and ignored.
   static std::shared_ptr<ClipTextModel> load(const TensorMap& weights, const ClipTextConfig& config,
-                                             at::ScalarType dtype = at::kFloat);
+                                             at::ScalarType dtype = at::kFloat,
+                                             at::Device device = at::kCPU);
   /// Loads a diffusers `text_encoder/` or `text_encoder_2/` folder (config.json + model.safetensors).
   static std::shared_ptr<ClipTextModel> load_folder(const std::filesystem::path& folder,
-                                                    at::ScalarType dtype = at::kFloat);
+                                                    at::ScalarType dtype = at::kFloat,
+                                                    at::Device device = at::kCPU);
 
-  /// Runs the encoder on int64 ids [B, T] (T <= max_position_embeddings), on the weights' device.
+  /// Runs the encoder on int64 ids [B, T] (T <= max_position_embeddings, any device), on the
+  /// weights' device; the outputs stay there.
   ClipTextOutput forward(const at::Tensor& input_ids) const;
 
   /// The config the model was built with.
