@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "sdxlhost/nn/unet_encoder.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "config_fields.hpp"
 #include "weight_shapes.hpp"
@@ -26,14 +27,6 @@ std::string idx(const std::string& prefix, std::size_t i) { return prefix + "." 
 [[noreturn]] void bad_config(const std::string& key, const std::string& message) {
   detail::config_field_error("controlnet", key, message);
 }
-
-/// A down block of the encoder: resnets (+ a transformer after each), optional downsampler.
-struct EncoderDownBlock {
-  std::vector<ResnetBlock2D> resnets;
-  std::vector<Transformer2D> attentions;
-  bool has_downsampler = false;
-  Downsample2D downsampler;
-};
 
 /// diffusers' ControlNetConditioningEmbedding: conv_in, pairs of (3x3, 3x3 stride 2) convs, conv_out,
 /// SiLU after every conv but the last.
@@ -64,13 +57,8 @@ struct ConditioningEmbedding {
 }  // namespace
 
 struct ControlNetModel::Blocks {
-  TimestepEmbedding time_embedding;
-  TimestepEmbedding add_embedding;
-  Conv2d conv_in;
+  UNetEncoder encoder;
   ConditioningEmbedding cond_embedding;
-  std::vector<EncoderDownBlock> down;
-  ResnetBlock2D mid_resnet_0, mid_resnet_1;
-  Transformer2D mid_attention;
   std::vector<Conv2d> zero_convs;  ///< controlnet_down_blocks.k, one per skip
   Conv2d mid_zero_conv;            ///< controlnet_mid_block
 
@@ -88,9 +76,6 @@ void ControlNetModel::Blocks::bind(WeightBinder& b, const ControlNetConfig& conf
   const UNetConfig& c = config.unet;
   const auto& channels = c.block_out_channels;
   const std::size_t levels = channels.size();
-  const std::int64_t temb = c.time_embed_dim();
-  const std::int64_t groups = c.norm_num_groups;
-  const double eps = c.norm_eps;
   if (c.down_attention.size() != levels || c.transformer_depth.size() != levels ||
       c.attention_heads.size() != levels) {
     throw sdk::Error(sdk::ErrorCode::ModelLoadError, "controlnet config: per-level lists differ in length");
@@ -99,47 +84,11 @@ void ControlNetModel::Blocks::bind(WeightBinder& b, const ControlNetConfig& conf
     bad_config("conditioning_embedding_out_channels", "must be a non-empty list");
   }
 
-  time_embedding.bind(b, "time_embedding", channels[0], temb);
-  if (c.text_time_embedding) {
-    add_embedding.bind(b, "add_embedding", c.projection_class_embeddings_input_dim, temb);
-  }
-  conv_in.bind(b, "conv_in", c.in_channels, channels[0], 3);
+  encoder.bind_stem(b, c);
   cond_embedding.bind(b, "controlnet_cond_embedding", config);
   add_zero_conv(b, channels[0]);
-
-  std::int64_t out_ch = channels[0];
-  down.resize(levels);
-  for (std::size_t i = 0; i < levels; ++i) {
-    const std::string prefix = idx("down_blocks", i);
-    const std::int64_t in_ch = out_ch;
-    out_ch = channels[i];
-    EncoderDownBlock& block = down[i];
-    block.resnets.resize(static_cast<std::size_t>(c.layers_per_block));
-    if (c.down_attention[i]) block.attentions.resize(block.resnets.size());
-    for (std::size_t j = 0; j < block.resnets.size(); ++j) {
-      block.resnets[j].bind(b, idx(prefix + ".resnets", j), j == 0 ? in_ch : out_ch, out_ch, temb,
-                            groups, eps);
-      if (c.down_attention[i]) {
-        block.attentions[j].bind(b, idx(prefix + ".attentions", j), out_ch, c.cross_attention_dim,
-                                 c.attention_heads[i], c.transformer_depth[i],
-                                 c.use_linear_projection, groups);
-      }
-      add_zero_conv(b, out_ch);
-    }
-    block.has_downsampler = i + 1 < levels;
-    if (block.has_downsampler) {
-      block.downsampler.bind(b, prefix + ".downsamplers.0", out_ch, false);
-      add_zero_conv(b, out_ch);
-    }
-  }
-
-  const std::int64_t mid_ch = channels.back();
-  mid_resnet_0.bind(b, "mid_block.resnets.0", mid_ch, mid_ch, temb, groups, eps);
-  mid_attention.bind(b, "mid_block.attentions.0", mid_ch, c.cross_attention_dim,
-                     c.attention_heads.back(), c.mid_transformer_depth, c.use_linear_projection,
-                     groups);
-  mid_resnet_1.bind(b, "mid_block.resnets.1", mid_ch, mid_ch, temb, groups, eps);
-  mid_zero_conv.bind(b, "controlnet_mid_block", mid_ch, mid_ch, 1);
+  encoder.bind_body(b, c, [&](std::int64_t skip_channels) { add_zero_conv(b, skip_channels); });
+  mid_zero_conv.bind(b, "controlnet_mid_block", channels.back(), channels.back(), 1);
 }
 
 // ---- ControlNetConfig ----------------------------------------------------------------------------
@@ -224,19 +173,8 @@ sdk::UNetResiduals ControlNetModel::forward(const at::Tensor& sample_in, const a
                                             double conditioning_scale, const TraceFn& trace) const {
   const UNetConfig& c = config_.unet;
   const Blocks& m = *blocks_;
-  if (!sample_in.defined() || sample_in.dim() != 4 || sample_in.size(1) != c.in_channels) {
-    bad_input("sample", "sample must be (N, " + std::to_string(c.in_channels) + ", H, W)");
-  }
+  UNetEncoder::check_inputs(c, sample_in, encoder_hidden_states, timestep, "controlnet");
   const std::int64_t batch = sample_in.size(0);
-  if (!encoder_hidden_states.defined() || encoder_hidden_states.dim() != 3 ||
-      encoder_hidden_states.size(0) != batch ||
-      encoder_hidden_states.size(2) != c.cross_attention_dim) {
-    bad_input("encoder_hidden_states", "encoder_hidden_states must be (N, L, " +
-                                           std::to_string(c.cross_attention_dim) + ")");
-  }
-  if (!timestep.defined() || (timestep.numel() != 1 && timestep.numel() != batch)) {
-    bad_input("timestep", "timestep must hold 1 or N values");
-  }
   if (!controlnet_cond.defined() || controlnet_cond.dim() != 4 || controlnet_cond.size(0) != batch ||
       controlnet_cond.size(1) != config_.conditioning_channels) {
     bad_input("controlnet_cond", "controlnet_cond must be (N, " +
@@ -245,29 +183,12 @@ sdk::UNetResiduals ControlNetModel::forward(const at::Tensor& sample_in, const a
   const auto options = at::TensorOptions().dtype(dtype_).device(device_);
   const at::Tensor context = encoder_hidden_states.to(options);
 
-  // 1. time embedding (+ text_time added embedding), as the UNet
-  at::Tensor steps = timestep.to(device_).reshape({-1});
-  if (steps.numel() == 1) steps = steps.expand({batch});
-  at::Tensor emb = m.time_embedding.forward(
-      timestep_features(steps, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift).to(options));
-  if (c.text_time_embedding) {
-    if (!text_embeds.defined() || !time_ids.defined() || text_embeds.dim() != 2 ||
-        time_ids.dim() != 2 || text_embeds.size(0) != batch || time_ids.size(0) != batch ||
-        text_embeds.size(1) + time_ids.size(1) * c.addition_time_embed_dim !=
-            c.projection_class_embeddings_input_dim) {
-      bad_input("time_ids", "text_embeds (N, P) and time_ids (N, k) must satisfy P + k x " +
-                                std::to_string(c.addition_time_embed_dim) + " = " +
-                                std::to_string(c.projection_class_embeddings_input_dim));
-    }
-    const at::Tensor id_features = timestep_features(
-        time_ids.to(device_).reshape({-1}), c.addition_time_embed_dim, c.flip_sin_to_cos, c.freq_shift);
-    const at::Tensor add_input =
-        at::cat({text_embeds.to(device_, at::kFloat), id_features.reshape({batch, -1})}, -1).to(options);
-    emb = emb + m.add_embedding.forward(add_input);
-  }
+  // 1. time embedding (+ text_time added embedding), as the UNet (not traced)
+  const at::Tensor emb =
+      m.encoder.embed(c, timestep, text_embeds, time_ids, batch, options, "controlnet");
 
   // 2. conv_in(sample) + the control image's embedding
-  at::Tensor sample = m.conv_in.forward(sample_in.to(options));
+  at::Tensor sample = m.encoder.conv_in.forward(sample_in.to(options));
   at::Tensor cond = controlnet_cond.to(options);
   if (config_.bgr_conditioning) cond = cond.flip({1});
   const at::Tensor cond_embedding = m.cond_embedding.forward(cond);
@@ -281,26 +202,10 @@ sdk::UNetResiduals ControlNetModel::forward(const at::Tensor& sample_in, const a
   sample = sample + cond_embedding;
 
   // 3. down blocks, collecting the skips
-  std::vector<at::Tensor> skips{sample};
-  for (std::size_t i = 0; i < m.down.size(); ++i) {
-    const EncoderDownBlock& block = m.down[i];
-    for (std::size_t j = 0; j < block.resnets.size(); ++j) {
-      sample = block.resnets[j].forward(sample, emb);
-      if (!block.attentions.empty()) sample = block.attentions[j].forward(sample, context);
-      skips.push_back(sample);
-    }
-    if (block.has_downsampler) {
-      sample = block.downsampler.forward(sample);
-      skips.push_back(sample);
-    }
-    if (trace) trace(idx("down_blocks", i), sample);
-  }
+  const std::vector<at::Tensor> skips = m.encoder.forward_down(sample, emb, context, trace);
 
   // 4. mid block
-  sample = m.mid_resnet_0.forward(sample, emb);
-  sample = m.mid_attention.forward(sample, context);
-  sample = m.mid_resnet_1.forward(sample, emb);
-  if (trace) trace("mid_block", sample);
+  sample = m.encoder.forward_mid(sample, emb, context, trace);
 
   // 5. zero convs, scaled
   sdk::UNetResiduals residuals;

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "sdxlhost/nn/unet_encoder.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
 namespace sdxlhost::nn {
@@ -18,14 +19,6 @@ std::string idx(const std::string& prefix, std::size_t i) { return prefix + "." 
 [[noreturn]] void bad_input(const std::string& field, const std::string& message) {
   throw sdk::Error(sdk::ErrorCode::ValidationError, "unet input: " + message, field);
 }
-
-/// A down block: resnets (+ a transformer after each) and an optional stride-2 downsampler.
-struct DownBlock {
-  std::vector<ResnetBlock2D> resnets;
-  std::vector<Transformer2D> attentions;
-  bool has_downsampler = false;
-  Downsample2D downsampler;
-};
 
 /// An up block: resnets over [hidden | skip] (+ a transformer after each), optional upsampler.
 struct UpBlock {
@@ -38,12 +31,7 @@ struct UpBlock {
 }  // namespace
 
 struct UNet2DConditionModel::Blocks {
-  TimestepEmbedding time_embedding;
-  TimestepEmbedding add_embedding;
-  Conv2d conv_in;
-  std::vector<DownBlock> down;
-  ResnetBlock2D mid_resnet_0, mid_resnet_1;
-  Transformer2D mid_attention;
+  UNetEncoder encoder;
   std::vector<UpBlock> up;
   GroupNorm conv_norm_out;
   Conv2d conv_out;
@@ -63,43 +51,11 @@ void UNet2DConditionModel::Blocks::bind(WeightBinder& b, const UNetConfig& c) {
     throw sdk::Error(sdk::ErrorCode::ModelLoadError, "unet config: per-level lists differ in length");
   }
 
-  time_embedding.bind(b, "time_embedding", channels[0], temb);
-  if (c.text_time_embedding) {
-    add_embedding.bind(b, "add_embedding", c.projection_class_embeddings_input_dim, temb);
-  }
-  conv_in.bind(b, "conv_in", c.in_channels, channels[0], 3);
-
-  std::int64_t out_ch = channels[0];
-  down.resize(levels);
-  for (std::size_t i = 0; i < levels; ++i) {
-    const std::string prefix = idx("down_blocks", i);
-    const std::int64_t in_ch = out_ch;
-    out_ch = channels[i];
-    DownBlock& block = down[i];
-    block.resnets.resize(static_cast<std::size_t>(c.layers_per_block));
-    if (c.down_attention[i]) block.attentions.resize(block.resnets.size());
-    for (std::size_t j = 0; j < block.resnets.size(); ++j) {
-      block.resnets[j].bind(b, idx(prefix + ".resnets", j), j == 0 ? in_ch : out_ch, out_ch, temb,
-                            groups, eps);
-      if (c.down_attention[i]) {
-        block.attentions[j].bind(b, idx(prefix + ".attentions", j), out_ch, c.cross_attention_dim,
-                                 c.attention_heads[i], c.transformer_depth[i],
-                                 c.use_linear_projection, groups);
-      }
-    }
-    block.has_downsampler = i + 1 < levels;
-    if (block.has_downsampler) block.downsampler.bind(b, prefix + ".downsamplers.0", out_ch, false);
-  }
-
-  const std::int64_t mid_ch = channels.back();
-  mid_resnet_0.bind(b, "mid_block.resnets.0", mid_ch, mid_ch, temb, groups, eps);
-  mid_attention.bind(b, "mid_block.attentions.0", mid_ch, c.cross_attention_dim,
-                     c.attention_heads.back(), c.mid_transformer_depth, c.use_linear_projection,
-                     groups);
-  mid_resnet_1.bind(b, "mid_block.resnets.1", mid_ch, mid_ch, temb, groups, eps);
+  encoder.bind_stem(b, c);
+  encoder.bind_body(b, c);
 
   // Up blocks mirror the down blocks; channel arithmetic as diffusers' UNet2DConditionModel.
-  out_ch = channels.back();
+  std::int64_t out_ch = channels.back();
   up.resize(levels);
   for (std::size_t i = 0; i < levels; ++i) {
     const std::string prefix = idx("up_blocks", i);
@@ -179,69 +135,20 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample_in, const at::
   auto record = [&](const char* name, const at::Tensor& value) {
     if (trace) trace(name, value);
   };
-  if (!sample_in.defined() || sample_in.dim() != 4 || sample_in.size(1) != c.in_channels) {
-    bad_input("sample", "sample must be (N, " + std::to_string(c.in_channels) + ", H, W)");
-  }
+  UNetEncoder::check_inputs(c, sample_in, encoder_hidden_states, timestep, "unet");
   const std::int64_t batch = sample_in.size(0);
-  if (!encoder_hidden_states.defined() || encoder_hidden_states.dim() != 3 ||
-      encoder_hidden_states.size(0) != batch ||
-      encoder_hidden_states.size(2) != c.cross_attention_dim) {
-    bad_input("encoder_hidden_states", "encoder_hidden_states must be (N, L, " +
-                                           std::to_string(c.cross_attention_dim) + ")");
-  }
-  if (!timestep.defined() || (timestep.numel() != 1 && timestep.numel() != batch)) {
-    bad_input("timestep", "timestep must hold 1 or N values");
-  }
   const auto options = at::TensorOptions().dtype(dtype_).device(device_);
   at::Tensor sample = sample_in.to(options);
   const at::Tensor context = encoder_hidden_states.to(options);
 
   // 1. time embedding (+ text_time added embedding)
-  at::Tensor steps = timestep.to(device_).reshape({-1});
-  if (steps.numel() == 1) steps = steps.expand({batch});
-  const at::Tensor t_features = timestep_features(steps, c.block_out_channels[0],
-                                                  c.flip_sin_to_cos, c.freq_shift).to(options);
-  record("time_proj", t_features);
-  at::Tensor emb = m.time_embedding.forward(t_features);
-  record("time_embedding", emb);
-  if (c.text_time_embedding) {
-    if (!text_embeds.defined() || !time_ids.defined() || text_embeds.dim() != 2 ||
-        time_ids.dim() != 2 || text_embeds.size(0) != batch || time_ids.size(0) != batch ||
-        text_embeds.size(1) + time_ids.size(1) * c.addition_time_embed_dim !=
-            c.projection_class_embeddings_input_dim) {
-      bad_input("time_ids", "text_embeds (N, P) and time_ids (N, k) must satisfy P + k x " +
-                                std::to_string(c.addition_time_embed_dim) + " = " +
-                                std::to_string(c.projection_class_embeddings_input_dim));
-    }
-    const at::Tensor id_features = timestep_features(
-        time_ids.to(device_).reshape({-1}), c.addition_time_embed_dim, c.flip_sin_to_cos,
-        c.freq_shift);
-    record("add_time_proj", id_features);
-    const at::Tensor add_input =
-        at::cat({text_embeds.to(device_, at::kFloat), id_features.reshape({batch, -1})}, -1)
-            .to(options);
-    const at::Tensor add_emb = m.add_embedding.forward(add_input);
-    record("add_embedding", add_emb);
-    emb = emb + add_emb;
-  }
+  const at::Tensor emb =
+      m.encoder.embed(c, timestep, text_embeds, time_ids, batch, options, "unet", trace);
 
   // 2. down path, collecting the skips
-  sample = m.conv_in.forward(sample);
+  sample = m.encoder.conv_in.forward(sample);
   record("conv_in", sample);
-  std::vector<at::Tensor> skips{sample};
-  for (std::size_t i = 0; i < m.down.size(); ++i) {
-    const DownBlock& block = m.down[i];
-    for (std::size_t j = 0; j < block.resnets.size(); ++j) {
-      sample = block.resnets[j].forward(sample, emb);
-      if (!block.attentions.empty()) sample = block.attentions[j].forward(sample, context);
-      skips.push_back(sample);
-    }
-    if (block.has_downsampler) {
-      sample = block.downsampler.forward(sample);
-      skips.push_back(sample);
-    }
-    if (trace) trace(idx("down_blocks", i), sample);
-  }
+  std::vector<at::Tensor> skips = m.encoder.forward_down(sample, emb, context, trace);
   const bool with_residuals = residuals != nullptr && !residuals->down.empty();
   if (with_residuals) {
     if (residuals->down.size() != skips.size()) {
@@ -257,10 +164,7 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample_in, const at::
   }
 
   // 3. mid block
-  sample = m.mid_resnet_0.forward(sample, emb);
-  sample = m.mid_attention.forward(sample, context);
-  sample = m.mid_resnet_1.forward(sample, emb);
-  record("mid_block", sample);
+  sample = m.encoder.forward_mid(sample, emb, context, trace);
   if (residuals != nullptr && residuals->mid.defined()) {
     if (residuals->mid.sizes() != sample.sizes()) {
       bad_input("residuals.mid", "the mid residual has the wrong shape");

@@ -1,7 +1,8 @@
 #pragma once
 /// @file controlnet.hpp
 /// diffusers' ControlNetModel for SDXL UNets: the UNet's encoder half (conv_in, time and
-/// text_time embeddings, down blocks, mid block, built from the layers in unet_blocks.hpp) plus
+/// text_time embeddings, down blocks, mid block: the UNetEncoder of unet_encoder.hpp, shared with
+/// UNet2DConditionModel) plus
 /// the conditioning embedding of the control image and one zero convolution per skip connection
 /// (`controlnet_down_blocks.*`) and for the mid block (`controlnet_mid_block`). Its output is the
 /// residuals the UNet adds to its skips and mid-block output (sdk::UNetResiduals).
