@@ -7,21 +7,16 @@
 
 #include <string>
 
-#include "golden_util.hpp"
+#include "model_test_util.hpp"
 #include "sdxlhost/nn/controlnet.hpp"
-#include "sdxlhost/sdk/error.hpp"
 
 using sdxlhost::nn::ControlNetConfig;
 using sdxlhost::nn::ControlNetModel;
-using sdxlhost::nn::TensorMap;
-using sdxlhost::sdk::Error;
-using sdxlhost::sdk::ErrorCode;
 using namespace sdxl_test;
 
 namespace {
 
-// goldens/features-README.md: single model forwards (ControlNet residuals) atol 1e-4, rtol 1e-4.
-constexpr double kAtol = 1e-4;
+// goldens/features-README.md: ControlNet residuals rtol 1e-4 (atol: kAtol).
 constexpr double kRtol = 1e-4;
 
 struct TinyControlNet {

@@ -8,24 +8,17 @@
 #include <fstream>
 #include <map>
 
-#include "golden_util.hpp"
+#include "model_test_util.hpp"
 #include "sdxlhost/nn/key_map.hpp"
 #include "sdxlhost/nn/model_config.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
 #include "sdxlhost/nn/unet.hpp"
-#include "sdxlhost/sdk/error.hpp"
 
-using sdxlhost::nn::TensorMap;
 using sdxlhost::nn::UNet2DConditionModel;
 using sdxlhost::nn::UNetConfig;
-using sdxlhost::sdk::Error;
-using sdxlhost::sdk::ErrorCode;
 using namespace sdxl_test;
 
 namespace {
-
-// goldens/features-README.md: single model forwards atol 1e-4 (float32 vs float64 noise ~1e-6).
-constexpr double kAtol = 1e-4;
 
 struct TinyUNet {
   UNetConfig config = UNetConfig::from_json(read_json(golden("models/tiny_sdxl/unet/config.json")));

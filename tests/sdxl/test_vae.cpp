@@ -7,22 +7,15 @@
 #include <fstream>
 #include <map>
 
-#include "golden_util.hpp"
+#include "model_test_util.hpp"
 #include "sdxlhost/nn/vae.hpp"
-#include "sdxlhost/sdk/error.hpp"
 
 using sdxlhost::nn::AutoencoderKL;
-using sdxlhost::nn::TensorMap;
 using sdxlhost::nn::VaeConfig;
 using sdxlhost::nn::VaeTiling;
-using sdxlhost::sdk::Error;
-using sdxlhost::sdk::ErrorCode;
 using namespace sdxl_test;
 
 namespace {
-
-// goldens/features-README.md: single model forwards (VAE encode) atol 1e-4; decoded images 1e-4.
-constexpr double kAtol = 1e-4;
 
 std::shared_ptr<AutoencoderKL> load_folder(const std::filesystem::path& dir,
                                            at::ScalarType dtype = at::kFloat) {

@@ -1,0 +1,20 @@
+#pragma once
+/// @file model_test_util.hpp
+/// What the single-model tests (UNet, VAE, ControlNet) share: the golden helpers, the SDK names
+/// they use unqualified and the tolerance for one model forward.
+
+#include "golden_util.hpp"
+#include "sdxlhost/nn/tensor_map.hpp"
+#include "sdxlhost/sdk/error.hpp"
+
+namespace sdxl_test {
+
+using sdxlhost::nn::TensorMap;
+using sdxlhost::sdk::Error;
+using sdxlhost::sdk::ErrorCode;
+
+/// goldens/features-README.md: single model forwards (UNet, VAE encode/decode, ControlNet
+/// residuals) atol 1e-4 (float32 vs float64 noise ~1e-6).
+inline constexpr double kAtol = 1e-4;
+
+}  // namespace sdxl_test
