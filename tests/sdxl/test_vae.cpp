@@ -189,20 +189,11 @@ TEST(Vae, TiledErrorShrinksAsTilesGrowOnANonStationaryImage) {
 }
 
 TEST(Vae, BadInputsGiveValidationErrors) {
-  auto field_of = [](auto&& call) -> std::string {
-    try {
-      call();
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::ValidationError);
-      return e.field();
-    }
-    return "(no error)";
-  };
-  EXPECT_EQ(field_of([] { tiny().encode(at::zeros({1, 4, 64, 64})); }), "image");
-  EXPECT_EQ(field_of([] { tiny().encode(at::zeros({1, 3, 63, 64})); }), "image");
-  EXPECT_EQ(field_of([] { tiny().decode(at::zeros({1, 3, 8, 8})); }), "latents");
-  EXPECT_EQ(field_of([] { tiny().decode_tiled(at::zeros({1, 4, 8, 8}), VaeTiling{63, 8}); }), "tiling");
-  EXPECT_EQ(field_of([] { tiny().decode_tiled(at::zeros({1, 4, 8, 8}), VaeTiling{64, 40}); }), "tiling");
+  EXPECT_EQ(validation_field([] { tiny().encode(at::zeros({1, 4, 64, 64})); }), "image");
+  EXPECT_EQ(validation_field([] { tiny().encode(at::zeros({1, 3, 63, 64})); }), "image");
+  EXPECT_EQ(validation_field([] { tiny().decode(at::zeros({1, 3, 8, 8})); }), "latents");
+  EXPECT_EQ(validation_field([] { tiny().decode_tiled(at::zeros({1, 4, 8, 8}), VaeTiling{63, 8}); }), "tiling");
+  EXPECT_EQ(validation_field([] { tiny().decode_tiled(at::zeros({1, 4, 8, 8}), VaeTiling{64, 40}); }), "tiling");
   auto bad = read_json(golden("models/tiny_sdxl/vae/config.json"));
   bad["down_block_types"][0] = "AttnDownEncoderBlock2D";
   EXPECT_THROW(VaeConfig::from_json(bad), Error);
