@@ -89,14 +89,7 @@ int plugins_command(const Arguments& args) {
   std::vector<std::string> warnings;
   HostConfig config = config_from_arguments(args, warnings);
   for (const auto& warning : warnings) std::cerr << "config: " << warning << "\n";
-  PluginSettings settings;
-  settings.dir = config.plugins.dir;
-  settings.enabled = config.plugins.enabled;
-  settings.enable_unlisted = config.plugins.enable_unlisted;
-  settings.plugin_configs = config.plugins.config;
-  settings.device = config.device;
-  settings.dtype = config.dtype;
-  PluginManager manager(settings);
+  PluginManager manager(runtime::plugin_settings(config));
   manager.load();
   nlohmann::json described = manager.describe();
   for (const auto& plugin : described)

@@ -20,17 +20,6 @@ using sdk::ErrorCode;
 
 constexpr const char* kHostVersion = "0.1.0";
 
-PluginSettings plugin_settings(const HostConfig& config) {
-  PluginSettings settings;
-  settings.dir = config.plugins.dir;
-  settings.enabled = config.plugins.enabled;
-  settings.enable_unlisted = config.plugins.enable_unlisted;
-  settings.plugin_configs = config.plugins.config;
-  settings.device = config.device;
-  settings.dtype = config.dtype;
-  return settings;
-}
-
 /// The names of the loaded plugins: `data.<name>` is that plugin's section of a request.
 std::set<std::string> loaded_plugin_names(const PluginSet& plugins) {
   std::set<std::string> names;
@@ -101,6 +90,17 @@ void restart_only_changes(const HostConfig& before, const HostConfig& after, std
 }
 
 }  // namespace
+
+PluginSettings plugin_settings(const HostConfig& config) {
+  PluginSettings settings;
+  settings.dir = config.plugins.dir;
+  settings.enabled = config.plugins.enabled;
+  settings.enable_unlisted = config.plugins.enable_unlisted;
+  settings.plugin_configs = config.plugins.config;
+  settings.device = config.device;
+  settings.dtype = config.dtype;
+  return settings;
+}
 
 HostService::HostService(HostConfig config, const std::vector<std::string>& config_warnings)
     : config_(std::make_shared<const HostConfig>(std::move(config))),

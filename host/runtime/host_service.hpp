@@ -26,6 +26,10 @@
 
 namespace sdxlhost::host::runtime {
 
+/// The plugin manager's settings from a host config (dir, feature flags, per-plugin configs,
+/// and the top-level device/dtype every plugin receives). One place, so serve and the CLI agree.
+PluginSettings plugin_settings(const HostConfig& config);
+
 /// Dispatches messages to the queue, the plugin manager and the model store.
 class HostService : public transport::MessageHandler {
  public:
