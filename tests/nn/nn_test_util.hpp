@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "common/temp_dir.hpp"
 #include "sdxlhost/nn/tensor_map.hpp"
 
 namespace sdxlhost::test {
@@ -38,25 +39,7 @@ inline sdxlhost::nn::TensorMap meta_tensors(const nlohmann::json& list) {
   return out;
 }
 
-/// A fresh folder under the system temp folder, removed with its contents on destruction.
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() /
-            ("sdxlhost-nn-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+/// The shared temp-folder helper (tests/common/temp_dir.hpp).
+using sdxlhost::test_support::TempDir;
 
 }  // namespace sdxlhost::test
