@@ -177,6 +177,11 @@ std::string a1111_parameters(const sdk::GenerationRequest& request, const sdk::I
        << ", Seed: " << number("seed", request.hyperparameters.seed)
        << ", Size: " << image.width << "x" << image.height
        << ", Model: " << request.models.base;
+  // Plugins add their own infotext entries ("Lora hashes", ...) under metadata.infotext.
+  if (meta.is_object() && meta.contains("infotext") && meta["infotext"].is_object()) {
+    for (const auto& [key, value] : meta["infotext"].items())
+      text << ", " << key << ": " << (value.is_string() ? value.get<std::string>() : value.dump());
+  }
   return text.str();
 }
 

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "host/protocol/field_reader.hpp"
+#include "host/protocol/lora_tags.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
 namespace sdxlhost::host::protocol {
@@ -143,8 +144,13 @@ void read_lora(FieldReader& data, sdk::GenerationRequest& request, std::vector<s
       sdk::LoraSelection lora;
       item.read_string("name", lora.name, /*required=*/true);
       if (lora.name.empty()) invalid(item.path_of("name"), "must not be empty");
+      // 0 = not applied; |weight| > 10 is refused as a typo (an image at 50x a LoRA is noise)
       item.read_number("weight", lora.weight, -10.0, 10.0);
       item.warn_unknown(warnings);
+      for (std::size_t j = 0; j < request.loras.size(); ++j)
+        if (lora_identity(request.loras[j].name) == lora_identity(lora.name))
+          invalid(item.path_of("name"), "names the same LoRA as data.lora.models[" + std::to_string(j) +
+                                            "]; give each LoRA once with its weight");
       request.loras.push_back(lora);
     }
   }
@@ -153,6 +159,38 @@ void read_lora(FieldReader& data, sdk::GenerationRequest& request, std::vector<s
     invalid(reader->path_of("models"), "must name at least one LoRA when lora.enabled is true");
   if (!request.lora_enabled) request.loras.clear();
   reader->warn_unknown(warnings);
+}
+
+/// A1111 `<lora:NAME:WEIGHT>` tags in prompt / prompt_2: removed from the text and appended to
+/// data.lora.models (they enable LoRA unless lora.enabled is explicitly false, then they are
+/// dropped with a warning). A tag naming a LoRA that data.lora.models also names is refused.
+void fold_lora_tags(const json& data, sdk::GenerationRequest& request, std::vector<std::string>& warnings) {
+  const std::size_t listed = request.loras.size();
+  for (auto [text, field] : {std::pair<std::string*, const char*>{&request.prompt, "data.prompt"},
+                             {&request.prompt_2, "data.prompt_2"}}) {
+    for (const auto& tag : extract_lora_tags(*text, field)) {
+      if (tag.weight < -10.0 || tag.weight > 10.0)
+        invalid(field, "the tag <lora:" + tag.name + "> has weight " + std::to_string(tag.weight) +
+                           "; must be in [-10, 10]");
+      for (std::size_t j = 0; j < request.loras.size(); ++j) {
+        if (lora_identity(request.loras[j].name) != lora_identity(tag.name)) continue;
+        invalid(field, "the tag <lora:" + tag.name + "> names the same LoRA as " +
+                           (j < listed ? "data.lora.models[" + std::to_string(j) + "]" : std::string("another tag")) +
+                           "; give each LoRA once");
+      }
+      request.loras.push_back({tag.name, tag.weight});
+    }
+  }
+  if (request.loras.size() == listed) return;
+  const auto lora = data.find("lora");
+  const bool disabled = lora != data.end() && lora->is_object() && lora->contains("enabled") &&
+                        (*lora)["enabled"].is_boolean() && !(*lora)["enabled"].get<bool>();
+  if (disabled) {
+    warnings.push_back("data.lora.enabled is false: the <lora:...> tags in the prompt were removed and not applied");
+    request.loras.resize(listed);
+    return;
+  }
+  request.lora_enabled = true;
 }
 
 /// Options objects whose "enabled": false (or empty/false value) means "not asked for" -> null.
@@ -239,6 +277,7 @@ sdk::GenerationRequest read_request(const json& data, const Limits& limits, doub
     request.scheduler_options = *options;
   }
   read_lora(reader, request, warnings);
+  fold_lora_tags(data, request, warnings);
   request.controlnet = optional_feature(reader.find("controlnet"), "data.controlnet", true);
   reader.read_string("init_image", request.init_image);
   read_output(reader, request.output, warnings);

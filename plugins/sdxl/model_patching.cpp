@@ -1,4 +1,4 @@
-// ModelPatch application around a stage (see model_patching.hpp).
+// ModelPatch application around a stage, with a cache of patched sets (see model_patching.hpp).
 #include "model_patching.hpp"
 
 #include <ATen/ATen.h>
@@ -9,38 +9,15 @@
 
 namespace sdxlhost::sdxl {
 
-ClipWeights::ClipWeights(std::string component, nn::ClipTextModel& model) : component_(std::move(component)) {
-  for (const auto& [name, slot] : model.named_parameters()) slots_[name] = slot;
+std::string patch_set_key(sdk::Context& context, const std::vector<std::shared_ptr<sdk::ModelPatch>>& patches,
+                          PatchedParts parts) {
+  std::string key = parts == PatchedParts::Unet ? "unet" : "text_encoders";
+  for (const auto& patch : patches) key += "|" + patch->name() + "=" + patch->cache_key(context);
+  return key;
 }
 
-at::Tensor ClipWeights::weight(const std::string& key) const {
-  auto it = slots_.find(key);
-  if (it == slots_.end()) {
-    throw sdk::Error(sdk::ErrorCode::NotFound, component_ + " has no weight '" + key + "'");
-  }
-  return *it->second;
-}
-
-void ClipWeights::add_delta(const std::string& key, const at::Tensor& delta) {
-  auto it = slots_.find(key);
-  if (it == slots_.end()) {
-    throw sdk::Error(sdk::ErrorCode::ValidationError, component_ + " has no weight '" + key + "'");
-  }
-  at::Tensor& slot = *it->second;
-  if (!delta.defined() || delta.sizes() != slot.sizes()) {
-    throw sdk::Error(sdk::ErrorCode::ValidationError,
-                     component_ + " weight '" + key + "': the delta's shape differs from the weight's");
-  }
-  originals_.emplace(key, slot);
-  slot = slot + delta.to(slot.options());
-}
-
-void ClipWeights::restore() {
-  for (auto& [key, original] : originals_) *slots_.at(key) = original;
-  originals_.clear();
-}
-
-PatchScope::PatchScope(sdk::Context& context, SdxlModels& models, PatchedParts parts) : models_(models) {
+PatchScope::PatchScope(sdk::Context& context, SdxlModels& models, PatchedParts parts, int cached_sets)
+    : models_(models), parts_(parts) {
   std::vector<std::shared_ptr<sdk::ModelPatch>> patches;
   for (const auto& patch : context.registries().model_patches()) {
     if (patch->applies(context.request())) patches.push_back(patch);
@@ -49,17 +26,23 @@ PatchScope::PatchScope(sdk::Context& context, SdxlModels& models, PatchedParts p
     shared_ = std::shared_lock<std::shared_mutex>(models.patch_mutex);
     return;
   }
+  const std::string key = patch_set_key(context, patches, parts);  // may load (hash) the files
   exclusive_ = std::unique_lock<std::shared_mutex>(models.patch_mutex);
+  patched_ = true;
   try {
-    if (parts == PatchedParts::TextEncoders) {
-      if (models.text_encoder) clip_targets_.push_back(std::make_unique<ClipWeights>("text_encoder", *models.text_encoder));
-      clip_targets_.push_back(std::make_unique<ClipWeights>("text_encoder_2", *models.text_encoder_2));
-      for (const auto& patch : patches) {
-        for (auto& target : clip_targets_) patch->apply(context, *target);
-      }
+    std::vector<nn::PatchableWeights*> list = targets();
+    if (const PatchedSet* cached = models.find_patched_set(key)) {
+      for (const auto& w : cached->weights) list.at(w.target)->set_weight(w.key, w.value);
+      from_cache_ = true;
     } else {
-      unet_patched_ = true;
-      for (const auto& patch : patches) patch->apply(context, *models.unet);
+      apply(context, patches);
+      if (cached_sets > 0) {
+        PatchedSet set;
+        set.key = key;
+        for (std::size_t t = 0; t < list.size(); ++t)
+          for (const auto& k : list[t]->patched_keys()) set.weights.push_back({t, k, list[t]->weight(k)});
+        models.store_patched_set(std::move(set), static_cast<std::size_t>(cached_sets));
+      }
     }
     applied_ = patches.size();
   } catch (...) {
@@ -68,13 +51,33 @@ PatchScope::PatchScope(sdk::Context& context, SdxlModels& models, PatchedParts p
   }
 }
 
+std::vector<nn::PatchableWeights*> PatchScope::targets() {
+  if (parts_ == PatchedParts::Unet) return {&models_.unet->patchable_weights()};
+  if (clip_targets_.empty()) {
+    if (models_.text_encoder)
+      clip_targets_.push_back(
+          std::make_unique<nn::PatchableWeights>("text_encoder", models_.text_encoder->named_parameters()));
+    clip_targets_.push_back(
+        std::make_unique<nn::PatchableWeights>("text_encoder_2", models_.text_encoder_2->named_parameters()));
+  }
+  std::vector<nn::PatchableWeights*> out;
+  for (auto& t : clip_targets_) out.push_back(t.get());
+  return out;
+}
+
+void PatchScope::apply(sdk::Context& context, const std::vector<std::shared_ptr<sdk::ModelPatch>>& patches) {
+  for (const auto& patch : patches)
+    for (nn::PatchableWeights* target : targets()) patch->apply(context, *target);
+}
+
 PatchScope::~PatchScope() { restore(); }
 
 void PatchScope::restore() noexcept {
+  if (!patched_) return;
   for (auto& target : clip_targets_) target->restore();
   clip_targets_.clear();
-  if (unet_patched_) models_.unet->restore_weights();
-  unet_patched_ = false;
+  if (parts_ == PatchedParts::Unet) models_.unet->patchable_weights().restore();
+  patched_ = false;
 }
 
 }  // namespace sdxlhost::sdxl

@@ -119,6 +119,7 @@ SdxlSettings SdxlSettings::from_json(const nlohmann::json& config) {
   };
   number("vae_tile_size", s.vae_tile_size);
   number("vae_tile_overlap", s.vae_tile_overlap);
+  number("patched_sets", s.patched_sets);
   check_tiling_settings(s);
   if (s.dtype != "fp32" && s.dtype != "bf16" && s.dtype != "fp16") {
     bad_setting("dtype", "dtype must be fp32, bf16 or fp16");
@@ -133,6 +134,32 @@ SdxlSettings SdxlSettings::from_json(const nlohmann::json& config) {
     bad_setting("dtype", "fp16 is not implemented on the CPU by this libtorch; use fp32 or bf16");
   }
   return s;
+}
+
+std::uint64_t PatchedSet::bytes() const {
+  std::uint64_t total = 0;
+  for (const auto& w : weights) total += w.value.nbytes();
+  return total;
+}
+
+const PatchedSet* SdxlModels::find_patched_set(const std::string& key) {
+  for (auto it = patched_sets.begin(); it != patched_sets.end(); ++it) {
+    if (it->key != key) continue;
+    patched_sets.splice(patched_sets.begin(), patched_sets, it);
+    return &patched_sets.front();
+  }
+  return nullptr;
+}
+
+void SdxlModels::store_patched_set(PatchedSet set, std::size_t limit) {
+  patched_sets.push_front(std::move(set));
+  while (patched_sets.size() > limit) patched_sets.pop_back();
+}
+
+std::uint64_t SdxlModels::patched_set_bytes() const {
+  std::uint64_t total = 0;
+  for (const auto& set : patched_sets) total += set.bytes();
+  return total;
 }
 
 std::shared_ptr<SdxlModels> SdxlModels::load(const fs::path& path, const SdxlSettings& settings) {

@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <filesystem>
+#include <list>
 #include <memory>
 #include <optional>
 #include <shared_mutex>
@@ -32,6 +33,7 @@ struct SdxlSettings {
   std::string tokenizer_dir;       ///< tokenizer/ + tokenizer_2/ for single-file checkpoints
   int vae_tile_size = 0;           ///< > 0: VAE encode/decode images larger than this tiled (px)
   int vae_tile_overlap = 64;       ///< overlap between VAE tiles (px)
+  int patched_sets = 2;            ///< patched weight sets (LoRA combinations) kept per pipeline
   /// The VAE tiling for an image of `height` x `width`, or nullopt to run untiled.
   std::optional<nn::VaeTiling> tiling_for(std::int64_t height, std::int64_t width) const;
   /// The dtype named by `dtype`.
@@ -40,6 +42,19 @@ struct SdxlSettings {
   at::Device torch_device() const;
   /// Reads the plugin config; throws sdk::Error(ValidationError, "plugins.config.sdxl.<key>").
   static SdxlSettings from_json(const nlohmann::json& config);
+};
+
+/// One cached set of patched weights (what a LoRA combination made of some components).
+struct PatchedSet {
+  struct Weight {
+    std::size_t target;  ///< index into the stage's target list (model_patching.cpp)
+    std::string key;     ///< weight key
+    at::Tensor value;    ///< the patched tensor
+  };
+  std::string key;  ///< the patches' cache keys and the parts patched
+  std::vector<Weight> weights;
+  /// Bytes the patched tensors hold.
+  std::uint64_t bytes() const;
 };
 
 /// A loaded SDXL pipeline: tokenizers, text encoders, UNet, VAE and the scheduler config.
@@ -53,9 +68,19 @@ struct SdxlModels {
   nlohmann::json scheduler_config;       ///< scheduler/scheduler_config.json or SDXL's default
   bool force_zeros_for_empty_prompt = true;  ///< model_index.json (SDXL: true)
   std::uint64_t bytes = 0;               ///< parameter bytes, for the cache budget
+  std::list<PatchedSet> patched_sets;    ///< front = most recently used (model_patching.hpp)
   /// Shared by stages using the weights as loaded, exclusive while a job's patches are applied
   /// (model_patching.hpp).
   mutable std::shared_mutex patch_mutex;
+
+  /// The cached patched set of `key`, marked most recently used; nullptr on a miss. Call with
+  /// patch_mutex held exclusively.
+  const PatchedSet* find_patched_set(const std::string& key);
+  /// Keeps `set`, dropping the least recently used sets beyond `limit`. Call with patch_mutex
+  /// held exclusively.
+  void store_patched_set(PatchedSet set, std::size_t limit);
+  /// Bytes held by cached patched sets.
+  std::uint64_t patched_set_bytes() const;
 
   /// Loads a diffusers pipeline folder or a single-file checkpoint. Single files carry no
   /// tokenizer: they come from `settings.tokenizer_dir`, else `<file's folder>/tokenizers/`.

@@ -105,7 +105,7 @@ class EncodePromptStage final : public SdxlStage {
                   "this checkpoint has only the second text encoder (a refiner); use it as models.refiner",
                   "data.models.base");
     }
-    const PatchScope patched(context, *models, PatchedParts::TextEncoders);
+    const PatchScope patched(context, *models, PatchedParts::TextEncoders, settings_->patched_sets);
     const int clip_skip = r.hyperparameters.clip_skip;
     const bool chunked = r.long_prompt;
     const std::string& prompt_2 = r.prompt_2.empty() ? r.prompt : r.prompt_2;
@@ -314,7 +314,7 @@ class DenoiseStage final : public SdxlStage {
     for (const auto& hook : context.registries().denoise_hooks()) {
       if (hook->applies(r)) active.push_back(hook);
     }
-    const PatchScope patched(context, *models, PatchedParts::Unet);
+    const PatchScope patched(context, *models, PatchedParts::Unet, settings_->patched_sets);
     HookScope hooks(context, active);
     BatchNoise noise(generators, device);
     const at::Tensor timesteps = loop_timesteps(scheduler, r, context.get<int>(kBeginIndexSlot));

@@ -474,7 +474,7 @@ class ConstantPatch : public sdk::ModelPatch {
   mutable std::vector<std::string> components;
   std::string name() const override { return "constant"; }
   bool applies(const sdk::GenerationRequest& r) const override { return r.lora_enabled; }
-  std::string cache_key(const sdk::GenerationRequest&) const override { return "constant"; }
+  std::string cache_key(sdk::Context&) const override { return "constant"; }
   void apply(sdk::Context&, sdk::WeightTarget& target) const override {
     components.push_back(target.component());
     const std::string key = target.component() == "unet"

@@ -103,6 +103,7 @@ std::shared_ptr<UNet2DConditionModel> UNet2DConditionModel::load(const UNetConfi
   model->blocks_->bind(binder, model->config_);
   binder.check_all_used();
   model->slots_ = binder.slots();
+  model->weights_ = PatchableWeights("unet", model->slots_);
   return model;
 }
 
@@ -116,6 +117,7 @@ std::shared_ptr<UNet2DConditionModel> UNet2DConditionModel::create(
   WeightBinder binder(init, dtype, device, "unet");
   model->blocks_->bind(binder, model->config_);
   model->slots_ = binder.slots();
+  model->weights_ = PatchableWeights("unet", model->slots_);
   return model;
 }
 
@@ -209,41 +211,18 @@ std::uint64_t UNet2DConditionModel::parameter_bytes() const {
   return bytes;
 }
 
-bool UNet2DConditionModel::has(const std::string& key) const { return slots_.count(key) != 0; }
+bool UNet2DConditionModel::has(const std::string& key) const { return weights_.has(key); }
 
-at::Tensor UNet2DConditionModel::weight(const std::string& key) const {
-  auto it = slots_.find(key);
-  if (it == slots_.end()) {
-    throw sdk::Error(sdk::ErrorCode::NotFound, "unet has no weight '" + key + "'");
-  }
-  return *it->second;
-}
+std::vector<std::string> UNet2DConditionModel::keys() const { return weights_.keys(); }
+
+at::Tensor UNet2DConditionModel::weight(const std::string& key) const { return weights_.weight(key); }
 
 void UNet2DConditionModel::add_delta(const std::string& key, const at::Tensor& delta) {
-  auto it = slots_.find(key);
-  if (it == slots_.end()) {
-    throw sdk::Error(sdk::ErrorCode::ValidationError, "unet has no weight '" + key + "'");
-  }
-  at::Tensor& slot = *it->second;
-  if (!delta.defined() || delta.sizes() != slot.sizes()) {
-    throw sdk::Error(sdk::ErrorCode::ValidationError,
-                     "unet weight '" + key + "': the delta's shape differs from the weight's");
-  }
-  originals_.emplace(key, slot);  // keeps the first original only
-  slot = slot + delta.to(slot.options());
+  weights_.add_delta(key, delta);
 }
 
-std::size_t UNet2DConditionModel::restore_weights() {
-  const std::size_t restored = originals_.size();
-  for (auto& [key, original] : originals_) *slots_.at(key) = original;
-  originals_.clear();
-  return restored;
-}
+std::size_t UNet2DConditionModel::restore_weights() { return weights_.restore(); }
 
-std::vector<std::string> UNet2DConditionModel::patched_keys() const {
-  std::vector<std::string> keys;
-  for (const auto& [key, original] : originals_) keys.push_back(key);
-  return keys;
-}
+std::vector<std::string> UNet2DConditionModel::patched_keys() const { return weights_.patched_keys(); }
 
 }  // namespace sdxlhost::nn

@@ -26,6 +26,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "sdxlhost/nn/tensor_map.hpp"
+#include "sdxlhost/nn/patchable_weights.hpp"
 #include "sdxlhost/nn/unet_blocks.hpp"
 #include "sdxlhost/sdk/export.hpp"
 #include "sdxlhost/sdk/hooks.hpp"
@@ -137,6 +138,8 @@ class SDXLHOST_API UNet2DConditionModel final : public sdk::WeightTarget {
   /// "unet".
   std::string component() const override { return "unet"; }
   bool has(const std::string& key) const override;
+  /// Every parameter key, sorted.
+  std::vector<std::string> keys() const override;
   /// Throws sdk::Error(NotFound) for an unknown key.
   at::Tensor weight(const std::string& key) const override;
   /// weight += delta (in the model's dtype; a new tensor, the mapped file is never written).
@@ -147,6 +150,8 @@ class SDXLHOST_API UNet2DConditionModel final : public sdk::WeightTarget {
   std::size_t restore_weights();
   /// Keys currently changed by add_delta.
   std::vector<std::string> patched_keys() const;
+  /// The patchable-parameter table itself (set_weight, originals) for the owner of the model.
+  PatchableWeights& patchable_weights() { return weights_; }
 
   struct Blocks;  ///< the layers (defined in unet.cpp)
 
@@ -158,7 +163,7 @@ class SDXLHOST_API UNet2DConditionModel final : public sdk::WeightTarget {
   at::Device device_;
   std::unique_ptr<Blocks> blocks_;
   std::map<std::string, at::Tensor*> slots_;
-  std::map<std::string, at::Tensor> originals_;
+  PatchableWeights weights_;  ///< over slots_: patches and their originals
 };
 
 }  // namespace sdxlhost::nn

@@ -7,7 +7,7 @@
 namespace sdxlhost::sdk {
 
 /// Bumped whenever a type that crosses the boundary changes layout or meaning.
-inline constexpr int kAbiVersion = 1;
+inline constexpr int kAbiVersion = 2;  // 2: WeightTarget::keys, ModelPatch::cache_key(Context&)
 
 /// Identity of the toolchain and libtorch a binary was built against. Plugins and host are
 /// C++ objects passed across shared-library boundaries, so both must agree exactly.

@@ -28,6 +28,8 @@ class WeightTarget {
   virtual std::string component() const = 0;
   /// True when the component has this weight.
   virtual bool has(const std::string& key) const = 0;
+  /// Every weight key of the component, sorted (to match a patch's module names).
+  virtual std::vector<std::string> keys() const = 0;
   /// The weight (read-only view; do not modify in place).
   virtual at::Tensor weight(const std::string& key) const = 0;
   /// Adds `delta` (same shape) to the weight; the target keeps the original for revert.
@@ -42,9 +44,15 @@ class ModelPatch {
   virtual std::string name() const = 0;
   /// Whether this patch applies to `request` (e.g. lora.enabled with models).
   virtual bool applies(const GenerationRequest& request) const = 0;
-  /// A key that identifies the patched weights for caching ("lora:a@0.8,b@1.0").
-  virtual std::string cache_key(const GenerationRequest& request) const = 0;
-  /// Applies the patch to one component. Called once per component the owner exposes.
+  /// A key that identifies the weights this patch makes for the job ("a#3f2c…@0.8,b#91d0…@1"):
+  /// two jobs with equal keys get equal weights, so the owner of the weights may cache the
+  /// patched set under it and skip apply() next time. Include what identifies the files (a
+  /// content hash), not only their names. May load through context.models(); throws sdk::Error
+  /// naming the request field at fault (e.g. a missing file).
+  virtual std::string cache_key(Context& context) const = 0;
+  /// Applies the patch to one component. Called once per component the owner exposes, all
+  /// before the weights are used; the owner restores the originals when the job's stage ends
+  /// (also when apply() throws, so a patch may fail half-way without leaving a trace).
   virtual void apply(Context& context, WeightTarget& target) const = 0;
 };
 
