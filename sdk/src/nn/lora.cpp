@@ -372,9 +372,9 @@ LoraApplyResult apply_lora(const LoraNetwork& network, double multiplier, sdk::W
       changes.emplace_back(key, module.delta(weight.sizes()) * multiplier);
     } catch (const Error& e) {
       throw Error(ErrorCode::ValidationError,
-                  std::string(e.what()) + "; " + std::to_string(result.matched) + " of " +
+                  std::string(e.what()) + " (" + std::to_string(result.matched - 1) + " of its " +
                       std::to_string(network.count(component)) + " " + component +
-                      " modules matched so far (a LoRA for another base model?)",
+                      " modules matched before this one; a LoRA for another base model?)",
                   field);
     }
   }
