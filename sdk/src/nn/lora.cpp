@@ -167,8 +167,9 @@ at::Tensor fit(const LoraModule& m, const at::Tensor& product, at::IntArrayRef w
   return product.reshape(weight_shape);
 }
 
-at::Tensor lora_product(const LoraModule& m, at::IntArrayRef weight_shape) {
-  const at::Tensor down = f32(m, "down"), up = f32(m, "up");
+at::Tensor lora_product(const LoraModule& m, at::IntArrayRef weight_shape, double factor) {
+  const at::Tensor down = f32(m, "down");
+  const at::Tensor up = f32(m, "up") * factor;
   const std::int64_t rank = down.size(0);
   if (down.dim() < 2 || up.dim() < 2 || up.size(1) != rank || up.numel() != up.size(0) * rank)
     throw Error(ErrorCode::ValidationError, "LoRA module '" + m.name + "': down " + shape_text(down.sizes()) +
@@ -179,7 +180,7 @@ at::Tensor lora_product(const LoraModule& m, at::IntArrayRef weight_shape) {
   return fit(m, at::matmul(up.reshape({up.size(0), rank}), down.reshape({rank, -1})), weight_shape);
 }
 
-at::Tensor loha_product(const LoraModule& m, at::IntArrayRef weight_shape) {
+at::Tensor loha_product(const LoraModule& m, at::IntArrayRef weight_shape, double factor) {
   at::Tensor m1, m2;
   if (m.tensors.count("hada_t1") && m.tensors.count("hada_t2")) {
     m1 = tucker(f32(m, "hada_t1"), f32(m, "hada_w1_a"), f32(m, "hada_w1_b"));
@@ -189,10 +190,10 @@ at::Tensor loha_product(const LoraModule& m, at::IntArrayRef weight_shape) {
     m2 = at::matmul(f32(m, "hada_w2_a"), f32(m, "hada_w2_b").flatten(1));
   }
   if (m1.sizes() != m2.sizes()) does_not_fit(m, m2.sizes(), m1.sizes());
-  return fit(m, m1 * m2, weight_shape);
+  return fit(m, m1.mul_(factor).mul_(m2), weight_shape);
 }
 
-at::Tensor lokr_product(const LoraModule& m, at::IntArrayRef weight_shape) {
+at::Tensor lokr_product(const LoraModule& m, at::IntArrayRef weight_shape, double factor) {
   at::Tensor w1 = m.tensors.count("lokr_w1") ? f32(m, "lokr_w1")
                                              : at::matmul(f32(m, "lokr_w1_a"), f32(m, "lokr_w1_b"));
   at::Tensor w2;
@@ -204,6 +205,7 @@ at::Tensor lokr_product(const LoraModule& m, at::IntArrayRef weight_shape) {
     // a conv's factorised w2 is (out2, in2 x k x k): kron then reshape lays it out as the weight
     w2 = at::matmul(f32(m, "lokr_w2_a"), f32(m, "lokr_w2_b").flatten(1));
   }
+  w1 = w1 * factor;  // the small factor
   if (w2.dim() == 4 && w1.dim() == 2) w1 = w1.unsqueeze(2).unsqueeze(3);
   return fit(m, at::kron(w1, w2), weight_shape);
 }
@@ -245,15 +247,14 @@ double LoraModule::scale() const {
   return alpha && r > 0 ? *alpha / static_cast<double>(r) : 1.0;
 }
 
-at::Tensor LoraModule::delta(at::IntArrayRef weight_shape) const {
-  at::Tensor product;
+at::Tensor LoraModule::delta(at::IntArrayRef weight_shape, double multiplier) const {
+  const double factor = multiplier * scale();
   switch (kind) {
-    case LoraKind::LoRA: product = lora_product(*this, weight_shape); break;
-    case LoraKind::LoHa: product = loha_product(*this, weight_shape); break;
-    case LoraKind::LoKr: product = lokr_product(*this, weight_shape); break;
+    case LoraKind::LoRA: return lora_product(*this, weight_shape, factor);
+    case LoraKind::LoHa: return loha_product(*this, weight_shape, factor);
+    case LoraKind::LoKr: return lokr_product(*this, weight_shape, factor);
   }
-  const double s = scale();
-  return s == 1.0 ? product : product * s;
+  return {};
 }
 
 std::size_t LoraNetwork::count(const std::string& component) const {
@@ -369,7 +370,7 @@ LoraApplyResult apply_lora(const LoraNetwork& network, double multiplier, sdk::W
     if (multiplier == 0.0) continue;
     const at::Tensor weight = target.weight(key);
     try {
-      changes.emplace_back(key, module.delta(weight.sizes()) * multiplier);
+      changes.emplace_back(key, module.delta(weight.sizes(), multiplier));
     } catch (const Error& e) {
       throw Error(ErrorCode::ValidationError,
                   std::string(e.what()) + " (" + std::to_string(result.matched - 1) + " of its " +

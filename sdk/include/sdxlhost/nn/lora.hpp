@@ -52,10 +52,11 @@ struct SDXLHOST_API LoraModule {
   std::int64_t rank() const;
   /// alpha / rank as the format defines it (1 when there is no alpha or no rank).
   double scale() const;
-  /// The change of the weight, `scale() x (the format's product)`, in float32, reshaped to
-  /// `weight_shape`. Throws sdk::Error(ValidationError) naming the module when the tensors do
-  /// not make a weight of that shape.
-  at::Tensor delta(at::IntArrayRef weight_shape) const;
+  /// The change of the weight, `multiplier x scale() x (the format's product)`, in float32,
+  /// reshaped to `weight_shape`. The factor is applied to the smallest operand (one pass over
+  /// the weight-sized result less). Throws sdk::Error(ValidationError) naming the module when
+  /// the tensors do not make a weight of that shape.
+  at::Tensor delta(at::IntArrayRef weight_shape, double multiplier = 1.0) const;
 };
 
 /// A parsed LoRA file.
