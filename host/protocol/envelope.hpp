@@ -29,6 +29,7 @@ enum class MessageType {
   Status,
   ReloadConfig,
   Shutdown,
+  Preprocess,  ///< run a control-image preprocessor, answer the image (a preview)
 };
 
 /// Wire spelling of a message type ("inference_request").

@@ -2,9 +2,12 @@
 
 #include <set>
 
+#include "host/output/image_writer.hpp"
+#include "host/protocol/preprocess_request.hpp"
 #include "host/protocol/request_parser.hpp"
 #include "host/runtime/generation.hpp"
 #include "host/runtime/logging.hpp"
+#include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/sdk/abi.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/models.hpp"
@@ -64,6 +67,33 @@ json error_code_names() {
   for (int code = 0; code <= static_cast<int>(ErrorCode::InternalError); ++code)
     names.push_back(sdk::to_string(static_cast<ErrorCode>(code)));
   return names;
+}
+
+/// Every registered preprocessor with its options (capabilities' `preprocessor_details`).
+json preprocessor_details(const sdk::Registries& registries) {
+  json details = json::array();
+  for (const auto& name : registries.preprocessor_names()) details.push_back(registries.preprocessor(name)->describe());
+  return details;
+}
+
+/// The preprocessor a preprocess request names, from the current plugin set: FEATURE_DISABLED
+/// when no enabled plugin registers any, VALIDATION_ERROR listing the known names when it is not
+/// one of them.
+std::shared_ptr<const sdk::Preprocessor> find_preprocessor(const sdk::Registries& registries,
+                                                           const protocol::PreprocessRequest& request) {
+  const auto names = registries.preprocessor_names();
+  if (names.empty())
+    throw Error(ErrorCode::FeatureDisabled,
+                "no enabled plugin provides preprocessors (enable one, e.g. plugins.enabled.controlnet)",
+                request.name_field);
+  auto preprocessor = registries.preprocessor(request.name);
+  if (!preprocessor) {
+    std::string known;
+    for (const auto& name : names) known += (known.empty() ? "" : ", ") + name;
+    throw Error(ErrorCode::ValidationError, "unknown preprocessor '" + request.name + "' (known: " + known + ")",
+                request.name_field);
+  }
+  return preprocessor;
 }
 
 json stages_of(const sdk::Registries& registries) {
@@ -182,6 +212,7 @@ void HostService::dispatch(const ConnectionPtr& connection, Envelope& envelope) 
       case MessageType::Status: data = status(); break;
       case MessageType::ReloadConfig: data = reload_config(envelope.warnings); break;
       case MessageType::Shutdown: data = {{"shutting_down", true}}; break;
+      case MessageType::Preprocess: data = handle_preprocess(connection, envelope, queued); break;
     }
     if (queued) return;  // the job answers when it ends
     reply(connection, protocol::success_response(envelope.request_id, std::move(data), envelope.warnings));
@@ -267,6 +298,30 @@ json HostService::handle_unload_model(const Envelope& envelope) {
   return {{"kind", kind}, {"name", name}, {"unloaded", unloaded}, {"cache", models_->stats()}};
 }
 
+json HostService::handle_preprocess(const ConnectionPtr& connection, Envelope& envelope, bool& queued) {
+  auto request = protocol::parse_preprocess_request(envelope.data, envelope.warnings);
+  auto plugins = plugins_->current();
+  auto preprocessor = find_preprocessor(plugins->registries(), request);
+  // The job holds the plugin set, so the preprocessor's library stays loaded while it runs.
+  JobWork work = [plugins, preprocessor, request = std::move(request)](Job&) {
+    const sdk::Image input = nn::decode_base64_image(request.image, "data.image");
+    const sdk::Image output = preprocessor->apply(input, request.options, "data.preprocessor");
+    return json{{"preprocessor", request.name},
+                {"options", preprocessor->resolve_options(request.options, {"name", "type"})},
+                {"image", base64_encode(encode_image(output, "png", 100, {}))},
+                {"format", "png"},
+                {"width", output.width},
+                {"height", output.height},
+                {"channels", output.channels}};
+  };
+  auto job = std::make_shared<Job>(envelope.request_id, "preprocess", Priority::Normal,
+                                   config()->queue.default_timeout_s, connection, std::move(work));
+  job->warnings = envelope.warnings;
+  runner_.submit(job);
+  queued = true;
+  return nullptr;
+}
+
 json HostService::ping() const {
   return {{"pong", true},
           {"version", kHostVersion},
@@ -292,6 +347,7 @@ json HostService::capabilities() const {
           {"schedulers", registries.scheduler_names()},
           {"scheduler_aliases", aliases},
           {"preprocessors", registries.preprocessor_names()},
+          {"preprocessor_details", preprocessor_details(registries)},
           {"preloadable_model_kinds", kinds},
           {"output_formats", {"png", "jpeg", "webp"}},
           {"limits", config->to_json()["limits"]},

@@ -2,9 +2,9 @@
 /// @file host_service.hpp
 /// The host behind every transport: takes lines from clients, parses the envelope, dispatches
 /// each message type (inference_request, cancel, ping, capabilities, list_models, load_model,
-/// unload_model, status, reload_config, shutdown) and answers on the connection that asked.
-/// Generation and model preloads are queued on the JobRunner; everything else is answered at
-/// once. Owns the running config, the plugin manager and the model store.
+/// unload_model, status, reload_config, shutdown, preprocess) and answers on the connection that
+/// asked. Generation, model preloads and preprocessing are queued on the JobRunner; everything
+/// else is answered at once. Owns the running config, the plugin manager and the model store.
 /// Thread-safety: the MessageHandler calls come from one I/O thread at a time; reload_config,
 /// request_shutdown and status may be called from any thread.
 
@@ -90,6 +90,7 @@ class HostService : public transport::MessageHandler {
   nlohmann::json handle_cancel(const protocol::Envelope& envelope);
   nlohmann::json handle_load_model(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued);
   nlohmann::json handle_unload_model(const protocol::Envelope& envelope);
+  nlohmann::json handle_preprocess(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued);
   nlohmann::json ping() const;
   void reply(const ConnectionPtr& connection, const nlohmann::json& message) const;
 

@@ -14,6 +14,7 @@
 #include <map>
 #include <mutex>
 
+#include "common/test_model_access.hpp"
 #include "golden_util.hpp"
 #include "sdxlhost/nn/checkpoint.hpp"
 #include "sdxlhost/nn/clip_tokenizer.hpp"
@@ -41,33 +42,7 @@ using sdk::ErrorCode;
 
 namespace {
 
-/// Resolves names to fixed paths and caches loaded objects like the host's model cache.
-class TestModels : public sdk::ModelAccess {
- public:
-  std::map<std::string, fs::path> paths;  // "kind/name" -> path
-  int loads = 0;
-
-  fs::path resolve(const std::string& kind, const std::string& name, const std::string& field) const override {
-    auto it = paths.find(kind + "/" + name);
-    if (it == paths.end()) throw Error(ErrorCode::ModelNotFound, "no model " + name, field);
-    return it->second;
-  }
-  std::shared_ptr<void> load(const std::string& kind, const std::string& name, const std::string& variant,
-                             const std::string& field, const sdk::ModelLoadFn& load) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    const std::string key = kind + "/" + name + "/" + variant;
-    auto it = cache_.find(key);
-    if (it != cache_.end()) return it->second;
-    ++loads;
-    auto object = load(resolve(kind, name, field)).object;
-    cache_[key] = object;
-    return object;
-  }
-
- private:
-  std::mutex mutex_;
-  std::map<std::string, std::shared_ptr<void>> cache_;
-};
+using test_support::TestModels;
 
 /// Records what the UNet is given at every step (a DenoiseHook that adds nothing).
 class RecordingHook : public sdk::DenoiseHook {
