@@ -16,7 +16,20 @@ TileSettings aligned(TileSettings tiles, int multiple) {
   tiles.tile_size -= tiles.tile_size % multiple;
   tiles.tile_overlap -= tiles.tile_overlap % multiple;
   if (tiles.tile_size > 0 && tiles.tile_size < multiple) tiles.tile_size = multiple;
+  // The core must stay longer than two overlaps, so no pixel is in three tiles.
+  if (tiles.tile_size > 0) tiles.tile_overlap = std::min(tiles.tile_overlap, (tiles.tile_size - 1) / 4 / multiple * multiple);
   return tiles;
+}
+
+/// The part of a tile that is kept: tile_size less `overlap` of context on each side.
+int core_size(const TileSettings& tiles) {
+  return tiles.tile_size == 0 ? 0 : std::max(1, tiles.tile_size - 2 * tiles.tile_overlap);
+}
+
+/// `span` widened by `context` on each side, within [0, length).
+TileSpan with_context(const TileSpan& span, int context, int length) {
+  const int start = std::max(0, span.start - context);
+  return {start, std::min(length, span.start + span.size + context) - start};
 }
 
 int round_up(int value, int multiple) { return (value + multiple - 1) / multiple * multiple; }
@@ -81,8 +94,8 @@ std::vector<TileSpan> tile_spans(int length, int tile, int overlap) {
 int tile_count(int width, int height, NetworkShape shape, TileSettings tiles) {
   tiles = aligned(tiles, shape.multiple);
   const int w = round_up(width, shape.multiple), h = round_up(height, shape.multiple);
-  return static_cast<int>(tile_spans(w, tiles.tile_size, tiles.tile_overlap).size() *
-                          tile_spans(h, tiles.tile_size, tiles.tile_overlap).size());
+  return static_cast<int>(tile_spans(w, core_size(tiles), tiles.tile_overlap).size() *
+                          tile_spans(h, core_size(tiles), tiles.tile_overlap).size());
 }
 
 sdk::Image tiled_upscale(const sdk::Image& image, const TileNetwork& network, NetworkShape shape,
@@ -91,8 +104,8 @@ sdk::Image tiled_upscale(const sdk::Image& image, const TileNetwork& network, Ne
   const int s = shape.scale;
   const at::Tensor input = pad_to_multiple(to_float_rgb(image), shape.multiple);
   const int height = static_cast<int>(input.size(2)), width = static_cast<int>(input.size(3));
-  const auto rows = tile_spans(height, tiles.tile_size, tiles.tile_overlap);
-  const auto cols = tile_spans(width, tiles.tile_size, tiles.tile_overlap);
+  const auto rows = tile_spans(height, core_size(tiles), tiles.tile_overlap);
+  const auto cols = tile_spans(width, core_size(tiles), tiles.tile_overlap);
   const int total = static_cast<int>(rows.size() * cols.size());
 
   sdk::Image out;
@@ -111,13 +124,20 @@ sdk::Image tiled_upscale(const sdk::Image& image, const TileNetwork& network, Ne
     const at::Tensor wy = axis_weights(rows, r, tiles.tile_overlap, s).unsqueeze(1);
     for (std::size_t c = 0; c < cols.size(); ++c) {
       if (check) check();
-      const at::Tensor tile = input.narrow(2, rows[r].start, rows[r].size).narrow(3, cols[c].start, cols[c].size);
-      const at::Tensor result = network(tile);
-      const std::int64_t tile_w = static_cast<std::int64_t>(cols[c].size) * s;
-      if (result.dim() != 4 || result.size(2) != band_h || result.size(3) != tile_w)
+      // The network sees the tile plus up to `overlap` pixels of context on each side, so the
+      // border effects of its zero padding fall outside the part that is kept.
+      const TileSpan y = with_context(rows[r], tiles.tile_overlap, height);
+      const TileSpan x = with_context(cols[c], tiles.tile_overlap, width);
+      const at::Tensor result = network(input.narrow(2, y.start, y.size).narrow(3, x.start, x.size));
+      if (result.dim() != 4 || result.size(2) != static_cast<std::int64_t>(y.size) * s ||
+          result.size(3) != static_cast<std::int64_t>(x.size) * s)
         throw sdk::Error(sdk::ErrorCode::InternalError, "the upscaler returned a tile of the wrong size");
+      const std::int64_t tile_w = static_cast<std::int64_t>(cols[c].size) * s;
+      const at::Tensor kept = result[0].to(at::kFloat)
+                                  .narrow(1, static_cast<std::int64_t>(rows[r].start - y.start) * s, band_h)
+                                  .narrow(2, static_cast<std::int64_t>(cols[c].start - x.start) * s, tile_w);
       const at::Tensor wx = axis_weights(cols, c, tiles.tile_overlap, s).unsqueeze(0);
-      band.narrow(2, static_cast<std::int64_t>(cols[c].start) * s, tile_w).add_(result[0].to(at::kFloat) * (wy * wx));
+      band.narrow(2, static_cast<std::int64_t>(cols[c].start) * s, tile_w).add_(kept * (wy * wx));
       if (progress) progress(++done, total);
     }
     // Rows no later tile touches are final; the overlap with the next band is carried over.

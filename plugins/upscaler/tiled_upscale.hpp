@@ -1,10 +1,12 @@
 #pragma once
 /// @file tiled_upscale.hpp
 /// Running an upscaling network over an image in tiles, so that memory follows the tile and not
-/// the image. Tiles overlap by `tile_overlap` input pixels; inside each overlap the two tiles'
-/// outputs are cross-faded with linear weights that sum to exactly 1 (a partition of unity), so
-/// a network that is exact per pixel gives the untiled result bit for bit and a real network
-/// shows no seams. Rows of tiles are accumulated in one float band (3 x tile rows x output width)
+/// the image. The network sees at most tile_size x tile_size input pixels: a core of
+/// tile_size - 2 * tile_overlap plus `tile_overlap` pixels of context on each side (cropped from
+/// its output, so the border effects of its zero padding are not kept). Neighbouring cores
+/// overlap by `tile_overlap`; there the two outputs are cross-faded with linear weights that sum
+/// to exactly 1 (a partition of unity), so a network that is exact per pixel gives the untiled
+/// result bit for bit and a real network shows no seams. Rows of tiles are accumulated in one float band (3 x tile rows x output width)
 /// that is converted to 8 bits as soon as no later tile touches it: besides the 8-bit result,
 /// working memory is one band plus the network's activations for one tile (docs/upscaler.md).
 /// Thread-safety: pure functions; `network` is called on the calling thread.
@@ -20,8 +22,8 @@ namespace sdxlhost::upscaler {
 
 /// How to cut the input. Sizes are in input pixels.
 struct TileSettings {
-  int tile_size = 256;    ///< side of a tile; 0 = the whole image in one piece
-  int tile_overlap = 16;  ///< pixels shared by neighbouring tiles (cross-faded); < tile_size / 2
+  int tile_size = 256;    ///< largest side the network is given; 0 = the whole image in one piece
+  int tile_overlap = 16;  ///< context on each side of a tile and cross-fade width; < tile_size / 4
 };
 
 /// One tile along an axis: [start, start + size) in input pixels.
@@ -32,7 +34,7 @@ struct TileSpan {
 
 /// The tiles along an axis of `length` pixels: starts at multiples of (tile - overlap), the last
 /// one shorter, every pair of neighbours sharing exactly `overlap` pixels. `tile` 0 or >= length
-/// gives one span. Preconditions: 2 * overlap < tile (checked by the request parser).
+/// gives one span. Precondition: 2 * overlap < tile.
 std::vector<TileSpan> tile_spans(int length, int tile, int overlap);
 
 /// The network as the tiler sees it: (1,3,h,w) float32 in [0,1] -> (1,3,h*scale,w*scale) float32.

@@ -58,11 +58,11 @@ UpscaleOptions parse_upscale_options(const json& value, const std::string& field
   options.tiles.tile_size = read_int(value, "tile_size", 0, 4096, field, options.tiles.tile_size);
   if (options.tiles.tile_size != 0 && options.tiles.tile_size < 16)
     invalid(field + ".tile_size", "must be 0 (no tiling) or at least 16");
-  const int max_overlap = options.tiles.tile_size == 0 ? 4096 : (options.tiles.tile_size - 1) / 2;
+  const int max_overlap = options.tiles.tile_size == 0 ? 4096 : (options.tiles.tile_size - 1) / 4;
   options.tiles.tile_overlap = read_int(value, "tile_overlap", 0, 4096, field,
                                         std::min(options.tiles.tile_overlap, max_overlap));
   if (options.tiles.tile_overlap > max_overlap)
-    invalid(field + ".tile_overlap", "must be less than half of tile_size (at most " + std::to_string(max_overlap) + ")");
+    invalid(field + ".tile_overlap", "must be less than a quarter of tile_size (at most " + std::to_string(max_overlap) + ")");
   return options;
 }
 

@@ -117,6 +117,31 @@ TEST(UpscalerGoldens, InconsistentWeightsAreRefusedWithTheKey) {
   EXPECT_NE(std::string(error.what()).find("no supported architecture"), std::string::npos) << error.what();
 }
 
+TEST(UpscalerGoldens, BsrganAliasesLoadLikeBasicSRNames) {
+  // RRDB_trunk / trunk_conv / upconvN / HRconv (BSRGAN, RealSR) are the same tensors renamed.
+  for (const auto& file : weight_files()) {
+    if (file.extension() != ".safetensors" || file.filename().string().find("old") != std::string::npos) continue;
+    SCOPED_TRACE(file.filename().string());
+    const auto weights = sdxlhost::nn::SafetensorsFile::open(file)->tensors();
+    sdxlhost::nn::TensorMap aliased;
+    const std::regex body(R"(^body\.(\d+)\.rdb(\d)\.conv(\d)\.(weight|bias)$)");
+    for (const auto& [key, tensor] : weights) {
+      std::smatch m;
+      std::string name = key;
+      if (std::regex_match(key, m, body)) name = "RRDB_trunk." + m[1].str() + ".RDB" + m[2].str() + ".conv" + m[3].str() + "." + m[4].str();
+      else if (key.rfind("conv_body.", 0) == 0) name = "trunk_conv." + key.substr(10);
+      else if (key.rfind("conv_up", 0) == 0) name = "upconv" + key.substr(7);
+      else if (key.rfind("conv_hr.", 0) == 0) name = "HRconv." + key.substr(8);
+      aliased.set(name, tensor);
+    }
+    ASSERT_TRUE(aliased.contains("RRDB_trunk.0.RDB1.conv1.weight"));
+    const auto reference = model_from_weights(weights, "basicsr");
+    const auto renamed = model_from_weights(aliased, "bsrgan");
+    const at::Tensor x = at::rand({1, 3, 8, 8});
+    EXPECT_TRUE(at::equal(reference->forward(x), renamed->forward(x)));
+  }
+}
+
 // ---- SRVGGNetCompact ------------------------------------------------------------------------
 
 /// Random weights for SRVGGNetCompact: feat channels, num_conv middle convs, x`scale`.
