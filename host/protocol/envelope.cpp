@@ -27,6 +27,7 @@ const std::map<std::string, MessageType>& message_types() {
       {"status", MessageType::Status},
       {"reload_config", MessageType::ReloadConfig},
       {"shutdown", MessageType::Shutdown},
+      {"upscale", MessageType::Upscale},
   };
   return kTypes;
 }
@@ -76,6 +77,7 @@ const char* to_string(MessageType type) {
     case MessageType::Status: return "status";
     case MessageType::ReloadConfig: return "reload_config";
     case MessageType::Shutdown: return "shutdown";
+    case MessageType::Upscale: return "upscale";
   }
   return "unknown";
 }

@@ -29,6 +29,7 @@ enum class MessageType {
   Status,
   ReloadConfig,
   Shutdown,
+  Upscale,  ///< "upscale": enlarge an image the client sends (A1111's "Extras")
 };
 
 /// Wire spelling of a message type ("inference_request").

@@ -21,6 +21,7 @@
 #include "host/models/model_store.hpp"
 #include "host/plugins/plugin_manager.hpp"
 #include "host/protocol/envelope.hpp"
+#include "host/runtime/generation.hpp"
 #include "host/runtime/job_runner.hpp"
 #include "host/transport/connection.hpp"
 
@@ -87,6 +88,8 @@ class HostService : public transport::MessageHandler {
 
   void dispatch(const ConnectionPtr& connection, protocol::Envelope& envelope);
   nlohmann::json handle_inference(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued);
+  nlohmann::json handle_upscale(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued);
+  GenerationEnvironment environment() const;
   nlohmann::json handle_cancel(const protocol::Envelope& envelope);
   nlohmann::json handle_load_model(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued);
   nlohmann::json handle_unload_model(const protocol::Envelope& envelope);
