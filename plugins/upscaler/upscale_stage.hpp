@@ -26,7 +26,7 @@ inline constexpr const char* kUpscaleField = "data.output.upscale";
 /// How the plugin runs networks (`plugins.config.upscaler`).
 struct RuntimeSettings {
   at::ScalarType dtype = at::kFloat;  ///< `dtype`: fp32 (default) or bf16
-  bool channels_last = true;          ///< `channels_last`: NHWC convolutions (faster on CPU)
+  bool channels_last = false;         ///< `channels_last`: NHWC convolutions (measured slower here)
 
   /// Reads the plugin's config section; throws sdk::Error(ValidationError,
   /// "plugins.config.upscaler.<key>") for a bad value.
