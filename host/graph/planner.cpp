@@ -137,8 +137,7 @@ std::vector<StagePtr> order_stages(std::vector<StagePtr> stages) {
   return ordered;
 }
 
-void check_reads_written_earlier(const std::vector<StagePtr>& ordered) {
-  std::set<std::string> written;
+void check_reads_written_earlier(const std::vector<StagePtr>& ordered, std::set<std::string> written = {}) {
   for (const auto& stage : ordered) {
     for (const auto& slot : stage->reads())
       if (!written.count(slot))
@@ -171,6 +170,33 @@ std::vector<std::string> required_features(const sdk::GenerationRequest& request
   return out;
 }
 
+/// The plan of `ordered` stages, each aliased onto the snapshot so the plan keeps its plugin loaded.
+static Plan plan_of(const PluginSet& plugins, const std::vector<StagePtr>& ordered) {
+  Plan plan;
+  auto owner = plugins.weak_from_this().lock();
+  for (const auto& stage : ordered) {
+    plan.stages.push_back(owner ? std::shared_ptr<const sdk::Stage>(owner, stage.get())
+                                : std::shared_ptr<const sdk::Stage>(stage));
+    plan.code_anchors.push_back(owner ? std::shared_ptr<const void>(owner)
+                                      : plugins.stage_anchor(stage->name()));
+  }
+  return plan;
+}
+
+Plan plan_postprocess(const PluginSet& plugins, const sdk::GenerationRequest& request, const std::string& feature,
+                      const std::string& field) {
+  if (!plugins.feature_enabled(feature))
+    throw Error(ErrorCode::FeatureDisabled, disabled_message(feature, plugins.feature_config_key(feature)), field);
+  std::vector<StagePtr> stages;
+  for (const auto& stage : applicable_stages(plugins.registries(), request))
+    if (stage->feature() == feature) stages.push_back(stage);
+  if (stages.empty())
+    throw Error(ErrorCode::PluginError, "no stage of feature '" + feature + "' applies to this request", field);
+  auto ordered = order_stages(stages);
+  check_reads_written_earlier(ordered, {sdk::slots::kImages});
+  return plan_of(plugins, ordered);
+}
+
 Plan plan_request(const PluginSet& plugins, const sdk::GenerationRequest& request,
                   OnDisabledFeature on_disabled, std::vector<std::string>& warnings) {
   for (const auto& need : feature_needs(request)) {
@@ -189,17 +215,7 @@ Plan plan_request(const PluginSet& plugins, const sdk::GenerationRequest& reques
                 "no enabled plugin generates images for this request: " +
                     disabled_message("sdxl", plugins.feature_config_key("sdxl")));
   check_reads_written_earlier(ordered);
-
-  Plan plan;
-  auto owner = plugins.weak_from_this().lock();
-  for (const auto& stage : ordered) {
-    // Alias onto the snapshot so the plan keeps the stage's plugin loaded.
-    plan.stages.push_back(owner ? std::shared_ptr<const sdk::Stage>(owner, stage.get())
-                                : std::shared_ptr<const sdk::Stage>(stage));
-    plan.code_anchors.push_back(owner ? std::shared_ptr<const void>(owner)
-                                      : plugins.stage_anchor(stage->name()));
-  }
-  return plan;
+  return plan_of(plugins, ordered);
 }
 
 void run_plan(const Plan& plan, sdk::Context& context) {

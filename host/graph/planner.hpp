@@ -47,6 +47,13 @@ std::vector<std::string> required_features(const sdk::GenerationRequest& request
 Plan plan_request(const PluginSet& plugins, const sdk::GenerationRequest& request,
                   OnDisabledFeature on_disabled, std::vector<std::string>& warnings);
 
+/// The plan of a post-process job over images the job already holds (the `upscale` message):
+/// the applicable stages of `feature`, ordered as plan_request orders them, with the "images"
+/// slot counted as written. Throws sdk::Error(FeatureDisabled, `field`) naming the config key
+/// when no enabled plugin provides `feature`, Error(PluginError) when none of its stages applies.
+Plan plan_postprocess(const PluginSet& plugins, const sdk::GenerationRequest& request, const std::string& feature,
+                      const std::string& field);
+
 /// Runs the plan's stages in order over `context`, checking cancellation between stages.
 /// sdk::Error passes through; any other exception becomes Error(InternalError) naming the stage.
 void run_plan(const Plan& plan, sdk::Context& context);

@@ -161,8 +161,25 @@ nlohmann::json image_metadata(const sdk::Image& image, const sdk::GenerationRequ
 
 }  // namespace
 
-std::string a1111_parameters(const sdk::GenerationRequest& request, const sdk::Image& image) {
+/// ", Postprocess upscaler: NAME, Postprocess upscale by: S, Postprocess upscale to: WxH" from
+/// the metadata.upscaler object a post-process stage recorded (empty when there is none).
+static std::string upscaler_parameters(const nlohmann::json& meta) {
+  if (!meta.is_object() || !meta.contains("upscaler") || !meta["upscaler"].is_object()) return {};
+  const auto& up = meta["upscaler"];
+  std::ostringstream text;
+  text << "Postprocess upscaler: " << up.value("name", std::string("?"))
+       << ", Postprocess upscale by: " << python_float(up.value("scale", 0.0))
+       << ", Postprocess upscale to: " << up.value("width", 0) << "x" << up.value("height", 0);
+  return text.str();
+}
+
+std::string a1111_parameters(const sdk::GenerationRequest& request, const sdk::Image& image, bool generation) {
   const auto& meta = image.metadata;
+  if (!generation) {
+    const std::string upscaler = upscaler_parameters(meta);
+    return "Size: " + std::to_string(image.width) + "x" + std::to_string(image.height) +
+           (upscaler.empty() ? "" : ", " + upscaler);
+  }
   auto number = [&](const char* key, auto fallback) {
     return meta.is_object() && meta.contains(key) && meta[key].is_number()
                ? meta[key].get<decltype(fallback)>()
@@ -182,6 +199,7 @@ std::string a1111_parameters(const sdk::GenerationRequest& request, const sdk::I
     for (const auto& [key, value] : meta["infotext"].items())
       text << ", " << key << ": " << (value.is_string() ? value.get<std::string>() : value.dump());
   }
+  if (const std::string upscaler = upscaler_parameters(meta); !upscaler.empty()) text << ", " << upscaler;
   return text.str();
 }
 
@@ -193,13 +211,13 @@ nlohmann::json write_images(const std::vector<sdk::Image>& images,
   nlohmann::json out = nlohmann::json::array();
   for (std::size_t i = 0; i < images.size(); ++i) {
     const sdk::Image& image = images[i];
-    const std::map<std::string, std::string> text{{"parameters", a1111_parameters(request, image)},
+    const std::map<std::string, std::string> text{{"parameters", a1111_parameters(request, image, settings.generation)},
                                                   {"sdxl_host", request_text}};
     const std::vector<std::uint8_t> bytes = encode_image(image, format, request.output.quality, text);
     nlohmann::json entry = {{"format", format},
                             {"width", image.width},
                             {"height", image.height},
-                            {"metadata", image_metadata(image, request, i)}};
+                            {"metadata", settings.generation ? image_metadata(image, request, i) : image.metadata}};
     if (!save_path.empty()) {
       const fs::path target = save_target(save_path, request, settings, format, i, images.size());
       entry["image_path"] = save_new_file(target, bytes).string();

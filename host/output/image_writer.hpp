@@ -21,6 +21,9 @@ namespace sdxlhost::host {
 /// The `output_root` configuration.
 struct OutputSettings {
   std::filesystem::path output_root;
+  /// False for images that were not generated (the `upscale` message): no seed/steps/model in
+  /// their metadata and infotext, only what the post-processing stages recorded.
+  bool generation = true;
 };
 
 /// Encodes and saves `images` as `request.output` asks. Returns one generated_images entry per
@@ -42,7 +45,10 @@ std::vector<std::uint8_t> encode_image(const sdk::Image& image, const std::strin
 std::string base64_encode(const std::vector<std::uint8_t>& bytes);
 
 /// A1111 infotext: prompt, "Negative prompt: ...", then "Steps: N, Sampler: X, CFG scale: G,
-/// Seed: S, Size: WxH, Model: M" (seed from image.metadata["seed"] when present).
-std::string a1111_parameters(const sdk::GenerationRequest& request, const sdk::Image& image);
+/// Seed: S, Size: WxH, Model: M" (seed from image.metadata["seed"] when present), then, when
+/// image.metadata has "upscaler", ", Postprocess upscaler: NAME, Postprocess upscale by: S,
+/// Postprocess upscale to: WxH". With `generation` false only "Size" and the upscaler part.
+std::string a1111_parameters(const sdk::GenerationRequest& request, const sdk::Image& image,
+                             bool generation = true);
 
 }  // namespace sdxlhost::host

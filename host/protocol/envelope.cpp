@@ -28,6 +28,7 @@ const std::map<std::string, MessageType>& message_types() {
       {"reload_config", MessageType::ReloadConfig},
       {"shutdown", MessageType::Shutdown},
       {"preprocess", MessageType::Preprocess},
+      {"upscale", MessageType::Upscale},
   };
   return kTypes;
 }
@@ -78,6 +79,7 @@ const char* to_string(MessageType type) {
     case MessageType::ReloadConfig: return "reload_config";
     case MessageType::Shutdown: return "shutdown";
     case MessageType::Preprocess: return "preprocess";
+    case MessageType::Upscale: return "upscale";
   }
   return "unknown";
 }

@@ -30,6 +30,7 @@ enum class MessageType {
   ReloadConfig,
   Shutdown,
   Preprocess,  ///< run a control-image preprocessor, answer the image (a preview)
+  Upscale,  ///< "upscale": enlarge an image the client sends (A1111's "Extras")
 };
 
 /// Wire spelling of a message type ("inference_request").

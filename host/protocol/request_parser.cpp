@@ -337,6 +337,30 @@ sdk::GenerationRequest parse_generation_request(const json& data, const std::str
   return request;
 }
 
+UpscaleRequest parse_upscale_request(const json& data, const std::string& request_id, const Limits& limits,
+                                     double default_timeout_s, std::vector<std::string>& warnings) {
+  UpscaleRequest out;
+  sdk::GenerationRequest& request = out.request;
+  request.request_id = request_id;
+  request.metadata.timeout_s = default_timeout_s;
+  FieldReader reader(data, "data");
+  reader.read_string("image", out.image, /*required=*/true);
+  if (out.image.empty()) invalid("data.image", "must be a base64 PNG or JPEG");
+  read_output(reader, request.output, warnings);
+  request.output.upscale = optional_feature(reader.find("upscale"), "data.upscale", false);
+  if (request.output.upscale.is_null()) invalid("data.upscale", "is required and must be enabled (the upscale options)");
+  read_metadata(reader, limits, request.metadata, warnings);
+  reader.warn_unknown(warnings);
+  const auto& o = request.output;
+  request.data = {{"image", {{"base64_chars", out.image.size()}}},
+                  {"upscale", o.upscale},
+                  {"output", {{"format", o.format}, {"quality", o.quality}, {"save_path", o.save_path},
+                              {"return_base64", o.return_base64}}},
+                  {"metadata", {{"priority", request.metadata.priority}, {"timeout", request.metadata.timeout_s},
+                                {"tags", request.metadata.tags}}}};
+  return out;
+}
+
 json request_to_json(const sdk::GenerationRequest& r) {
   const auto& h = r.hyperparameters;
   json loras = json::array();

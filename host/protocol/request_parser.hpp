@@ -33,6 +33,22 @@ sdk::GenerationRequest parse_generation_request(const nlohmann::json& data,
                                                 std::vector<std::string>& warnings,
                                                 const std::set<std::string>& plugin_sections = {});
 
+/// An `upscale` message: the image to enlarge and a request that carries the rest.
+struct UpscaleRequest {
+  /// output (format, quality, save_path, return_base64), output.upscale = data.upscale,
+  /// metadata (priority, timeout, tags), request_id, and `data` = the normalized message
+  /// without the image bytes (what PNG metadata embeds).
+  sdk::GenerationRequest request;
+  std::string image;  ///< data.image: base64 PNG/JPEG, decoded when the job runs
+};
+
+/// Parses `data` of an `upscale` message: {"image": base64 (required), "upscale": {...}
+/// (required; the upscaler plugin validates its keys), "output": {...}, "metadata": {...}}.
+/// Throws Error(ValidationError, field) as parse_generation_request does; unknown fields warn.
+UpscaleRequest parse_upscale_request(const nlohmann::json& data, const std::string& request_id,
+                                     const Limits& limits, double default_timeout_s,
+                                     std::vector<std::string>& warnings);
+
 /// The normalized wire form of a request (what dry_run returns and PNG metadata embeds).
 nlohmann::json request_to_json(const sdk::GenerationRequest& request);
 

@@ -7,6 +7,7 @@
 #include "host/protocol/request_parser.hpp"
 #include "host/runtime/logging.hpp"
 #include "host/runtime/progress_throttle.hpp"
+#include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/image.hpp"
@@ -133,6 +134,55 @@ json run_generation(Job& job, const std::shared_ptr<const sdk::GenerationRequest
             {"device_name", environment.device},
             {"device_memory_used", memory["rss_bytes"]},
             {"peak_memory_bytes", memory["peak_rss_bytes"]}}}};
+}
+
+sdk::Error as_upscale_message_error(const sdk::Error& error) {
+  const std::string from = kUpscaleRequestField;
+  const std::string& field = error.field();
+  if (field.compare(0, from.size(), from) != 0 || (field.size() > from.size() && field[from.size()] != '.'))
+    return error;
+  return sdk::Error(error.code(), error.message(), kUpscaleMessageField + field.substr(from.size()));
+}
+
+Plan plan_upscale(const PluginSet& plugins, const sdk::GenerationRequest& request) {
+  try {
+    return plan_postprocess(plugins, request, "upscaler", kUpscaleMessageField);
+  } catch (const sdk::Error& error) {
+    throw as_upscale_message_error(error);
+  }
+}
+
+json run_upscale(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& request, const std::string& image,
+                 const GenerationEnvironment& environment) {
+  if (!environment.plugins) throw sdk::Error(sdk::ErrorCode::InternalError, "no plugin set");
+  try {
+    Plan plan = plan_upscale(*environment.plugins, *request);
+    auto throttle = std::make_shared<ProgressThrottle>(std::chrono::milliseconds(environment.progress_interval_ms));
+    sdk::Context context(request, make_services(job, environment, throttle), job.token());
+    context.set(sdk::slots::kImages, std::vector<sdk::Image>{nn::decode_base64_image(image, "data.image")});
+    Clock::time_point run_start = Clock::now();
+    run_plan(plan, context);
+    Clock::time_point run_end = Clock::now();
+    context.throw_if_cancelled();
+    OutputSettings output = environment.output;
+    output.generation = false;
+    json generated = write_images(context.get<std::vector<sdk::Image>>(sdk::slots::kImages), *request, output);
+    for (const auto& warning : context.warnings()) job.warnings.push_back(warning);
+    json memory = process_memory();
+    return {{"request_id", job.request_id()},
+            {"generated_images", generated},
+            {"stages", plan.names()},
+            {"processing_metrics",
+             {{"total_time", seconds_between(job.enqueued_at(), Clock::now())},
+              {"queue_time", seconds_between(job.enqueued_at(), job.started_at())},
+              {"inference_time", seconds_between(run_start, run_end)},
+              {"output_time", seconds_between(run_end, Clock::now())},
+              {"device_name", environment.device},
+              {"device_memory_used", memory["rss_bytes"]},
+              {"peak_memory_bytes", memory["peak_rss_bytes"]}}}};
+  } catch (const sdk::Error& error) {
+    throw as_upscale_message_error(error);
+  }
 }
 
 json process_memory() {

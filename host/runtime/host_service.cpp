@@ -213,6 +213,7 @@ void HostService::dispatch(const ConnectionPtr& connection, Envelope& envelope) 
       case MessageType::ReloadConfig: data = reload_config(envelope.warnings); break;
       case MessageType::Shutdown: data = {{"shutting_down", true}}; break;
       case MessageType::Preprocess: data = handle_preprocess(connection, envelope, queued); break;
+      case MessageType::Upscale: data = handle_upscale(connection, envelope, queued); break;
     }
     if (queued) return;  // the job answers when it ends
     reply(connection, protocol::success_response(envelope.request_id, std::move(data), envelope.warnings));
@@ -254,6 +255,36 @@ json HostService::handle_inference(const ConnectionPtr& connection, Envelope& en
     return run_generation(job, frozen, environment);
   };
   auto job = std::make_shared<Job>(envelope.request_id, "generation", priority_from_string(request->metadata.priority),
+                                   request->metadata.timeout_s, connection, std::move(work));
+  job->warnings = envelope.warnings;
+  runner_.submit(job);
+  queued = true;
+  return nullptr;
+}
+
+GenerationEnvironment HostService::environment() const {
+  auto config = this->config();
+  GenerationEnvironment environment;
+  environment.plugins = plugins_->current();
+  environment.models = models_.get();
+  environment.output = OutputSettings{config->output_root};
+  environment.on_disabled = planner_policy(config->on_disabled_feature);
+  environment.device = config->device;
+  environment.progress_interval_ms = config->queue.progress_interval_ms;
+  return environment;
+}
+
+json HostService::handle_upscale(const ConnectionPtr& connection, Envelope& envelope, bool& queued) {
+  auto config = this->config();
+  auto parsed = protocol::parse_upscale_request(envelope.data, envelope.request_id, config->limits,
+                                                config->queue.default_timeout_s, envelope.warnings);
+  plan_upscale(*plugins_->current(), parsed.request);  // refuse bad options / a disabled upscaler now
+  std::shared_ptr<const sdk::GenerationRequest> request =
+      std::make_shared<sdk::GenerationRequest>(std::move(parsed.request));
+  JobWork work = [this, request, image = std::move(parsed.image)](Job& job) {
+    return run_upscale(job, request, image, environment());
+  };
+  auto job = std::make_shared<Job>(envelope.request_id, "upscale", priority_from_string(request->metadata.priority),
                                    request->metadata.timeout_s, connection, std::move(work));
   job->warnings = envelope.warnings;
   runner_.submit(job);

@@ -2,7 +2,7 @@
 /// @file host_service.hpp
 /// The host behind every transport: takes lines from clients, parses the envelope, dispatches
 /// each message type (inference_request, cancel, ping, capabilities, list_models, load_model,
-/// unload_model, status, reload_config, shutdown, preprocess) and answers on the connection that
+/// unload_model, status, reload_config, shutdown, preprocess, upscale) and answers on the connection that
 /// asked. Generation, model preloads and preprocessing are queued on the JobRunner; everything
 /// else is answered at once. Owns the running config, the plugin manager and the model store.
 /// Thread-safety: the MessageHandler calls come from one I/O thread at a time; reload_config,
@@ -21,6 +21,7 @@
 #include "host/models/model_store.hpp"
 #include "host/plugins/plugin_manager.hpp"
 #include "host/protocol/envelope.hpp"
+#include "host/runtime/generation.hpp"
 #include "host/runtime/job_runner.hpp"
 #include "host/transport/connection.hpp"
 
@@ -87,6 +88,8 @@ class HostService : public transport::MessageHandler {
 
   void dispatch(const ConnectionPtr& connection, protocol::Envelope& envelope);
   nlohmann::json handle_inference(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued);
+  nlohmann::json handle_upscale(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued);
+  GenerationEnvironment environment() const;
   nlohmann::json handle_cancel(const protocol::Envelope& envelope);
   nlohmann::json handle_load_model(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued);
   nlohmann::json handle_unload_model(const protocol::Envelope& envelope);
