@@ -18,7 +18,7 @@ const char* kUsage =
     "  sdxl-host generate --config FILE --prompt TEXT [--negative-prompt TEXT] [--steps N]\n"
     "                     [--width W] [--height H] [--seed S] [--save-path P] [--format png|jpeg|webp]\n"
     "  sdxl-host send     --pipe NAME REQUEST.json | --message TYPE [--data JSON] [--timeout SECONDS]\n"
-    "  sdxl-host plugins  --config FILE\n";
+    "  sdxl-host plugins  --config FILE [--json]\n";
 
 const std::set<std::string> kValueOptions = {"--config", "--pipe",   "--message", "--data",  "--timeout",
                                              "--prompt", "--negative-prompt", "--steps", "--width",

@@ -1,12 +1,14 @@
 // `sdxl-host generate`: one request through HostService::on_line, exactly as if a client had
 // sent it, answered on an in-process connection.
 #include <condition_variable>
+#include <iomanip>
 #include <iostream>
 #include <mutex>
 
 #include "host/cli/commands.hpp"
 #include "host/cli/request_file.hpp"
 #include "host/runtime/host_service.hpp"
+#include "host/runtime/device_check.hpp"
 #include "host/runtime/threads.hpp"
 
 namespace sdxlhost::host::cli {
@@ -73,6 +75,7 @@ int generate_command(const Arguments& args) {
 
   std::vector<std::string> warnings;
   HostConfig config = config_from_arguments(args, warnings);
+  runtime::check_device(config.device);
   runtime::apply_thread_count(config.threads);
   runtime::HostService host(config, warnings);
   host.start();
@@ -85,17 +88,38 @@ int generate_command(const Arguments& args) {
   return response.value("success", false) ? 0 : 1;
 }
 
+/// `sdxl-host plugins`: a table for people on stdout (name, state, version, file, reason), or
+/// with --json the describe() array for scripts. Config warnings go to stderr either way.
 int plugins_command(const Arguments& args) {
   std::vector<std::string> warnings;
   HostConfig config = config_from_arguments(args, warnings);
   for (const auto& warning : warnings) std::cerr << "config: " << warning << "\n";
   PluginManager manager(runtime::plugin_settings(config));
   manager.load();
-  nlohmann::json described = manager.describe();
-  for (const auto& plugin : described)
-    std::cerr << plugin.value("name", "?") << "  " << plugin.value("state", "?") << "  "
-              << plugin.value("reason", "") << "\n";
-  std::cout << described.dump(2) << std::endl;
+  const nlohmann::json described = manager.describe();
+  if (args.has_flag("--json")) {
+    std::cout << described.dump(2) << std::endl;
+    return 0;
+  }
+  std::size_t name_width = 4, state_width = 5, version_width = 7;
+  for (const auto& plugin : described) {
+    name_width = std::max(name_width, plugin.value("name", "").size());
+    state_width = std::max(state_width, plugin.value("state", "").size());
+    version_width = std::max(version_width, plugin.value("version", "").size());
+  }
+  auto row = [&](const std::string& name, const std::string& state, const std::string& version,
+                 const std::string& detail) {
+    std::cout << std::left << std::setw(static_cast<int>(name_width)) << name << "  "
+              << std::setw(static_cast<int>(state_width)) << state << "  "
+              << std::setw(static_cast<int>(version_width)) << version << "  " << detail << "\n";
+  };
+  row("NAME", "STATE", "VERSION", "FILE / REASON");
+  for (const auto& plugin : described) {
+    const std::string reason = plugin.value("reason", "");
+    row(plugin.value("name", "?"), plugin.value("state", "?"), plugin.value("version", ""),
+        plugin.value("file", "") + (reason.empty() ? "" : "  (" + reason + ")"));
+  }
+  std::cout << "plugins.dir: " << config.plugins.dir.string() << "\n";
   return 0;
 }
 

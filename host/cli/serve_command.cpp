@@ -8,6 +8,7 @@
 
 #include "host/cli/commands.hpp"
 #include "host/metrics/metrics_http.hpp"
+#include "host/runtime/device_check.hpp"
 #include "host/runtime/host_service.hpp"
 #include "host/runtime/logging.hpp"
 #include "host/runtime/threads.hpp"
@@ -71,6 +72,7 @@ int serve_command(const Arguments& args) {
 #endif
   std::vector<std::string> warnings;
   HostConfig config = config_from_arguments(args, warnings);
+  runtime::check_device(config.device);  // a CPU-only build refuses "cuda" here, once
   auto log = component_logger("host");
   int threads = runtime::apply_thread_count(config.threads);
   log->info("sdxl-host starting (config {}, {} threads, device {})",

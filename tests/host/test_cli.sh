@@ -18,9 +18,24 @@ cat > "$DIR/request.json" <<JSON
  "hyperparameters": {"num_inference_steps": 3, "seed": 5}, "output": {"save_path": "cli.png"}}
 JSON
 
-"$HOST" plugins --config "$DIR/host.json" > "$DIR/plugins.json" 2>/dev/null
+"$HOST" plugins --config "$DIR/host.json" --json > "$DIR/plugins.json" 2>/dev/null
 grep -q '"test_generate"' "$DIR/plugins.json" || fail "plugins does not list test_generate"
 grep -q '"failed"' "$DIR/plugins.json" || fail "plugins does not show failed plugins"
+python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$DIR/plugins.json" || fail "plugins --json is not JSON alone"
+# Without --json: a table on stdout (header, one row per plugin), nothing JSON.
+"$HOST" plugins --config "$DIR/host.json" > "$DIR/plugins.txt" 2>/dev/null
+head -1 "$DIR/plugins.txt" | grep -q '^NAME  *STATE  *VERSION  *FILE / REASON$' || fail "no table header: $(head -3 "$DIR/plugins.txt")"
+grep -Eq '^test_generate +loaded ' "$DIR/plugins.txt" || fail "no loaded row for test_generate: $(cat "$DIR/plugins.txt")"
+grep -Eq ' failed .*\(' "$DIR/plugins.txt" || fail "a failed plugin's row has no reason: $(cat "$DIR/plugins.txt")"
+if grep -q '^[[{]' "$DIR/plugins.txt"; then fail "JSON on stdout without --json"; fi
+
+# A device this build or machine cannot use is refused at start, naming the key (cuda:99: no
+# machine has it, so this holds for CPU-only and CUDA builds alike).
+python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["device"]="cuda:99"; json.dump(c, open(sys.argv[2],"w"))' \
+  "$DIR/host.json" "$DIR/cuda.json"
+if "$HOST" serve --config "$DIR/cuda.json" > /dev/null 2> "$DIR/cuda.log"; then fail "device cuda:99 was accepted"; fi
+grep -q "device 'cuda:99'" "$DIR/cuda.log" || fail "the device error does not say what: $(cat "$DIR/cuda.log")"
+grep -q "(VALIDATION_ERROR)" "$DIR/cuda.log" || fail "the device error is not a validation error: $(cat "$DIR/cuda.log")"
 
 "$HOST" generate --config "$DIR/host.json" "$DIR/request.json" > "$DIR/generate.json" 2>/dev/null \
   || fail "generate failed: $(cat "$DIR/generate.json")"
