@@ -6,6 +6,7 @@
 #include <set>
 #include <utility>
 
+#include "host/common/client_text.hpp"
 #include "host/metrics/metrics.hpp"
 #include "host/plugins/plugin_manager.hpp"
 #include "sdxlhost/nn/scheduler_defaults.hpp"
@@ -66,7 +67,7 @@ std::vector<StagePtr> applicable_stages(const sdk::Registries& registries,
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {
-      throw Error(ErrorCode::PluginError, "stage '" + stage->name() + "' failed in applies(): " + e.what());
+      throw Error(ErrorCode::PluginError, "stage '" + stage->name() + "' failed in applies(): " + client_message(e));
     }
     if (applies) out.push_back(stage);
   }
@@ -88,7 +89,7 @@ void check_scheduler(const sdk::Registries& registries, const sdk::GenerationReq
     throw;
   } catch (const std::exception& e) {
     throw Error(ErrorCode::PluginError,
-                "scheduler '" + request.scheduler + "' failed to build from the options: " + e.what(),
+                "scheduler '" + request.scheduler + "' failed to build from the options: " + client_message(e),
                 "data.scheduler_options");
   }
 }
@@ -230,7 +231,8 @@ void run_plan(const Plan& plan, sdk::Context& context) {
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {
-      throw Error(ErrorCode::InternalError, "stage '" + stage.name() + "' failed: " + e.what());
+      context.log(sdk::LogLevel::Error, "stage " + stage.name() + " failed: " + e.what());  // with any backtrace
+      throw Error(ErrorCode::InternalError, "stage '" + stage.name() + "' failed: " + client_message(e));
     } catch (...) {
       throw Error(ErrorCode::InternalError,
                   "stage '" + stage.name() + "' threw a non-standard exception");

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "host/common/client_text.hpp"
 #include "host/metrics/metrics.hpp"
 #include "host/output/image_writer.hpp"
 #include "host/protocol/preprocess_request.hpp"
@@ -174,7 +175,7 @@ void HostService::on_line(const ConnectionPtr& connection, std::string&& line) {
   } catch (const std::exception& error) {  // e.g. bad_alloc: answer, never take the I/O thread down
     component_logger("protocol")->error("client {}: line of {} bytes failed: {}", connection->id(), line.size(),
                                         error.what());
-    reply(connection, protocol::error_response("", Error(ErrorCode::InternalError, error.what())));
+    reply(connection, protocol::error_response("", Error(ErrorCode::InternalError, client_message(error))));
     return;
   }
   dispatch(connection, envelope);
@@ -230,7 +231,7 @@ void HostService::dispatch(const ConnectionPtr& connection, Envelope& envelope) 
   } catch (const std::exception& error) {
     log->error("[{}] {} failed: {}", envelope.request_id, protocol::to_string(envelope.type), error.what());
     metrics::Registry::global().count_response(protocol::to_string(envelope.type), "INTERNAL_ERROR");
-    reply(connection, protocol::error_response(envelope.request_id, Error(ErrorCode::InternalError, error.what()),
+    reply(connection, protocol::error_response(envelope.request_id, Error(ErrorCode::InternalError, client_message(error)),
                                                envelope.warnings));
   }
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "host/common/client_text.hpp"
 #include "host/metrics/metrics.hpp"
 #include "host/protocol/envelope.hpp"
 #include "host/runtime/logging.hpp"
@@ -121,7 +122,8 @@ void JobRunner::execute(const std::shared_ptr<Job>& job) {
   } catch (const Error& error) {
     answer_error(*job, error);
   } catch (const std::exception& error) {
-    answer_error(*job, Error(ErrorCode::InternalError, error.what()));
+    log->error("[{}] {} failed: {}", job->request_id(), job->kind(), error.what());  // with any backtrace
+    answer_error(*job, Error(ErrorCode::InternalError, client_message(error)));
   } catch (...) {
     answer_error(*job, Error(ErrorCode::InternalError, "unknown exception"));
   }

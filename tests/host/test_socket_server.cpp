@@ -297,6 +297,13 @@ TEST(SocketServer, EveryRequestErrorCode) {
   expect_error(client->request(generation("e1", 3, 1, {{"test", {{"throw", "error"}}}})), "PLUGIN_ERROR");
   expect_error(client->request(generation("e2", 3, 1, {{"test", {{"throw", "std"}}}})), "INTERNAL_ERROR");
   expect_error(client->request(generation("e3", 3, 1, {{"test", {{"throw", "int"}}}})), "INTERNAL_ERROR");
+  // A libtorch error reaches the client as its message alone: no backtrace, no source path.
+  json torch_error = client->request(generation("e4", 3, 1, {{"test", {{"throw", "torch"}}}}));
+  expect_error(torch_error, "INTERNAL_ERROR");
+  const std::string text = torch_error.value("error", "");
+  EXPECT_NE(text.find("a libtorch check failed as requested"), std::string::npos) << text;
+  for (const char* leak : {"frame #", "Exception raised from", "test_generate.cpp", "/work/", ".cpp:"})
+    EXPECT_EQ(text.find(leak), std::string::npos) << "'" << leak << "' reached the client: " << text;
   expect_error(client->request(message("cancel", "n1", {{"request_id", "nobody"}})), "NOT_FOUND", "data.request_id");
   expect_error(client->request(message("cancel", "n2")), "VALIDATION_ERROR", "data.request_id");
   // Output that cannot be written: output_root is a file.

@@ -2,10 +2,11 @@
 //   test_prepare (order 200) writes "latents" = the per-image seeds (seed + i);
 //   test_denoise (order 300) reads "latents", runs num_inference_steps steps (data.test.step_ms
 //   ms each, default 5) with progress and cancellation checks, writes "images" drawn by
-//   test_pixel(seed + i, x, y, c). data.test.throw = "error" | "std" | "int" throws inside run.
+//   test_pixel(seed + i, x, y, c). data.test.throw = "error" | "std" | "int" | "torch" throws inside run.
 // Config {"fail_initialize": true} makes initialize() throw.
 // It also preloads "checkpoints" (load_model): the file's bytes are read into a cached object
 // whose code lives in this library.
+#include <c10/util/Exception.h>
 #include <chrono>
 #include <cstdint>
 #include <fstream>
@@ -116,6 +117,8 @@ class DenoiseStage : public sdk::Stage {
       throw sdk::Error(sdk::ErrorCode::PluginError, "test_denoise: failure requested by data.test.throw");
     if (kind == "std") throw std::runtime_error("test_denoise: std::runtime_error requested");
     if (kind == "int") throw 42;
+    // A libtorch error: its what() carries a C++ backtrace and this file's path.
+    if (kind == "torch") TORCH_CHECK(false, "test_denoise: a libtorch check failed as requested");
   }
 
   static sdk::Image draw(std::int64_t seed, const sdk::GenerationRequest& request) {
