@@ -41,7 +41,7 @@ namespace SdxlHost.Client.Tests
                     Assert.That(response.Success, Is.True);
                     CollectionAssert.Contains(response.Stages, "denoise");
                     GeneratedImage image = response.GeneratedImages.Single();
-                    byte[] png = image.GetImageBytes();
+                    byte[] png = image.ImageBytes;
                     Assert.That(png.Take(4).ToArray(), Is.EqualTo(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }));
                     Assert.That(image.Metadata.Seed, Is.EqualTo(42));
                     List<int> denoiseSteps = progress.Events.Where(e => e.Stage == "denoise").Select(e => e.Step).ToList();
