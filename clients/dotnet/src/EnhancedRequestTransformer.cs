@@ -29,16 +29,17 @@ namespace SdxlHost.Client
 
         /// <summary>
         /// The whole envelope: <c>{"message_type":"inference_request","request_id":..,"data":{..}}</c>,
-        /// ready for <see cref="WireJson.Serialize"/>.
+        /// ready for <see cref="WireJson.Serialize"/>. <paramref name="defaults"/> fill what the request leaves unset.
         /// </summary>
-        public static Dictionary<string, object> TransformEnhancedSDXLRequest(EnhancedSDXLRequest request, string requestId)
+        public static Dictionary<string, object> TransformEnhancedSDXLRequest(EnhancedSDXLRequest request, string requestId,
+                                                                              GenerationDefaults defaults = null)
         {
             if (request == null) throw new ArgumentNullException("request");
-            return Envelope(InferenceMessageType, requestId, TransformData(request));
+            return Envelope(InferenceMessageType, requestId, TransformData(request, defaults));
         }
 
-        /// <summary>The wire's <c>data</c> object for <paramref name="request"/>.</summary>
-        public static Dictionary<string, object> TransformData(EnhancedSDXLRequest request)
+        /// <summary>The wire's <c>data</c> object for <paramref name="request"/> (<paramref name="defaults"/> fill what it leaves unset).</summary>
+        public static Dictionary<string, object> TransformData(EnhancedSDXLRequest request, GenerationDefaults defaults = null)
         {
             if (request == null) throw new ArgumentNullException("request");
             var conditioning = request.Conditioning ?? new ConditioningConfiguration();
@@ -52,7 +53,12 @@ namespace SdxlHost.Client
             AddIfSet(data, "negative_prompt_2", conditioning.NegativePrompt2);
             data["models"] = TransformModels(request.Model ?? new SDXLModelConfiguration());
             data["hyperparameters"] = TransformHyperparameters(scheduler, hyper);
-            data["dimensions"] = new Dictionary<string, object> { { "width", hyper.Width }, { "height", hyper.Height } };
+            var dimensions = new Dictionary<string, object>();
+            int? width = hyper.Width ?? (defaults == null ? null : defaults.Width);
+            int? height = hyper.Height ?? (defaults == null ? null : defaults.Height);
+            if (width.HasValue) dimensions["width"] = width.Value;
+            if (height.HasValue) dimensions["height"] = height.Value;
+            if (dimensions.Count > 0) data["dimensions"] = dimensions;
             data["scheduler"] = MapSchedulerType(scheduler.Type);
             if (scheduler.Options != null && scheduler.Options.Count > 0) data["scheduler_options"] = scheduler.Options;
             data["lora"] = TransformLoRAs(conditioning.LoRAs);

@@ -174,11 +174,11 @@ namespace SdxlHost.Client
         /// <summary>Image-to-image strength in (0, 1]; sent only with <see cref="InitImage"/> (default 0.8 then).</summary>
         public double? Strength { get; set; }
 
-        /// <summary>Image width in pixels (a multiple of 8).</summary>
-        public int Width { get; set; } = 1024;
+        /// <summary>Image width in pixels (a multiple of 8); null: the client's <see cref="GenerationDefaults.Width"/>, else the host's default (1024).</summary>
+        public int? Width { get; set; }
 
-        /// <summary>Image height in pixels (a multiple of 8).</summary>
-        public int Height { get; set; } = 1024;
+        /// <summary>Image height in pixels (a multiple of 8); null: the client's <see cref="GenerationDefaults.Height"/>, else the host's default (1024).</summary>
+        public int? Height { get; set; }
 
         /// <summary>Images per request; null: 1. Image i uses seed + i.</summary>
         public int? BatchSize { get; set; }
@@ -200,6 +200,19 @@ namespace SdxlHost.Client
 
         /// <summary>CLIP layers to skip, 0..10; null: host default (0).</summary>
         public int? ClipSkip { get; set; }
+    }
+
+    /// <summary>
+    /// Settings a deployment fills in for requests that leave them unset (a service set up for one
+    /// model's native size, or a test host with a tiny model). Set on <see cref="SdxlHostClientOptions.Defaults"/>.
+    /// </summary>
+    public sealed class GenerationDefaults
+    {
+        /// <summary>Width for requests whose <see cref="HyperparameterConfiguration.Width"/> is null; null: the host's default.</summary>
+        public int? Width { get; set; }
+
+        /// <summary>Height for requests whose <see cref="HyperparameterConfiguration.Height"/> is null; null: the host's default.</summary>
+        public int? Height { get; set; }
     }
 
     /// <summary>How results come back.</summary>

@@ -26,6 +26,12 @@ namespace SdxlHost.Client
         {
         }
 
+        /// <summary>A service over its own <see cref="SdxlHostClient"/> with <paramref name="options"/> (pipe, connect timeout, defaults).</summary>
+        public EnhancedSDXLService(SdxlHostClientOptions options)
+            : this(new SdxlHostClient(options), true)
+        {
+        }
+
         /// <summary>A service over <paramref name="client"/> (shared, injected or a test double); disposing the service leaves it open.</summary>
         public EnhancedSDXLService(ISdxlHostClient client)
             : this(client, false)

@@ -28,6 +28,9 @@ namespace SdxlHost.Client
 
         /// <summary>How long opening the connection may take before <see cref="SdxlHostConnectionException"/>.</summary>
         public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+        /// <summary>Settings filled in for generations that leave them unset (e.g. the size); null: the host's defaults.</summary>
+        public GenerationDefaults Defaults { get; set; }
     }
 
     /// <summary>Talks to one sdxl-host over its named pipe. See <see cref="ISdxlHostClient"/>.</summary>
@@ -39,6 +42,7 @@ namespace SdxlHost.Client
         private readonly string serverName_;
         private readonly string pipeName_;
         private readonly int connectTimeoutMilliseconds_;
+        private readonly GenerationDefaults defaults_;
         private readonly SemaphoreSlim connectGate_ = new SemaphoreSlim(1, 1);
         private readonly object connectionLock_ = new object();
         private PipeConnection connection_;
@@ -59,6 +63,8 @@ namespace SdxlHost.Client
             pipeName_ = options.PipeName;
             serverName_ = options.ServerName ?? ".";
             connectTimeoutMilliseconds_ = (int)Math.Min(int.MaxValue, options.ConnectTimeout.TotalMilliseconds);
+            if (options.Defaults != null)
+                defaults_ = new GenerationDefaults { Width = options.Defaults.Width, Height = options.Defaults.Height };
         }
 
         /// <inheritdoc />
@@ -99,7 +105,7 @@ namespace SdxlHost.Client
                                                               CancellationToken cancellationToken = default(CancellationToken))
         {
             if (request == null) throw new ArgumentNullException("request");
-            var envelope = EnhancedRequestTransformer.TransformEnhancedSDXLRequest(request, request.RequestId ?? NewRequestId());
+            var envelope = EnhancedRequestTransformer.TransformEnhancedSDXLRequest(request, request.RequestId ?? NewRequestId(), defaults_);
             return await RunJobAsync(envelope, progress, cancellationToken).ConfigureAwait(false);
         }
 

@@ -123,6 +123,17 @@ namespace SdxlHost.Client.Tests
             process_ = null;
         }
 
+        /// <summary>Waits until the host exits on its own (after a shutdown message); true when it did within <paramref name="timeout"/>.</summary>
+        public bool WaitForExit(TimeSpan timeout)
+        {
+            if (process_ == null) return true;
+            if (!process_.WaitForExit((int)timeout.TotalMilliseconds)) return false;
+            process_.WaitForExit();  // drain the redirected output
+            process_.Dispose();
+            process_ = null;
+            return true;
+        }
+
         /// <summary>Kills the host if running and removes the temp folder and the socket a kill leaves behind.</summary>
         public void Dispose()
         {

@@ -91,9 +91,22 @@ namespace SdxlHost.Client.Tests
             var data = WireData(request);
             var hyper = Section(data, "hyperparameters");
             Assert.That(hyper.Keys, Is.EquivalentTo(new[] { "num_inference_steps", "guidance_scale" }));
-            foreach (string absent in new[] { "init_image", "controlnet", "scheduler_options", "dry_run", "negative_prompt" })
+            foreach (string absent in new[] { "init_image", "controlnet", "scheduler_options", "dry_run", "negative_prompt", "dimensions" })
                 Assert.That(data.ContainsKey(absent), Is.False, absent);
             Assert.That(Section(data, "output").ContainsKey("upscale"), Is.False);
+        }
+
+        [Test]
+        public void GenerationDefaults_FillOnlyWhatTheRequestLeavesUnset()
+        {
+            var request = new EnhancedSDXLRequest();
+            request.Conditioning.Prompt = "x";
+            request.Hyperparameters.Height = 512;
+            var defaults = new GenerationDefaults { Width = 64, Height = 72 };
+            var data = EnhancedRequestTransformer.TransformData(request, defaults);
+            Assert.That(Section(data, "dimensions")["width"], Is.EqualTo(64));
+            Assert.That(Section(data, "dimensions")["height"], Is.EqualTo(512), "the request's own value wins");
+            Assert.That(request.Hyperparameters.Width, Is.Null, "the request is not changed");
         }
 
         [Test]
