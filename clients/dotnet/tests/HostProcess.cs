@@ -85,6 +85,7 @@ namespace SdxlHost.Client.Tests
                 { "output_root", Path.Combine(workDir_, "output") },
                 { "plugins", new Dictionary<string, object> { { "dir", TestEnvironment.Require("SDXLHOST_TEST_PLUGIN_DIR") } } },
                 { "queue", new Dictionary<string, object> { { "progress_interval_ms", 0 } } },
+                { "threads", 1 },
             };
             ConfigPath = Path.Combine(workDir_, "config.json");
             File.WriteAllText(ConfigPath, WireJson.Serialize(config));

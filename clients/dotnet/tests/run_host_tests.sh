@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The ctest entries of the C# client (label dotnet): starts a real sdxl-host with a temporary config
 # (unique pipe name, plugins.dir = PLUGIN_DIR, models_root = $SDXLHOST_TEST_MODELS_ROOT or a
-# temp folder, temp output_root, every progress step sent), runs the NUnit tests against it,
+# temp folder, temp output_root, every progress step sent, one compute thread: the tiny models gain
+# nothing from more, and on a loaded machine spinning threads made a 30-step job 25x slower), runs
+# the NUnit tests against it,
 # stops the host and removes the temp folder. $SDXLHOST_TEST_MODEL_COPIES ("DEST=SRC|DEST=SRC...", DEST
 # relative to the temp models_root, e.g. "loras/test_lora.safetensors=/goldens/lora/kohya_lora.safetensors")
 # copies models in first (copies, not links: the host refuses links that leave models_root).
@@ -55,7 +57,8 @@ cat > "$work/config.json" <<EOF
   "models_root": "$models_root",
   "output_root": "$work/output",
   "plugins": { "dir": "$plugin_dir" },
-  "queue": { "progress_interval_ms": 0 }
+  "queue": { "progress_interval_ms": 0 },
+  "threads": 1
 }
 EOF
 
