@@ -346,4 +346,14 @@ namespace SdxlHost.Client
         /// <summary>Seconds since the host started.</summary>
         public double UptimeSeconds { get; set; }
     }
+
+    /// <summary>The answer of metrics: Prometheus exposition text.</summary>
+    public sealed class HostMetrics
+    {
+        /// <summary>The text's content type ("text/plain; version=0.0.4; charset=utf-8").</summary>
+        public string ContentType { get; set; }
+
+        /// <summary>The metrics, one sample per line (operations.md lists them).</summary>
+        public string Text { get; set; }
+    }
 }

@@ -51,6 +51,9 @@ namespace SdxlHost.Client
         /// <summary>Queue, running jobs, clients, memory, model cache.</summary>
         Task<HostStatus> GetStatusAsync(CancellationToken cancellationToken = default(CancellationToken));
 
+        /// <summary>The host's Prometheus metrics text (the same as its /metrics endpoint).</summary>
+        Task<HostMetrics> GetMetricsAsync(CancellationToken cancellationToken = default(CancellationToken));
+
         /// <summary>Plugins (with state), schedulers, preprocessors, limits, message types, error codes.</summary>
         Task<HostCapabilities> GetCapabilitiesAsync(CancellationToken cancellationToken = default(CancellationToken));
 

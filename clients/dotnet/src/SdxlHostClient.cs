@@ -156,6 +156,14 @@ namespace SdxlHost.Client
         }
 
         /// <inheritdoc />
+        public async Task<HostMetrics> GetMetricsAsync(CancellationToken cancellationToken = default(CancellationToken))
+        {
+            var reply = await SendAsync("metrics", null, cancellationToken).ConfigureAwait(false);
+            var data = WireValues.GetObject(reply, "data");
+            return new HostMetrics { ContentType = WireValues.GetString(data, "content_type"), Text = WireValues.GetString(data, "text") };
+        }
+
+        /// <inheritdoc />
         public async Task<HostCapabilities> GetCapabilitiesAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
             var reply = await SendAsync("capabilities", null, cancellationToken).ConfigureAwait(false);

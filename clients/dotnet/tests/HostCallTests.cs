@@ -233,7 +233,7 @@ namespace SdxlHost.Client.Tests
                     CollectionAssert.IsSubsetOf(new[]
                     {
                         "inference_request", "upscale", "preprocess", "cancel", "ping", "capabilities", "list_models",
-                        "load_model", "unload_model", "status", "reload_config", "shutdown",
+                        "load_model", "unload_model", "status", "metrics", "reload_config", "shutdown",
                     }, capabilities.MessageTypes);
                     Assert.That(capabilities.ErrorCodes, Is.Not.Empty);
                     foreach (string code in capabilities.ErrorCodes)
@@ -243,6 +243,22 @@ namespace SdxlHost.Client.Tests
                     Assert.That(capabilities.Device, Is.EqualTo("cpu"));
                     CollectionAssert.Contains(capabilities.OutputFormats, "png");
                     CollectionAssert.Contains(capabilities.PreloadableModelKinds, "checkpoints");
+                }
+            });
+        }
+
+        [Test]
+        public void Metrics_ReturnThePrometheusText()
+        {
+            TestEnvironment.Run(async () =>
+            {
+                using (var client = new SdxlHostClient(TestEnvironment.PipeName))
+                {
+                    await client.GenerateAsync(TestRequest(1, 1, 95));
+                    HostMetrics metrics = await client.GetMetricsAsync();
+                    StringAssert.StartsWith("text/plain", metrics.ContentType);
+                    StringAssert.Contains("# TYPE ", metrics.Text);
+                    StringAssert.Contains("sdxlhost_responses_total", metrics.Text);
                 }
             });
         }

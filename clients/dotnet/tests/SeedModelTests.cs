@@ -339,6 +339,7 @@ namespace SdxlHost.Client.Tests
             public Task<CancelResult> CancelAsync(string requestId, CancellationToken cancellationToken = default(CancellationToken)) { return NotUsed<CancelResult>(); }
             public Task<PingResult> PingAsync(CancellationToken cancellationToken = default(CancellationToken)) { return NotUsed<PingResult>(); }
             public Task<HostStatus> GetStatusAsync(CancellationToken cancellationToken = default(CancellationToken)) { return NotUsed<HostStatus>(); }
+            public Task<HostMetrics> GetMetricsAsync(CancellationToken cancellationToken = default(CancellationToken)) { return NotUsed<HostMetrics>(); }
             public Task<HostCapabilities> GetCapabilitiesAsync(CancellationToken cancellationToken = default(CancellationToken)) { return NotUsed<HostCapabilities>(); }
             public Task<List<ModelEntry>> ListModelsAsync(CancellationToken cancellationToken = default(CancellationToken)) { return NotUsed<List<ModelEntry>>(); }
             public Task<ModelLoadResult> LoadModelAsync(ModelKind kind, string name, CancellationToken cancellationToken = default(CancellationToken)) { return NotUsed<ModelLoadResult>(); }
