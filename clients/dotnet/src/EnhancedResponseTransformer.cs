@@ -1,5 +1,5 @@
 // Wire messages -> typed objects: responses (the seed design's EnhancedResponseTransformer, read
-// in the other direction), progress events, errors, capabilities and model lists. Reads are
+// in the other direction), progress events, errors, and the answers of every other message. Reads are
 // lenient (WireValues): fields the host adds later are kept in Raw*/RawData, never an error.
 // Thread-safety: stateless.
 
@@ -32,7 +32,8 @@ namespace SdxlHost.Client
             if (!response.Success)
             {
                 response.Error = ErrorMessage(envelope);
-                response.ErrorCode = WireValues.GetString(envelope, "error_code") ?? "INTERNAL_ERROR";
+                response.WireErrorCode = WireValues.GetString(envelope, "error_code") ?? "INTERNAL_ERROR";
+                response.ErrorCode = SdxlHostErrorCodes.Parse(response.WireErrorCode);
                 response.ErrorField = ErrorField(envelope);
             }
             return response;
@@ -71,6 +72,16 @@ namespace SdxlHost.Client
             capabilities.Schedulers = ReadNames(WireValues.Get(data, "schedulers"));
             capabilities.Preprocessors = ReadNames(WireValues.Get(data, "preprocessors"));
             capabilities.Limits = WireValues.GetObject(data, "limits") ?? new Dictionary<string, object>();
+            foreach (object item in WireValues.GetArray(data, "preprocessor_details"))
+                capabilities.PreprocessorDetails.Add(ReadPreprocessor(item as IDictionary<string, object>));
+            capabilities.MessageTypes = WireValues.GetStrings(data, "message_types");
+            capabilities.ErrorCodes = WireValues.GetStrings(data, "error_codes");
+            capabilities.PreloadableModelKinds = WireValues.GetStrings(data, "preloadable_model_kinds");
+            capabilities.OutputFormats = WireValues.GetStrings(data, "output_formats");
+            var host = WireValues.GetObject(data, "host");
+            capabilities.HostVersion = WireValues.GetString(host, "version");
+            capabilities.AbiVersion = WireValues.GetInt(host, "abi_version");
+            capabilities.Device = WireValues.GetString(data, "device");
             return capabilities;
         }
 
@@ -89,6 +100,132 @@ namespace SdxlHost.Client
                 foreach (object item in entries) result.Add(ReadModelEntry(pair.Key, item));
             }
             return result;
+        }
+
+        /// <summary>A status response's <c>data</c> as <see cref="HostStatus"/>.</summary>
+        public static HostStatus TransformStatus(IDictionary<string, object> data)
+        {
+            var status = new HostStatus { Raw = data ?? new Dictionary<string, object>() };
+            var queue = WireValues.GetObject(data, "queue");
+            status.QueueDepth = WireValues.GetInt(queue, "depth") ?? 0;
+            status.MaxPending = WireValues.GetInt(queue, "max_pending");
+            foreach (string priority in new[] { "high", "normal", "low" })
+                status.Queued[priority] = WireValues.GetStrings(queue, priority);
+            foreach (object item in WireValues.GetArray(data, "running"))
+            {
+                var job = item as IDictionary<string, object>;
+                status.Running.Add(new RunningJob
+                {
+                    RequestId = WireValues.GetString(job, "request_id"),
+                    Kind = WireValues.GetString(job, "kind"),
+                    Priority = WireValues.GetString(job, "priority"),
+                    Stage = WireValues.GetString(job, "stage"),
+                    Step = WireValues.GetInt(job, "step") ?? 0,
+                    TotalSteps = WireValues.GetInt(job, "total_steps") ?? 0,
+                    ElapsedSeconds = WireValues.GetDouble(job, "elapsed_s") ?? 0.0,
+                });
+            }
+            status.Executors = WireValues.GetInt(data, "executors") ?? 0;
+            status.Clients = WireValues.GetInt(data, "clients") ?? 0;
+            var memory = WireValues.GetObject(data, "memory");
+            status.RssBytes = WireValues.GetLong(memory, "rss_bytes");
+            status.PeakRssBytes = WireValues.GetLong(memory, "peak_rss_bytes");
+            status.Models = TransformCache(WireValues.GetObject(data, "models"));
+            status.UptimeSeconds = WireValues.GetDouble(data, "uptime_s") ?? 0.0;
+            status.ShuttingDown = WireValues.GetBool(data, "shutting_down") ?? false;
+            status.ConfigFile = WireValues.GetString(data, "config_file");
+            return status;
+        }
+
+        /// <summary>A load_model or unload_model response's <c>data</c>.</summary>
+        public static ModelLoadResult TransformModelLoad(IDictionary<string, object> data)
+        {
+            return new ModelLoadResult
+            {
+                Kind = WireValues.GetString(data, "kind"),
+                Name = WireValues.GetString(data, "name"),
+                Loaded = WireValues.GetBool(data, "loaded") ?? false,
+                Unloaded = WireValues.GetBool(data, "unloaded") ?? false,
+                Cache = TransformCache(WireValues.GetObject(data, "cache")),
+            };
+        }
+
+        /// <summary>A model cache object (status' models, load/unload's cache).</summary>
+        public static ModelCacheInfo TransformCache(IDictionary<string, object> cache)
+        {
+            var info = new ModelCacheInfo
+            {
+                LoadedModels = WireValues.GetInt(cache, "loaded_models") ?? 0,
+                LoadedBytes = WireValues.GetLong(cache, "loaded_bytes") ?? 0,
+                MaxModels = WireValues.GetInt(cache, "max_models"),
+                MaxBytes = WireValues.GetLong(cache, "max_bytes"),
+            };
+            foreach (object item in WireValues.GetArray(cache, "models"))
+            {
+                var model = item as IDictionary<string, object>;
+                info.Models.Add(new CachedModel
+                {
+                    Kind = WireValues.GetString(model, "kind"),
+                    Name = WireValues.GetString(model, "name"),
+                    Variant = WireValues.GetString(model, "variant"),
+                    Bytes = WireValues.GetLong(model, "bytes") ?? 0,
+                    InUse = WireValues.GetBool(model, "in_use") ?? false,
+                });
+            }
+            return info;
+        }
+
+        /// <summary>A cancel response's <c>data</c>.</summary>
+        public static CancelResult TransformCancel(IDictionary<string, object> data)
+        {
+            return new CancelResult
+            {
+                Cancelled = WireValues.GetBool(data, "cancelled") ?? false,
+                RequestId = WireValues.GetString(data, "request_id"),
+                State = WireValues.GetString(data, "state"),
+            };
+        }
+
+        /// <summary>A reload_config response envelope (its warnings are the reload's own remarks).</summary>
+        public static ReloadResult TransformReload(IDictionary<string, object> envelope)
+        {
+            var data = WireValues.GetObject(envelope, "data");
+            return new ReloadResult
+            {
+                Reloaded = WireValues.GetBool(data, "reloaded") ?? false,
+                Warnings = WireValues.GetStrings(envelope, "warnings"),
+                Config = WireValues.GetObject(data, "config") ?? new Dictionary<string, object>(),
+                Plugins = ReadPlugins(WireValues.Get(data, "plugins")),
+            };
+        }
+
+        /// <summary>A preprocess response envelope as a <see cref="PreprocessResult"/> (the map decoded to bytes).</summary>
+        public static PreprocessResult TransformPreprocess(IDictionary<string, object> envelope)
+        {
+            var data = WireValues.GetObject(envelope, "data");
+            string image = WireValues.GetString(data, "image");
+            return new PreprocessResult
+            {
+                RequestId = WireValues.GetString(envelope, "request_id"),
+                Preprocessor = WireValues.GetString(data, "preprocessor"),
+                Options = WireValues.GetObject(data, "options") ?? new Dictionary<string, object>(),
+                ImageBytes = image == null ? null : System.Convert.FromBase64String(image),
+                Format = WireValues.GetString(data, "format"),
+                Width = WireValues.GetInt(data, "width") ?? 0,
+                Height = WireValues.GetInt(data, "height") ?? 0,
+                Channels = WireValues.GetInt(data, "channels") ?? 0,
+                Warnings = WireValues.GetStrings(envelope, "warnings"),
+            };
+        }
+
+        /// <summary>A ping response's <c>data</c> (the round trip is the caller's to fill).</summary>
+        public static PingResult TransformPing(IDictionary<string, object> data)
+        {
+            return new PingResult
+            {
+                Version = WireValues.GetString(data, "version"),
+                UptimeSeconds = WireValues.GetDouble(data, "uptime_s") ?? 0.0,
+            };
         }
 
         /// <summary>The field at fault: an explicit "field"/"error_field", else the "data.x.y:" prefix of the message.</summary>
@@ -119,6 +256,17 @@ namespace SdxlHost.Client
         {
             var metadata = WireValues.GetObject(image, "metadata");
             var modelInfo = WireValues.GetObject(metadata, "model_info");
+            var loras = new List<AppliedLoRA>();
+            foreach (object item in WireValues.GetArray(metadata, "loras"))
+            {
+                var lora = item as IDictionary<string, object>;
+                loras.Add(new AppliedLoRA
+                {
+                    Name = WireValues.GetString(lora, "name"),
+                    Weight = WireValues.GetDouble(lora, "weight") ?? 0.0,
+                    Hash = WireValues.GetString(lora, "hash"),
+                });
+            }
             return new GeneratedImage
             {
                 ImagePath = WireValues.GetString(image, "image_path"),
@@ -138,8 +286,63 @@ namespace SdxlHost.Client
                         RefinerModel = NullIfEmpty(WireValues.GetString(modelInfo, "refiner_model")),
                         VaeModel = NullIfEmpty(WireValues.GetString(modelInfo, "vae_model")),
                     },
+                    LoRAs = loras,
+                    Refiner = ReadRefiner(WireValues.GetObject(metadata, "refiner")),
+                    Upscaler = ReadUpscaler(WireValues.GetObject(metadata, "upscaler")),
+                    Raw = metadata ?? new Dictionary<string, object>(),
                 },
             };
+        }
+
+        private static RefinerInfo ReadRefiner(IDictionary<string, object> refiner)
+        {
+            if (refiner == null) return null;
+            return new RefinerInfo
+            {
+                Name = WireValues.GetString(refiner, "name"),
+                SwitchAt = WireValues.GetDouble(refiner, "switch_at"),
+            };
+        }
+
+        private static UpscalerInfo ReadUpscaler(IDictionary<string, object> upscaler)
+        {
+            if (upscaler == null) return null;
+            var from = WireValues.GetObject(upscaler, "from");
+            return new UpscalerInfo
+            {
+                Method = WireValues.GetString(upscaler, "method"),
+                Name = WireValues.GetString(upscaler, "name"),
+                Scale = WireValues.GetDouble(upscaler, "scale"),
+                FromWidth = WireValues.GetInt(from, "width") ?? 0,
+                FromHeight = WireValues.GetInt(from, "height") ?? 0,
+                Width = WireValues.GetInt(upscaler, "width") ?? 0,
+                Height = WireValues.GetInt(upscaler, "height") ?? 0,
+                Architecture = WireValues.GetString(upscaler, "architecture"),
+                ModelScale = WireValues.GetInt(upscaler, "model_scale"),
+            };
+        }
+
+        private static PreprocessorInfo ReadPreprocessor(IDictionary<string, object> preprocessor)
+        {
+            var info = new PreprocessorInfo
+            {
+                Name = WireValues.GetString(preprocessor, "name"),
+                Description = WireValues.GetString(preprocessor, "description"),
+            };
+            foreach (object item in WireValues.GetArray(preprocessor, "options"))
+            {
+                var option = item as IDictionary<string, object>;
+                info.Options.Add(new PreprocessorOptionInfo
+                {
+                    Name = WireValues.GetString(option, "name"),
+                    Type = WireValues.GetString(option, "type"),
+                    Default = WireValues.Get(option, "default"),
+                    Minimum = WireValues.GetDouble(option, "minimum"),
+                    Maximum = WireValues.GetDouble(option, "maximum"),
+                    Description = WireValues.GetString(option, "description"),
+                });
+            }
+            return info;
         }
 
         private static ProcessingMetrics TransformMetrics(IDictionary<string, object> metrics)

@@ -28,8 +28,11 @@ namespace SdxlHost.Client
         /// <summary>The human error message when <see cref="Success"/> is false.</summary>
         public string Error { get; set; }
 
-        /// <summary>The stable error code (e.g. VALIDATION_ERROR) when <see cref="Success"/> is false.</summary>
-        public string ErrorCode { get; set; }
+        /// <summary>The stable error code (e.g. ValidationError) when <see cref="Success"/> is false; None on success.</summary>
+        public SdxlHostErrorCode ErrorCode { get; set; }
+
+        /// <summary>The wire's error_code text (e.g. "VALIDATION_ERROR") when <see cref="Success"/> is false, else null.</summary>
+        public string WireErrorCode { get; set; }
 
         /// <summary>The request field at fault (e.g. data.dimensions.width), when the host names one.</summary>
         public string ErrorField { get; set; }
@@ -47,8 +50,25 @@ namespace SdxlHost.Client
         /// <summary>Absolute path of the saved file; null when not saved.</summary>
         public string ImagePath { get; set; }
 
+        private string imageData_;
+        private byte[] imageBytes_;
+
         /// <summary>Base64 of the encoded file; null when not returned.</summary>
-        public string ImageData { get; set; }
+        public string ImageData
+        {
+            get { return imageData_; }
+            set { imageData_ = value; imageBytes_ = null; }
+        }
+
+        /// <summary>The encoded file (PNG, JPEG or WebP) decoded from <see cref="ImageData"/>; null when the host sent none.</summary>
+        public byte[] ImageBytes
+        {
+            get
+            {
+                if (imageBytes_ == null && imageData_ != null) imageBytes_ = Convert.FromBase64String(imageData_);
+                return imageBytes_;
+            }
+        }
 
         /// <summary>"png", "jpeg" or "webp".</summary>
         public string Format { get; set; }
@@ -62,11 +82,6 @@ namespace SdxlHost.Client
         /// <summary>How this image was made.</summary>
         public ImageMetadata Metadata { get; set; } = new ImageMetadata();
 
-        /// <summary>The decoded <see cref="ImageData"/>, or null when the host sent none.</summary>
-        public byte[] GetImageBytes()
-        {
-            return ImageData == null ? null : Convert.FromBase64String(ImageData);
-        }
     }
 
     /// <summary>Parameters that reproduce one image.</summary>
@@ -86,6 +101,72 @@ namespace SdxlHost.Client
 
         /// <summary>Models used.</summary>
         public ModelInfo ModelInfo { get; set; } = new ModelInfo();
+
+        /// <summary>The LoRAs applied (name, weight, file hash); empty when none.</summary>
+        public List<AppliedLoRA> LoRAs { get; set; } = new List<AppliedLoRA>();
+
+        /// <summary>The refiner's part (name, switch point); null when no refiner ran.</summary>
+        public RefinerInfo Refiner { get; set; }
+
+        /// <summary>The upscale that was applied; null when none.</summary>
+        public UpscalerInfo Upscaler { get; set; }
+
+        /// <summary>The image's whole metadata object as parsed (infotext, plugin-specific keys).</summary>
+        public IDictionary<string, object> Raw { get; set; } = new Dictionary<string, object>();
+    }
+
+    /// <summary>One LoRA as applied to an image.</summary>
+    public sealed class AppliedLoRA
+    {
+        /// <summary>The LoRA name.</summary>
+        public string Name { get; set; }
+
+        /// <summary>Its weight.</summary>
+        public double Weight { get; set; }
+
+        /// <summary>Short hash of the file (A1111's "Lora hashes").</summary>
+        public string Hash { get; set; }
+    }
+
+    /// <summary>What the refiner did for an image.</summary>
+    public sealed class RefinerInfo
+    {
+        /// <summary>The refiner checkpoint.</summary>
+        public string Name { get; set; }
+
+        /// <summary>The fraction of the schedule where the refiner took over.</summary>
+        public double? SwitchAt { get; set; }
+    }
+
+    /// <summary>How an image was upscaled.</summary>
+    public sealed class UpscalerInfo
+    {
+        /// <summary>"model" or "lanczos".</summary>
+        public string Method { get; set; }
+
+        /// <summary>The upscaler model name, or "lanczos".</summary>
+        public string Name { get; set; }
+
+        /// <summary>The final factor.</summary>
+        public double? Scale { get; set; }
+
+        /// <summary>Width before upscaling.</summary>
+        public int FromWidth { get; set; }
+
+        /// <summary>Height before upscaling.</summary>
+        public int FromHeight { get; set; }
+
+        /// <summary>Final width.</summary>
+        public int Width { get; set; }
+
+        /// <summary>Final height.</summary>
+        public int Height { get; set; }
+
+        /// <summary>Network architecture (RRDBNet, SRVGGNetCompact); null for Lanczos.</summary>
+        public string Architecture { get; set; }
+
+        /// <summary>The network's own factor; null for Lanczos.</summary>
+        public int? ModelScale { get; set; }
     }
 
     /// <summary>Names of the models an image was made with.</summary>
@@ -146,68 +227,5 @@ namespace SdxlHost.Client
 
         /// <summary>Step / TotalSteps in [0, 1]; 0 when TotalSteps is 0.</summary>
         public double Fraction { get { return TotalSteps > 0 ? Math.Min(1.0, (double)Step / TotalSteps) : 0.0; } }
-    }
-
-    /// <summary>What the host offers (wire: the data of a `capabilities` response).</summary>
-    public sealed class HostCapabilities
-    {
-        /// <summary>Every plugin the host found, with its state.</summary>
-        public List<PluginInfo> Plugins { get; set; } = new List<PluginInfo>();
-
-        /// <summary>Names of the registered schedulers.</summary>
-        public List<string> Schedulers { get; set; } = new List<string>();
-
-        /// <summary>Names of the registered control-image preprocessors.</summary>
-        public List<string> Preprocessors { get; set; } = new List<string>();
-
-        /// <summary>The host's request limits (e.g. max width), as sent.</summary>
-        public IDictionary<string, object> Limits { get; set; } = new Dictionary<string, object>();
-
-        /// <summary>The whole capabilities object as parsed.</summary>
-        public IDictionary<string, object> Raw { get; set; } = new Dictionary<string, object>();
-
-        /// <summary>The plugin named <paramref name="name"/>, or null.</summary>
-        public PluginInfo FindPlugin(string name)
-        {
-            return Plugins.Find(p => p.Name == name);
-        }
-    }
-
-    /// <summary>One plugin as the host reports it.</summary>
-    public sealed class PluginInfo
-    {
-        /// <summary>Plugin name (also its feature flag: plugins.enabled.NAME).</summary>
-        public string Name { get; set; }
-
-        /// <summary>Plugin version.</summary>
-        public string Version { get; set; }
-
-        /// <summary>"loaded", "disabled" or "failed".</summary>
-        public string State { get; set; }
-
-        /// <summary>Why it is disabled or failed; null when loaded.</summary>
-        public string Reason { get; set; }
-
-        /// <summary>Features or stages it provides.</summary>
-        public List<string> Provides { get; set; } = new List<string>();
-    }
-
-    /// <summary>One model file the host can load (wire: an entry of `list_models`).</summary>
-    public sealed class ModelEntry
-    {
-        /// <summary>Kind: checkpoints, loras, controlnet, vae or upscalers.</summary>
-        public string Kind { get; set; }
-
-        /// <summary>The name to put in a request.</summary>
-        public string Name { get; set; }
-
-        /// <summary>Where the host found it.</summary>
-        public string Path { get; set; }
-
-        /// <summary>Size on disk in bytes, when reported.</summary>
-        public long? SizeBytes { get; set; }
-
-        /// <summary>Whether it is in the host's model cache now.</summary>
-        public bool Loaded { get; set; }
     }
 }

@@ -1,7 +1,8 @@
 // One open connection to the host: NDJSON over a NamedPipeClientStream, one reader thread that
 // routes every incoming line to the pending request with the same request_id, and serialized
 // writes. When the stream ends or breaks, every pending request fails with
-// SdxlHostConnectionException and the connection is dead for good (the client opens a new one).
+// SdxlHostConnectionException and the connection is dead for good (the client opens a new one
+// on its next call).
 //
 // Thread-safety: all members may be called from any thread. Progress callbacks run on the reader
 // thread, in the order the host sent them; completions run asynchronously (never on that thread).
@@ -239,8 +240,8 @@ namespace SdxlHost.Client
             if (cause is ObjectDisposedException)
                 return new SdxlHostConnectionException("the connection to sdxl-host (pipe '" + pipeName_ + "') was closed by this client", cause);
             return new SdxlHostConnectionException(
-                "the connection to sdxl-host (pipe '" + pipeName_ + "') was lost: " + cause.Message +
-                ". Call ConnectAsync to reconnect, then retry.", cause);
+                "the connection to sdxl-host (pipe '" + pipeName_ + "') was lost while the call was in flight (" +
+                cause.Message + "); its outcome is unknown. The next call reconnects.", cause);
         }
     }
 }

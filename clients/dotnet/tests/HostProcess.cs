@@ -85,6 +85,7 @@ namespace SdxlHost.Client.Tests
                 { "output_root", Path.Combine(workDir_, "output") },
                 { "plugins", new Dictionary<string, object> { { "dir", TestEnvironment.Require("SDXLHOST_TEST_PLUGIN_DIR") } } },
                 { "queue", new Dictionary<string, object> { { "progress_interval_ms", 0 } } },
+                { "threads", 1 },
             };
             ConfigPath = Path.Combine(workDir_, "config.json");
             File.WriteAllText(ConfigPath, WireJson.Serialize(config));
@@ -121,6 +122,17 @@ namespace SdxlHost.Client.Tests
             process_.WaitForExit(10000);
             process_.Dispose();
             process_ = null;
+        }
+
+        /// <summary>Waits until the host exits on its own (after a shutdown message); true when it did within <paramref name="timeout"/>.</summary>
+        public bool WaitForExit(TimeSpan timeout)
+        {
+            if (process_ == null) return true;
+            if (!process_.WaitForExit((int)timeout.TotalMilliseconds)) return false;
+            process_.WaitForExit();  // drain the redirected output
+            process_.Dispose();
+            process_ = null;
+            return true;
         }
 
         /// <summary>Kills the host if running and removes the temp folder and the socket a kill leaves behind.</summary>

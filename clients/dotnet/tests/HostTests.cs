@@ -73,8 +73,10 @@ namespace SdxlHost.Client.Tests
             {
                 using (var client = await TestEnvironment.ConnectAsync())
                 {
-                    TimeSpan roundTrip = await client.PingAsync();
-                    Assert.That(roundTrip, Is.LessThan(TimeSpan.FromSeconds(5)));
+                    PingResult pong = await client.PingAsync();
+                    Assert.That(pong.RoundTrip, Is.LessThan(TimeSpan.FromSeconds(5)));
+                    Assert.That(pong.Version, Is.Not.Null.And.Not.Empty);
+                    Assert.That(pong.UptimeSeconds, Is.GreaterThan(0.0));
                     Assert.That(client.IsConnected, Is.True);
                 }
             });
@@ -140,7 +142,8 @@ namespace SdxlHost.Client.Tests
                     var request = TestRequest(2, 1, 7);
                     request.Hyperparameters.Width = 1001;  // not a multiple of 8
                     var error = await TestEnvironment.CatchAsync<SdxlHostException>(() => client.GenerateAsync(request));
-                    Assert.That(error.ErrorCode, Is.EqualTo("VALIDATION_ERROR"));
+                    Assert.That(error.ErrorCode, Is.EqualTo(SdxlHostErrorCode.ValidationError));
+                    Assert.That(error.WireErrorCode, Is.EqualTo("VALIDATION_ERROR"));
                     Assert.That(error.Field, Is.EqualTo("data.dimensions.width"));
                     Assert.That(error.Response, Is.Not.Null);
                     Assert.That(error.Response.Success, Is.False);
@@ -167,9 +170,9 @@ namespace SdxlHost.Client.Tests
                     var request = TestRequest(2, 1, 3);
                     switch (setting)
                     {
-                        case "lora_weight": request.Conditioning.LoRAs.Add(new LoRAConfig { ModelPath = "style", Weight = 50 }); break;
-                        case "lora_missing": request.Conditioning.LoRAs.Add(new LoRAConfig { ModelPath = "/any/where/absent_style.safetensors" }); break;
-                        case "controlnet": request.Conditioning.ControlNets.Add(new ControlNetConfig { Type = "canny", ControlImage = "abc" }); break;
+                        case "lora_weight": request.Conditioning.LoRAs.Add(new LoRAConfiguration { ModelPath = "style", Weight = 50 }); break;
+                        case "lora_missing": request.Conditioning.LoRAs.Add(new LoRAConfiguration { ModelPath = "/any/where/absent_style.safetensors" }); break;
+                        case "controlnet": request.Conditioning.ControlNets.Add(new ControlNetConfiguration { Type = "canny", ControlImage = "abc" }); break;
                         case "priority": request.Metadata.Priority = "urgent"; break;
                         case "steps": request.Scheduler.Steps = 0; break;
                         case "format": request.Output.Format = "bmp"; break;
@@ -177,7 +180,8 @@ namespace SdxlHost.Client.Tests
                         case "batch": request.Hyperparameters.BatchSize = 0; break;
                     }
                     var error = await TestEnvironment.CatchAsync<SdxlHostException>(() => client.GenerateAsync(request));
-                    Assert.That(error.ErrorCode, Is.EqualTo(code), error.Message);
+                    Assert.That(error.WireErrorCode, Is.EqualTo(code), error.Message);
+                    Assert.That(error.ErrorCode, Is.EqualTo(SdxlHostErrorCodes.Parse(code)), error.Message);
                     Assert.That(error.Field, Is.EqualTo(field), error.Message);
                 }
             });
@@ -191,7 +195,7 @@ namespace SdxlHost.Client.Tests
                 using (var client = await TestEnvironment.ConnectAsync())
                 {
                     var error = await TestEnvironment.CatchAsync<SdxlHostException>(() => client.SendAsync("no_such_message", null));
-                    Assert.That(error.ErrorCode, Is.EqualTo("UNKNOWN_MESSAGE_TYPE"));
+                    Assert.That(error.ErrorCode, Is.EqualTo(SdxlHostErrorCode.UnknownMessageType));
                 }
             });
         }
@@ -232,7 +236,7 @@ namespace SdxlHost.Client.Tests
                     {
                         GeneratedImage image = response.GeneratedImages[i];
                         Assert.That(image.Metadata.Seed, Is.EqualTo(1234 + i), "batch image i uses seed + i");
-                        byte[] bytes = image.GetImageBytes();
+                        byte[] bytes = image.ImageBytes;
                         Assert.That(bytes, Is.Not.Null, "return_base64 was asked");
                         Assert.That(bytes.Take(4).ToArray(), Is.EqualTo(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }));
                     }
@@ -267,7 +271,7 @@ namespace SdxlHost.Client.Tests
                     Assert.That(response.GeneratedImages.Sum(i => i.ImageData.Length), Is.GreaterThan(1 << 20), "a line of more than 1 MiB");
                     foreach (GeneratedImage image in response.GeneratedImages)
                     {
-                        byte[] png = image.GetImageBytes();
+                        byte[] png = image.ImageBytes;
                         Assert.That(PngSize(png), Is.EqualTo(new[] { 1024, 1024 }), "IHDR width and height");
                     }
                     await client.PingAsync();  // the stream is still in step after the big line

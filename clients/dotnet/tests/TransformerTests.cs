@@ -90,9 +90,9 @@ namespace SdxlHost.Client.Tests
             var request = new EnhancedSDXLRequest();
             request.Conditioning.Prompt = "a cat";
             request.Conditioning.NegativePrompt = "dog";
-            request.Conditioning.LoRAs.Add(new LoRAConfig { ModelPath = "/models/loras/pixel_art.safetensors", Weight = 0.7 });
-            request.Conditioning.LoRAs.Add(new LoRAConfig { ModelPath = "C:\\loras\\ink", Weight = 1.2 });
-            request.Conditioning.ControlNets.Add(new ControlNetConfig { Type = "canny", ControlImage = "iVBOR", ConditioningScale = 0.5 });
+            request.Conditioning.LoRAs.Add(new LoRAConfiguration { ModelPath = "/models/loras/pixel_art.safetensors", Weight = 0.7 });
+            request.Conditioning.LoRAs.Add(new LoRAConfiguration { ModelPath = "C:\\loras\\ink", Weight = 1.2 });
+            request.Conditioning.ControlNets.Add(new ControlNetConfiguration { Type = "canny", ControlImage = "iVBOR", ConditioningScale = 0.5 });
             request.Model.Base = "sdxl_base";
             request.Model.Refiner = "sdxl_refiner";
             request.Scheduler.Type = "Euler a";
@@ -105,7 +105,7 @@ namespace SdxlHost.Client.Tests
             request.Output.Format = "JPEG";
             request.Output.Quality = 88;
             request.Output.SavePath = "runs/today";
-            request.PostProcessing = new PostProcessing { Upscale = new UpscaleSettings { Factor = 4, Model = "RealESRGAN_x4plus" } };
+            request.PostProcessing = new PostProcessingConfiguration { Upscale = new UpscaleConfiguration { Scale = 4, Model = "RealESRGAN_x4plus" } };
             request.Metadata.Priority = "HIGH";
             request.Metadata.TimeoutSeconds = 120;
             return request;
@@ -141,7 +141,7 @@ namespace SdxlHost.Client.Tests
             Assert.That(hyper["num_inference_steps"], Is.EqualTo(25L));
             Assert.That(hyper["guidance_scale"], Is.EqualTo(6.5));
             Assert.That(hyper["seed"], Is.EqualTo(42L));
-            Assert.That(hyper["strength"], Is.EqualTo(0.8));
+            Assert.That(hyper.ContainsKey("strength"), Is.False, "no init image: strength is not sent (the host would warn)");
             Assert.That(Section(data, "dimensions")["width"], Is.EqualTo(832L));
             Assert.That(Section(data, "dimensions")["height"], Is.EqualTo(1216L));
             Assert.That(data["scheduler"], Is.EqualTo("Euler a"), "aliases are the host's to resolve");
@@ -163,7 +163,8 @@ namespace SdxlHost.Client.Tests
             Assert.That(output["format"], Is.EqualTo("jpeg"));
             Assert.That(output["quality"], Is.EqualTo(88L));
             Assert.That(output["save_path"], Is.EqualTo("runs/today"));
-            Assert.That(Section(output, "upscale")["factor"], Is.EqualTo(4L));
+            Assert.That(Section(output, "upscale")["scale"], Is.EqualTo(4L));
+            Assert.That(Section(output, "upscale")["enabled"], Is.EqualTo(true));
             Assert.That(Section(output, "upscale")["model"], Is.EqualTo("RealESRGAN_x4plus"));
             Assert.That(Section(data, "batch")["size"], Is.EqualTo(3L));
             Assert.That(Section(data, "metadata")["priority"], Is.EqualTo("high"));
@@ -190,7 +191,7 @@ namespace SdxlHost.Client.Tests
         public void Data_SeveralControlNetsBecomeUnits()
         {
             var request = FullRequest();
-            request.Conditioning.ControlNets.Add(new ControlNetConfig { Type = "depth", ControlImage = "abc" });
+            request.Conditioning.ControlNets.Add(new ControlNetConfiguration { Type = "depth", ControlImage = "abc" });
             var controlnet = Section(EnhancedRequestTransformer.TransformData(request), "controlnet");
             var units = (List<object>)controlnet["units"];
             Assert.That(units.Count, Is.EqualTo(2));
@@ -242,7 +243,7 @@ namespace SdxlHost.Client.Tests
             Assert.That(image.Metadata.Scheduler, Is.EqualTo("DDIMScheduler"));
             Assert.That(image.Metadata.ModelInfo.VaeModel, Is.EqualTo("v"));
             Assert.That(image.Metadata.ModelInfo.RefinerModel, Is.Null);
-            Assert.That(image.GetImageBytes(), Is.Null);
+            Assert.That(image.ImageBytes, Is.Null);
             Assert.That(response.ProcessingMetrics.TotalTime, Is.EqualTo(1.25));
             Assert.That(response.ProcessingMetrics.InferenceTime, Is.EqualTo(1.0));
             Assert.That(response.ProcessingMetrics.QueueTime, Is.EqualTo(0.25));

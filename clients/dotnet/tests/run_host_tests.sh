@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The ctest entries of the C# client (label dotnet): starts a real sdxl-host with a temporary config
-# (unique pipe name, plugins.dir = PLUGIN_DIR, models_root = $SDXLHOST_TEST_MODELS_ROOT or an
-# empty temp folder, temp output_root, every progress step sent), runs the NUnit tests against it,
-# stops the host and removes the temp folder.
+# (unique pipe name, plugins.dir = PLUGIN_DIR, models_root = $SDXLHOST_TEST_MODELS_ROOT or a
+# temp folder, temp output_root, every progress step sent, one compute thread: the tiny models gain
+# nothing from more, and on a loaded machine spinning threads made a 30-step job 25x slower), runs
+# the NUnit tests against it,
+# stops the host and removes the temp folder. $SDXLHOST_TEST_MODEL_COPIES ("DEST=SRC|DEST=SRC...", DEST
+# relative to the temp models_root, e.g. "loras/test_lora.safetensors=/goldens/lora/kohya_lora.safetensors")
+# copies models in first (copies, not links: the host refuses links that leave models_root).
 #
 # usage: run_host_tests.sh HOST_BINARY PLUGIN_DIR NUNIT_CONSOLE TEST_ASSEMBLY [nunit args...]
 set -euo pipefail
@@ -38,13 +42,23 @@ trap cleanup EXIT
 
 models_root="${SDXLHOST_TEST_MODELS_ROOT:-$work/models}"
 mkdir -p "$models_root" "$work/output"
+if [ -n "${SDXLHOST_TEST_MODEL_COPIES:-}" ]; then
+  IFS='|' read -r -a copies <<< "$SDXLHOST_TEST_MODEL_COPIES"
+  for copy in "${copies[@]}"; do
+    dest=${copy%%=*} src=${copy#*=}
+    [ -e "$src" ] || { echo "run_host_tests: missing model $src (for $dest)" >&2; exit 1; }
+    mkdir -p "$(dirname "$models_root/$dest")"
+    cp -r --no-preserve=mode "$src" "$models_root/$dest"
+  done
+fi
 cat > "$work/config.json" <<EOF
 {
   "pipe_name": "$pipe",
   "models_root": "$models_root",
   "output_root": "$work/output",
   "plugins": { "dir": "$plugin_dir" },
-  "queue": { "progress_interval_ms": 0 }
+  "queue": { "progress_interval_ms": 0 },
+  "threads": 1
 }
 EOF
 
