@@ -39,9 +39,11 @@ void wait_for_signal(asio::signal_set& signals, runtime::HostService& host) {
     auto log = component_logger("host");
 #if defined(SIGHUP)
     if (signal == SIGHUP) {
+      log->info("SIGHUP received: reloading the config and the plugin folder");
       std::vector<std::string> warnings;
       try {
         host.reload_config(warnings);
+        for (const auto& warning : warnings) log->warn("SIGHUP reload: {}", warning);
       } catch (const std::exception& error) {
         log->error("SIGHUP: {}", error.what());
       }

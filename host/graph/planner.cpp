@@ -52,9 +52,8 @@ bool has(const std::vector<std::string>& items, const std::string& item) {
   return std::find(items.begin(), items.end(), item) != items.end();
 }
 
-std::string disabled_message(const std::string& feature, const std::string& key) {
-  return "the request needs feature '" + feature +
-         "', but no enabled plugin provides it (enable it with " + key + ")";
+std::string disabled_message(const PluginSet& plugins, const std::string& feature) {
+  return "the request needs feature '" + feature + "', but " + plugins.unavailable_reason(feature);
 }
 
 std::vector<StagePtr> applicable_stages(const sdk::Registries& registries,
@@ -188,7 +187,7 @@ static Plan plan_of(const PluginSet& plugins, const std::vector<StagePtr>& order
 Plan plan_postprocess(const PluginSet& plugins, const sdk::GenerationRequest& request, const std::string& feature,
                       const std::string& field) {
   if (!plugins.feature_enabled(feature))
-    throw Error(ErrorCode::FeatureDisabled, disabled_message(feature, plugins.feature_config_key(feature)), field);
+    throw Error(ErrorCode::FeatureDisabled, disabled_message(plugins, feature), field);
   std::vector<StagePtr> stages;
   for (const auto& stage : applicable_stages(plugins.registries(), request))
     if (stage->feature() == feature) stages.push_back(stage);
@@ -205,7 +204,7 @@ Plan plan_request(const PluginSet& plugins, const sdk::GenerationRequest& reques
     if (plugins.feature_enabled(need.feature)) continue;
     const std::string key = plugins.feature_config_key(need.feature);
     if (on_disabled == OnDisabledFeature::Error)
-      throw Error(ErrorCode::FeatureDisabled, disabled_message(need.feature, key), need.field);
+      throw Error(ErrorCode::FeatureDisabled, disabled_message(plugins, need.feature), need.field);
     warnings.push_back("feature '" + need.feature + "' is disabled or missing (" + key +
                        "); the request runs without it (" + need.field + " ignored)");
   }
@@ -214,8 +213,7 @@ Plan plan_request(const PluginSet& plugins, const sdk::GenerationRequest& reques
   auto ordered = order_stages(applicable_stages(plugins.registries(), request));
   if (!produces_images(ordered))
     throw Error(ErrorCode::FeatureDisabled,
-                "no enabled plugin generates images for this request: " +
-                    disabled_message("sdxl", plugins.feature_config_key("sdxl")));
+                "no enabled plugin generates images for this request: " + disabled_message(plugins, "sdxl"));
   check_reads_written_earlier(ordered);
   return plan_of(plugins, ordered);
 }

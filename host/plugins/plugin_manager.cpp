@@ -194,6 +194,18 @@ std::string PluginSet::feature_config_key(const std::string& feature) const {
   return "plugins.enabled." + feature;
 }
 
+std::string PluginSet::unavailable_reason(const std::string& feature) const {
+  for (const auto& record : records_) {
+    if (record.state == "loaded" || record.name.empty() ||
+        (record.name != feature && !contains(record.provides, feature)))
+      continue;
+    if (record.state == "disabled")
+      return "plugin '" + record.name + "' is disabled (enable it with plugins.enabled." + record.name + ")";
+    return "plugin '" + record.name + "' failed to load: " + record.reason;
+  }
+  return "no plugin provides it (install one, or enable it with plugins.enabled." + feature + ")";
+}
+
 nlohmann::json PluginSet::describe() const {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& r : records_) {
@@ -346,6 +358,12 @@ void report_missing_enabled(const PluginSettings& settings, std::vector<PluginRe
   }
 }
 
+/// True when a plugin named `need` (or providing it) is among `loaded`.
+bool requirement_loaded(const std::string& need, const std::vector<std::unique_ptr<PluginInstance>>& loaded) {
+  return std::any_of(loaded.begin(), loaded.end(),
+                     [&](const auto& l) { return l->info.name == need || contains(l->info.provides, need); });
+}
+
 /// True when every plugin `instance` requires is among `loaded` (by name or provides).
 bool requirements_met(const PluginInstance& instance,
                       const std::vector<std::unique_ptr<PluginInstance>>& loaded) {
@@ -398,9 +416,21 @@ void initialize_in_dependency_order(std::vector<PendingPlugin>& pending, const P
   }
   for (auto& candidate : pending) {
     if (!candidate.instance) continue;
+    // Name only the requirements that are not loaded, each with why (an operator who switched
+    // `schedulers` off must read that, not "enable sdxl").
     std::string missing;
-    for (const auto& need : candidate.instance->info.requires_plugins)
-      missing += (missing.empty() ? "" : ", ") + need;
+    for (const auto& need : candidate.instance->info.requires_plugins) {
+      if (requirement_loaded(need, loaded)) continue;
+      std::string why = "not installed in plugins.dir";
+      for (const auto& other : records)
+        if (other.name == need || contains(other.provides, need)) {
+          why = other.state == "disabled" ? "disabled: plugins.enabled." + other.name + " is false"
+                : other.state == "failed" ? "failed to load"
+                                          : "not loaded";
+          break;
+        }
+      missing += (missing.empty() ? "" : ", ") + need + " (" + why + ")";
+    }
     records[candidate.record].state = "failed";
     records[candidate.record].reason = "requires plugin(s) that are not loaded: " + missing;
     candidate.instance.reset();

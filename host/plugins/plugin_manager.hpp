@@ -70,6 +70,10 @@ class PluginSet : public std::enable_shared_from_this<PluginSet> {
   /// The config key that switches `feature` on: `plugins.enabled.<name>` of the (disabled or
   /// failed) plugin that provides it when one is known, else `plugins.enabled.<feature>`.
   std::string feature_config_key(const std::string& feature) const;
+  /// Why `feature` is not available, for error messages: the plugin that provides it is
+  /// disabled (and the key that enables it), failed to load (and its reason, e.g. the plugin it
+  /// requires that is off), or no plugin provides it.
+  std::string unavailable_reason(const std::string& feature) const;
   /// Per plugin: {name, version, description, state, reason, provides, requires, file, stages}
   /// (stages: what a loaded plugin registered).
   nlohmann::json describe() const;

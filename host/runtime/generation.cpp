@@ -117,10 +117,14 @@ json dry_run_data(const sdk::GenerationRequest& request, const PluginSet& plugin
 json run_generation(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& request,
                     const GenerationEnvironment& environment) {
   if (!environment.plugins) throw sdk::Error(sdk::ErrorCode::InternalError, "no plugin set");
+  const std::size_t warnings_before = job.warnings.size();
   Plan plan = plan_request(*environment.plugins, *request, environment.on_disabled, job.warnings);
   auto throttle = std::make_shared<ProgressThrottle>(std::chrono::milliseconds(environment.progress_interval_ms));
   sdk::Context context(request, make_services(job, environment, throttle), job.token());
   auto log = component_logger("job");
+  // on_disabled_feature "warn": each feature skipped is logged, not only told to the client.
+  for (std::size_t i = warnings_before; i < job.warnings.size(); ++i)
+    log->warn("[{}] {}", job.request_id(), job.warnings[i]);
   std::string names;
   for (const auto& name : plan.names()) names += (names.empty() ? "" : " -> ") + name;
   log->info("[{}] plan: {}", job.request_id(), names);

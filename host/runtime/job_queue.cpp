@@ -21,7 +21,7 @@ std::vector<std::shared_ptr<Job>> take_if(std::array<std::deque<std::shared_ptr<
 
 }  // namespace
 
-void JobQueue::push(std::shared_ptr<Job> job) {
+void JobQueue::push(std::shared_ptr<Job> job, const std::function<void(std::size_t)>& on_queued) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closed_) throw sdk::Error(sdk::ErrorCode::ShuttingDown, "the host is shutting down");
@@ -31,6 +31,7 @@ void JobQueue::push(std::shared_ptr<Job> job) {
                                                       " jobs waiting, queue.max_pending = " +
                                                       std::to_string(max_pending_) + ")");
     levels_[static_cast<int>(job->priority())].push_back(std::move(job));
+    if (on_queued) on_queued(depth + 1);  // under the lock: before any executor can take it
   }
   available_.notify_one();
 }

@@ -28,7 +28,9 @@ class JobQueue {
 
   /// Adds a job. Throws sdk::Error(QueueFull) when max_pending jobs wait already and
   /// Error(ShuttingDown) after close().
-  void push(std::shared_ptr<Job> job);
+  /// `on_queued(depth)` runs under the queue's lock once the job is in, so whatever it logs
+  /// comes before any executor can start the job.
+  void push(std::shared_ptr<Job> job, const std::function<void(std::size_t)>& on_queued = {});
   /// The next job (highest priority, oldest first); blocks while empty. Null after close().
   /// `on_taken` (optional) runs under the queue's lock once the job is out, so no observer can
   /// find the job in neither the queue nor where `on_taken` puts it.

@@ -63,9 +63,10 @@ void JobRunner::submit(std::shared_ptr<Job> job) {
   if (running || queue_.contains(job->request_id()))
     throw Error(ErrorCode::ValidationError, "a job with this request_id is already queued or running",
                 "request_id");
-  queue_.push(job);
-  component_logger("runtime")->info("[{}] queued {} (priority {}, {} waiting)", job->request_id(), job->kind(),
-                                    to_string(job->priority()), queue_.size());
+  queue_.push(job, [&job](std::size_t waiting) {
+    component_logger("runtime")->info("[{}] queued {} (priority {}, {} waiting)", job->request_id(), job->kind(),
+                                      to_string(job->priority()), waiting);
+  });
   changed_.notify_all();  // the watchdog may have a nearer deadline now
 }
 

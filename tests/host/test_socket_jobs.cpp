@@ -210,6 +210,14 @@ TEST(SocketJobs, EveryJobLogLineCarriesTheRequestId) {
         plugin_line = plugin_line || line.find("test_denoise: 2 steps") != std::string::npos;
         plan_line = plan_line || line.find("plan:") != std::string::npos;
       }
+      // In the order things happened: queued before started (the queued line is written under
+      // the queue's lock, before an executor can take the job).
+      std::size_t queued_at = lines.size(), started_at = lines.size();
+      for (std::size_t i = 0; i < lines.size(); ++i) {
+        if (queued_at == lines.size() && lines[i].find("queued generation") != std::string::npos) queued_at = i;
+        if (started_at == lines.size() && lines[i].find("started generation") != std::string::npos) started_at = i;
+      }
+      EXPECT_LT(queued_at, started_at) << "queued logged after started (or missing) for " << id;
       EXPECT_TRUE(plugin_line) << "no plugin log line with the id " << id;
       EXPECT_TRUE(plan_line) << "no plan line with the id " << id;
       for (const auto& line : lines)

@@ -273,6 +273,17 @@ TEST(PluginManager, APluginIsInitializedAfterThePluginsItRequires) {
   manager.reconfigure(PluginSettings{dir, {{"test_generate", false}}, true, nlohmann::json::object()});
   EXPECT_EQ(state_of(manager.describe(), "test_depends"), "failed");
   EXPECT_NE(reason_of(manager.describe(), "test_depends").find("test_generate"), std::string::npos);
+  // The reason names the requirement that is off and the key that turns it on.
+  EXPECT_NE(reason_of(manager.describe(), "test_depends").find("test_generate (disabled: plugins.enabled.test_generate is false)"),
+            std::string::npos)
+      << reason_of(manager.describe(), "test_depends");
+  // A feature of the failed plugin says why it is unavailable: its failure, naming the plugin that is off.
+  const std::string why = manager.current()->unavailable_reason("test_depends");
+  EXPECT_NE(why.find("plugin 'test_depends' failed to load"), std::string::npos) << why;
+  EXPECT_NE(why.find("plugins.enabled.test_generate"), std::string::npos) << why;
+  EXPECT_NE(manager.current()->unavailable_reason("test_generate").find("is disabled (enable it with plugins.enabled.test_generate)"),
+            std::string::npos);
+  EXPECT_NE(manager.current()->unavailable_reason("no_such_feature").find("no plugin provides it"), std::string::npos);
   EXPECT_EQ(manager.current()->registries().preprocessor("test_invert"), nullptr);
   EXPECT_FALSE(is_mapped(dir / "test_depends.so"));
 }
