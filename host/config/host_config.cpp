@@ -162,6 +162,7 @@ void read_cache(Section& root, CacheSettings& cache, std::vector<std::string>& w
   Section s(sub_object(root, "cache", kEmpty), "cache");
   s.read_int("max_models", cache.max_models, 0, 1000);
   s.read_int("max_bytes", cache.max_bytes, 0, (1LL << 62));
+  s.read_number("max_memory_fraction", cache.max_memory_fraction, 0.0, 1.0);
   s.warn_unknown(warnings);
 }
 
@@ -332,7 +333,8 @@ nlohmann::json HostConfig::to_json() const {
         {"executors", queue.executors},
         {"default_timeout_s", queue.default_timeout_s},
         {"shutdown_grace_s", queue.shutdown_grace_s}}},
-      {"cache", {{"max_models", cache.max_models}, {"max_bytes", cache.max_bytes}}},
+      {"cache", {{"max_models", cache.max_models}, {"max_bytes", cache.max_bytes},
+                 {"max_memory_fraction", cache.max_memory_fraction}}},
       {"metrics", {{"listen", metrics.listen}}},
       {"device", device},
       {"dtype", dtype},

@@ -44,8 +44,9 @@ struct QueueSettings {
 
 /// `cache.*`: the model cache.
 struct CacheSettings {
-  std::size_t max_models = 4;  ///< models kept loaded at most
+  std::size_t max_models = 3;  ///< models kept loaded at most (the seed's model manager kept 3)
   std::uint64_t max_bytes = 0; ///< bytes kept loaded at most; 0 = unbounded
+  double max_memory_fraction = 0.8;  ///< evict before a load would pass this share of RAM; 0 = off
 };
 
 /// `metrics.*`: the optional HTTP listener for Prometheus (metrics_http.hpp).

@@ -1,6 +1,7 @@
 #include "host/models/model_store.hpp"
 
 #include <algorithm>
+#include <fstream>
 #include <future>
 #include <tuple>
 #include <utility>
@@ -113,7 +114,17 @@ struct ModelStore::Entry {
   bool in_use() const { return holder && holder.use_count() > 1; }
 };
 
-ModelStore::ModelStore(ModelStoreSettings settings) : settings_(std::move(settings)) {}
+/// MemAvailable of /proc/meminfo in bytes; 0 when unreadable.
+static std::uint64_t mem_available_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string line; std::getline(meminfo, line);)
+    if (line.rfind("MemAvailable:", 0) == 0) return std::stoull(line.substr(13)) * 1024;
+  return 0;
+}
+
+ModelStore::ModelStore(ModelStoreSettings settings) : settings_(std::move(settings)) {
+  if (!settings_.available_memory) settings_.available_memory = mem_available_bytes;
+}
 
 ModelStore::~ModelStore() = default;
 
@@ -178,6 +189,13 @@ std::shared_ptr<void> ModelStore::load(const std::string& kind, const std::strin
   }
   if (other_load.valid()) return share_object(other_load.get());  // its result or its error
 
+  {
+    std::vector<std::shared_ptr<Entry>> evicted;  // destroyed after the lock is released
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      make_room_for(size_on_disk(path), kind + " '" + name + "'", evicted);
+    }
+  }
   HolderPtr holder;
   std::uint64_t bytes = 0;
   try {
@@ -206,29 +224,73 @@ std::shared_ptr<void> ModelStore::load(const std::string& kind, const std::strin
   return result;
 }
 
+std::uint64_t ModelStore::loaded_bytes() const {
+  std::uint64_t bytes = 0;
+  for (const auto& [key, entry] : entries_)
+    if (entry->loaded()) bytes += entry->bytes;
+  return bytes;
+}
+
+bool ModelStore::evict_one(const std::string& reason, const std::string& detail,
+                           std::vector<std::shared_ptr<Entry>>& evicted) {
+  auto victim = std::find_if(lru_.rbegin(), lru_.rend(), [&](const std::string& key) {
+    const auto& entry = entries_.at(key);
+    return entry->loaded() && !entry->in_use();
+  });
+  if (victim == lru_.rend()) return false;
+  const std::string key = *victim;
+  const auto& entry = entries_.at(key);
+  logger()->info("evicting {} '{}' ({}): {}", entry->kind, entry->name, entry->variant, detail);
+  recent_evictions_.push_front({{"kind", entry->kind}, {"name", entry->name}, {"variant", entry->variant},
+                                {"bytes", entry->bytes}, {"reason", reason}, {"detail", detail}});
+  if (recent_evictions_.size() > 16) recent_evictions_.pop_back();
+  evicted.push_back(entry);
+  entries_.erase(key);
+  lru_.erase(std::next(victim).base());
+  ++evictions_;
+  return true;
+}
+
 void ModelStore::evict_to_budget(std::vector<std::shared_ptr<Entry>>& evicted) {
-  auto over_budget = [&] {
+  for (;;) {
     std::size_t count = 0;
-    std::uint64_t bytes = 0;
     for (const auto& [key, entry] : entries_)
-      if (entry->loaded()) ++count, bytes += entry->bytes;
-    return (settings_.max_models && count > settings_.max_models) ||
-           (settings_.max_bytes && bytes > settings_.max_bytes);
-  };
-  while (over_budget()) {
-    auto victim = std::find_if(lru_.rbegin(), lru_.rend(),
-                               [&](const std::string& key) { return !entries_.at(key)->in_use(); });
-    if (victim == lru_.rend()) {
-      logger()->warn("cache over budget, but every loaded model is in use");
+      if (entry->loaded()) ++count;
+    const std::uint64_t bytes = loaded_bytes();
+    std::string reason, detail;
+    if (settings_.max_models && count > settings_.max_models) {
+      reason = "max_models";
+      detail = std::to_string(count) + " models loaded, cache.max_models = " + std::to_string(settings_.max_models);
+    } else if (settings_.max_bytes && bytes > settings_.max_bytes) {
+      reason = "max_bytes";
+      detail = std::to_string(bytes) + " bytes loaded, cache.max_bytes = " + std::to_string(settings_.max_bytes);
+    } else {
       return;
     }
-    const std::string key = *victim;
-    logger()->info("evicting {} '{}' ({})", entries_[key]->kind, entries_[key]->name,
-                 entries_[key]->variant);
-    evicted.push_back(entries_[key]);
-    entries_.erase(key);
-    lru_.erase(std::next(victim).base());
-    ++evictions_;
+    if (!evict_one(reason, detail, evicted)) {
+      logger()->warn("cache over budget ({}), but every loaded model is in use", detail);
+      return;
+    }
+  }
+}
+
+void ModelStore::make_room_for(std::uint64_t incoming, const std::string& what,
+                               std::vector<std::shared_ptr<Entry>>& evicted) {
+  if (settings_.max_memory_fraction <= 0 || !settings_.available_memory) return;
+  const std::uint64_t available = settings_.available_memory();
+  if (available == 0) return;  // unknown
+  // What the cache may use: what the system still has plus what the cache holds (it can give
+  // that back by evicting), times the fraction.
+  const double budget = settings_.max_memory_fraction * static_cast<double>(available + loaded_bytes());
+  while (static_cast<double>(loaded_bytes() + incoming) > budget) {
+    const std::string detail = "loading " + what + " (" + std::to_string(incoming) + " bytes on disk) with " +
+                               std::to_string(loaded_bytes()) + " bytes cached would pass cache.max_memory_fraction " +
+                               std::to_string(settings_.max_memory_fraction) + " of " +
+                               std::to_string(available + loaded_bytes()) + " bytes";
+    if (!evict_one("max_memory_fraction", detail, evicted)) {
+      logger()->warn("{}; every cached model is in use, loading anyway", detail);
+      return;
+    }
   }
 }
 
@@ -301,10 +363,14 @@ nlohmann::json ModelStore::stats() const {
     models.push_back({{"kind", entry.kind}, {"name", entry.name}, {"variant", entry.variant},
                       {"bytes", entry.bytes}, {"in_use", entry.in_use()}});
   }
+  nlohmann::json recent = nlohmann::json::array();
+  for (const auto& eviction : recent_evictions_) recent.push_back(eviction);
   return {{"loaded_models", count},     {"loaded_bytes", bytes},
           {"max_models", settings_.max_models}, {"max_bytes", settings_.max_bytes},
+          {"max_memory_fraction", settings_.max_memory_fraction},
           {"hits", hits_},              {"misses", misses_},
-          {"evictions", evictions_},    {"models", models}};
+          {"evictions", evictions_},    {"models", models},
+          {"recent_evictions", recent}};
 }
 
 void ModelStore::drop_all() {

@@ -7,6 +7,8 @@
 /// Thread-safety: every method may be called from any thread.
 
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <filesystem>
 #include <list>
 #include <map>
@@ -24,8 +26,16 @@ namespace sdxlhost::host {
 /// The `models_root` and `cache.*` configuration.
 struct ModelStoreSettings {
   std::filesystem::path models_root;
-  std::size_t max_models = 4;    ///< `cache.max_models`: loaded objects kept at most (0 = unbounded)
+  std::size_t max_models = 3;    ///< `cache.max_models`: loaded objects kept at most (0 = unbounded)
   std::uint64_t max_bytes = 0;   ///< `cache.max_bytes`: bytes kept at most (0 = unbounded)
+  /// `cache.max_memory_fraction`: before a load, least-recently-used models no job holds are
+  /// evicted until the cache's bytes plus the new model's size on disk fit in this fraction of
+  /// the memory the cache may use (what the system has available + what the cache holds).
+  /// 0 = off.
+  double max_memory_fraction = 0.8;
+  /// Bytes the system can still give (default: MemAvailable of /proc/meminfo; 0 = unknown,
+  /// which turns the fraction check off). Replaceable for tests.
+  std::function<std::uint64_t()> available_memory;
 };
 
 /// The host's sdk::ModelAccess: sandboxed resolver + LRU cache.
@@ -49,7 +59,9 @@ class ModelStore : public sdk::ModelAccess {
   /// Error(ValidationError, field) when a job is using it.
   bool unload(const std::string& kind, const std::string& name,
               const std::string& field = "data.name");
-  /// {loaded_models, loaded_bytes, max_models, max_bytes, hits, misses, evictions}.
+  /// {loaded_models, loaded_bytes, max_models, max_bytes, max_memory_fraction, hits, misses,
+  ///  evictions, models: [{kind, name, variant, bytes, in_use}], recent_evictions: [{kind, name,
+  ///  variant, bytes, reason: max_models | max_bytes | max_memory_fraction, detail}]}.
   nlohmann::json stats() const;
   /// Forgets every cached object (objects held by jobs live until the jobs release them).
   void drop_all();
@@ -58,6 +70,11 @@ class ModelStore : public sdk::ModelAccess {
 
  private:
   void evict_to_budget(std::vector<std::shared_ptr<Entry>>& evicted);
+  /// Before loading `incoming` bytes: evicts for cache.max_memory_fraction (see the setting).
+  void make_room_for(std::uint64_t incoming, const std::string& what, std::vector<std::shared_ptr<Entry>>& evicted);
+  /// Evicts the least recently used entry no job holds; false when there is none.
+  bool evict_one(const std::string& reason, const std::string& detail, std::vector<std::shared_ptr<Entry>>& evicted);
+  std::uint64_t loaded_bytes() const;
   std::filesystem::path kind_folder(const std::string& kind) const;
 
   ModelStoreSettings settings_;
@@ -65,6 +82,7 @@ class ModelStore : public sdk::ModelAccess {
   std::map<std::string, std::shared_ptr<Entry>> entries_;  // key: canonical path + '\n' + variant
   std::list<std::string> lru_;                              // front = most recently used
   std::uint64_t hits_ = 0, misses_ = 0, evictions_ = 0;
+  std::deque<nlohmann::json> recent_evictions_;  // newest first, for `status`
 };
 
 }  // namespace sdxlhost::host

@@ -35,7 +35,7 @@ std::set<std::string> loaded_plugin_names(const PluginSet& plugins) {
 }
 
 ModelStoreSettings model_settings(const HostConfig& config) {
-  return {config.models_root, config.cache.max_models, config.cache.max_bytes};
+  return {config.models_root, config.cache.max_models, config.cache.max_bytes, config.cache.max_memory_fraction, {}};
 }
 
 protocol::EnvelopeLimits envelope_limits(const HostConfig& config) {

@@ -119,6 +119,48 @@ TEST_F(ModelStoreTest, LruEvictionSkipsModelsInUse) {
   EXPECT_EQ(loads_, 1) << "the unused model was kept";
 }
 
+TEST_F(ModelStoreTest, MemoryFractionEvictsLeastRecentlyUsedUnusedModelsBeforeALoad) {
+  std::uint64_t available = 1000;  // what the "system" still has, in bytes
+  ModelStore store(ModelStoreSettings{root_, 0, 0, 0.5, [&] { return available; }});
+  store.load("checkpoints", "base", "", "f", counting_loader(300));  // 0 + 100 on disk <= 0.5 x 1000
+  auto held = store.load("checkpoints", "other", "", "f", counting_loader(300));
+  EXPECT_EQ(store.stats()["evictions"], 0);
+  // The system has little left: 0.5 x (200 + 600 cached) = 400 < 600 + 10 on disk. "base" (least
+  // recently used, unused) goes before the load; "other" is held by a job and stays.
+  available = 200;
+  store.load("checkpoints", "third", "", "f", counting_loader(10));
+  auto stats = store.stats();
+  EXPECT_EQ(stats["evictions"], 1);
+  EXPECT_EQ(stats["loaded_bytes"], 310);
+  ASSERT_EQ(stats["recent_evictions"].size(), 1u);
+  EXPECT_EQ(stats["recent_evictions"][0]["name"], "base");
+  EXPECT_EQ(stats["recent_evictions"][0]["reason"], "max_memory_fraction");
+  EXPECT_NE(stats["recent_evictions"][0]["detail"].get<std::string>().find("cache.max_memory_fraction"), std::string::npos);
+  EXPECT_EQ(stats["max_memory_fraction"], 0.5);
+  // Nothing left to evict (third is unused: it goes; other is held): the load goes ahead anyway.
+  available = 0 + 1;
+  store.load("loras", "style", "", "f", counting_loader(20));
+  stats = store.stats();
+  EXPECT_EQ(stats["evictions"], 2);
+  EXPECT_EQ(stats["recent_evictions"][0]["name"], "third");
+  EXPECT_EQ(stats["loaded_bytes"], 320) << "the held model was evicted or the load refused";
+  // 0 = off: no eviction for memory whatever the system has.
+  ModelStore off(ModelStoreSettings{root_, 0, 0, 0.0, [] { return std::uint64_t{1}; }});
+  off.load("checkpoints", "base", "", "f", counting_loader(300));
+  off.load("checkpoints", "other", "", "f", counting_loader(300));
+  EXPECT_EQ(off.stats()["evictions"], 0);
+}
+
+TEST_F(ModelStoreTest, CountAndByteEvictionsSayWhy) {
+  ModelStore store(ModelStoreSettings{root_, 1, 0});
+  store.load("checkpoints", "base", "", "f", counting_loader(1));
+  store.load("checkpoints", "other", "", "f", counting_loader(1));
+  const auto stats = store.stats();
+  ASSERT_EQ(stats["recent_evictions"].size(), 1u);
+  EXPECT_EQ(stats["recent_evictions"][0]["reason"], "max_models");
+  EXPECT_EQ(stats["recent_evictions"][0]["name"], "base");
+}
+
 TEST_F(ModelStoreTest, ByteBudgetEvictsLeastRecentlyUsedUnusedModels) {
   ModelStore store(ModelStoreSettings{root_, 0, 100});
   store.load("checkpoints", "base", "", "f", counting_loader(60));
