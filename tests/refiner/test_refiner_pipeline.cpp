@@ -68,6 +68,20 @@ class SingleFileRefiner {
   fs::path root_;
 };
 
+/// Counts the UNet evaluations a denoise hook sees (a ControlNet stand-in that adds nothing).
+class CountingHook : public sdk::DenoiseHook {
+ public:
+  mutable int calls = 0, begun = 0, ended = 0, last_total = 0;
+  std::string name() const override { return "counter"; }
+  bool applies(const sdk::GenerationRequest&) const override { return true; }
+  void begin(sdk::Context&) const override { ++begun; }
+  void before_unet(sdk::Context&, const sdk::DenoiseStepInput& input, sdk::UNetResiduals&) const override {
+    ++calls;
+    last_total = input.total_steps;
+  }
+  void end(sdk::Context&) const override { ++ended; }
+};
+
 /// The sdxl and refiner stages in plan order (the host's planner orders them by these bands).
 struct Harness {
   test_support::TestModels models;
@@ -75,10 +89,12 @@ struct Harness {
   std::vector<std::shared_ptr<sdk::Stage>> stages;
   std::vector<std::tuple<std::string, int, int>> progress;
   std::map<std::string, std::vector<at::Tensor>> step_latents;  ///< by stage, as each step reported
+  std::shared_ptr<CountingHook> hook = std::make_shared<CountingHook>();
   sdk::Context* live_ = nullptr;
 
   explicit Harness(const fs::path& refiner) {
     registries.add_scheduler("EulerDiscreteScheduler", schedulers::make_euler_discrete);
+    registries.add_denoise_hook(hook);
     models.paths["checkpoints/tiny"] = golden("models/tiny_sdxl");
     models.paths["checkpoints/tiny_refiner"] = refiner;
     const auto settings = std::make_shared<const pipeline::PipelineSettings>();
@@ -206,6 +222,11 @@ void check_ensemble(const fs::path& refiner_path) {
     EXPECT_EQ(h.progress[i], std::make_tuple(std::string(i < base_steps ? "denoise" : "refine"),
                                              static_cast<int>(i) + 1, total));
   }
+  // denoise hooks (ControlNet) take part in the base's steps only
+  EXPECT_EQ(h.hook->calls, static_cast<int>(base_steps));
+  EXPECT_EQ(h.hook->last_total, static_cast<int>(base_steps));
+  EXPECT_EQ(h.hook->begun, 1);
+  EXPECT_EQ(h.hook->ended, 1);
   const auto& images = ctx->get<std::vector<sdk::Image>>(sdk::slots::kImages);
   ASSERT_EQ(images.size(), 1u);
   expect_image_matches(images[0], t.at("refiner.image_u8"));
@@ -321,5 +342,29 @@ TEST(RefinerPipeline, FullSizeRefinerKeysBindInBothLayouts) {
     std::size_t given = weights->components.at(nn::Component::Unet).size() +
                         weights->components.at(nn::Component::TextEncoder2).size();
     EXPECT_EQ(bound, given);
+  }
+}
+
+TEST(RefinerPipeline, BatchImageIIsTheEnsembleOfSeedPlusIAlone) {
+  const Golden g = load_golden("ensemble_of_experts.safetensors");
+  Harness batch(golden("refiner/tiny_sdxl_refiner"));
+  sdk::GenerationRequest r = ensemble_request(g);
+  r.batch_size = 2;
+  auto ctx = batch.context(r);
+  batch.run(*ctx);
+  const auto images = ctx->get<std::vector<sdk::Image>>(sdk::slots::kImages);
+  ASSERT_EQ(images.size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    Harness alone(golden("refiner/tiny_sdxl_refiner"));
+    sdk::GenerationRequest one = ensemble_request(g);
+    one.hyperparameters.seed += i;
+    auto single = alone.context(one);
+    alone.run(*single);
+    const auto& expected = single->get<std::vector<sdk::Image>>(sdk::slots::kImages).at(0);
+    // batched kernels round differently: within 1/255
+    expect_image_matches(images[static_cast<std::size_t>(i)],
+                         at::from_blob(const_cast<std::uint8_t*>(expected.pixels.data()),
+                                       {expected.height, expected.width, expected.channels}, at::kByte)
+                             .clone());
   }
 }
