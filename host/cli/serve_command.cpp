@@ -10,6 +10,7 @@
 #include "host/runtime/host_service.hpp"
 #include "host/runtime/logging.hpp"
 #include "host/runtime/threads.hpp"
+#include "sdxlhost/nn/cpu_runtime.hpp"
 #include "host/transport/pipe_path.hpp"
 #include "host/transport/pipe_server.hpp"
 #include "host/transport/stdio_channel.hpp"
@@ -71,8 +72,9 @@ int serve_command(const Arguments& args) {
   HostConfig config = config_from_arguments(args, warnings);
   auto log = component_logger("host");
   int threads = runtime::apply_thread_count(config.threads);
-  log->info("sdxl-host starting (config {}, {} intra-op threads, device {})",
+  log->info("sdxl-host starting (config {}, {} threads, device {})",
             config.source_file.empty() ? "<defaults>" : config.source_file.string(), threads, config.device);
+  log->info("BLAS: {}", nn::blas_choice().detail);
 
   asio::io_context io;
   auto guard = asio::make_work_guard(io);

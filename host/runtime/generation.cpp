@@ -144,6 +144,15 @@ sdk::Error as_upscale_message_error(const sdk::Error& error) {
   return sdk::Error(error.code(), error.message(), kUpscaleMessageField + field.substr(from.size()));
 }
 
+/// The stage's warnings name the generation field (data.output.upscale.X); the upscale
+/// message's own field is data.upscale.X.
+std::string as_upscale_message_text(std::string text) {
+  const std::string from = kUpscaleRequestField;
+  for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + 1))
+    text.replace(at, from.size(), kUpscaleMessageField);
+  return text;
+}
+
 Plan plan_upscale(const PluginSet& plugins, const sdk::GenerationRequest& request) {
   try {
     return plan_postprocess(plugins, request, "upscaler", kUpscaleMessageField);
@@ -167,7 +176,7 @@ json run_upscale(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& 
     OutputSettings output = environment.output;
     output.generation = false;
     json generated = write_images(context.get<std::vector<sdk::Image>>(sdk::slots::kImages), *request, output);
-    for (const auto& warning : context.warnings()) job.warnings.push_back(warning);
+    for (const auto& warning : context.warnings()) job.warnings.push_back(as_upscale_message_text(warning));
     json memory = process_memory();
     return {{"request_id", job.request_id()},
             {"generated_images", generated},

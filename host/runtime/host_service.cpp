@@ -7,6 +7,7 @@
 #include "host/protocol/request_parser.hpp"
 #include "host/runtime/generation.hpp"
 #include "host/runtime/logging.hpp"
+#include "host/runtime/threads.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/sdk/abi.hpp"
 #include "sdxlhost/sdk/error.hpp"
@@ -384,7 +385,8 @@ json HostService::capabilities() const {
           {"limits", config->to_json()["limits"]},
           {"on_disabled_feature", to_string(config->on_disabled_feature)},
           {"device", config->device},
-          {"dtype", config->dtype}};
+          {"dtype", config->dtype},
+          {"cpu", cpu_report()}};
 }
 
 json HostService::status() const {
@@ -394,6 +396,7 @@ json HostService::status() const {
           {"executors", runner["executors"]},
           {"clients", client_count_ ? client_count_() : 0},
           {"memory", process_memory()},
+          {"cpu", cpu_report()},
           {"models", models_->stats()},
           {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count()},
           {"shutting_down", stopping()},

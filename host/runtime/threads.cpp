@@ -1,16 +1,29 @@
 #include "host/runtime/threads.hpp"
 
-#include <thread>
-
 #include <ATen/Parallel.h>
+
+#include "sdxlhost/nn/cpu_runtime.hpp"
 
 namespace sdxlhost::host::runtime {
 
-int apply_thread_count(int threads) {
-  int wanted = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
-  if (wanted < 1) wanted = 1;
-  at::set_num_threads(wanted);
-  return at::get_num_threads();
+int apply_thread_count(int threads) { return nn::apply_threads(threads); }
+
+nlohmann::json cpu_report() {
+  const nn::CpuInfo cpu = nn::cpu_info();
+  const nn::BlasChoice blas = nn::blas_choice();
+  nlohmann::json features = nlohmann::json::array();
+  if (cpu.avx2) features.push_back("avx2");
+  if (cpu.avx512f) features.push_back("avx512f");
+  if (cpu.avx512_bf16) features.push_back("avx512_bf16");
+  if (cpu.amx_bf16) features.push_back("amx_bf16");
+  return {{"model", cpu.model},
+          {"features", features},
+          {"logical_cpus", cpu.logical_cpus},
+          {"physical_cores", cpu.physical_cores},
+          {"threads", at::get_num_threads()},
+          {"blas_core", blas.core},
+          {"blas_core_selected", blas.selected},
+          {"blas_detail", blas.detail}};
 }
 
 }  // namespace sdxlhost::host::runtime

@@ -136,7 +136,9 @@ std::vector<Hostile> hostile_corpus(const fs::path& marker) {
       {"pickle without STOP", archive("\x80\x02}", {}), ErrorCode::ModelLoadError, "STOP"},
       {"memo key never stored", archive("\x80\x02h\x05.", {}), ErrorCode::ModelLoadError, "memo"},
       {"pop from an empty stack", archive("\x80\x02s.", {}), ErrorCode::ModelLoadError, "empty"},
-      {"unsupported opcode (INST)", archive("\x80\x02iposix\nsystem\n.", {}), ErrorCode::ModelLoadError, "opcode"},
+      {"INST naming posix.system", archive("\x80\x02(iposix\nsystem\n.", {}), ErrorCode::ValidationError, "posix.system"},
+      {"INST naming an allowed global", archive("\x80\x02(icollections\nOrderedDict\n.", {}), ErrorCode::ModelLoadError, "INST"},
+      {"unsupported opcode (PERSID)", archive("\x80\x02P1\n.", {}), ErrorCode::ModelLoadError, "opcode"},
       {"top level is a list", archive("\x80\x02].", {}), ErrorCode::ModelLoadError, "not a dict"},
       {"truncated archive", good.substr(0, good.size() - 30), ErrorCode::ModelLoadError, "zip archive"},
   };

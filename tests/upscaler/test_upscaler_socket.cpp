@@ -155,8 +155,11 @@ TEST(UpscalerSocket, UpscaleMessageWithAModelAndWithLanczos) {
             std::string::npos);
 
   // Lanczos alone: no model, OpenCV's INTER_LANCZOS4.
-  json lanczos = client->request(upscale_message("m2", source, {{"method", "lanczos"}, {"scale", 2}}));
+  json lanczos = client->request(upscale_message("m2", source, {{"method", "lanczos"}, {"scale", 2}, {"sharpen", 1}}));
   ASSERT_TRUE(lanczos["success"].get<bool>()) << lanczos.dump();
+  // A warning names the message's own field, not the generation's data.output.upscale.
+  EXPECT_NE(lanczos["warnings"].dump().find("data.upscale.sharpen"), std::string::npos) << lanczos.dump();
+  EXPECT_EQ(lanczos["warnings"].dump().find("data.output.upscale"), std::string::npos) << lanczos.dump();
   const json& resized = lanczos["data"]["generated_images"][0];
   EXPECT_EQ(resized["metadata"]["upscaler"]["name"], "lanczos");
   EXPECT_EQ(decoded(resized).pixels, resize_lanczos(source, 40, 24).pixels);

@@ -41,11 +41,26 @@ void check_shapes(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v)
                          " v" + c10::str(v.sizes()));
 }
 
+/// q k^T * scale. The scale rides in the GEMM (baddbmm's alpha, beta 0: diffusers' own
+/// formulation) instead of a second pass over the (rows x keys) score matrix.
+at::Tensor scaled_scores(const at::Tensor& q, const at::Tensor& k, double scale) {
+  const int64_t rows = q.size(-2), tk = k.size(-2), d = q.size(-1);
+  if (q.sizes().slice(0, q.dim() - 2) != k.sizes().slice(0, k.dim() - 2))  // broadcast batch dims
+    return at::matmul(q, k.transpose(-2, -1)).mul_(scale);
+  const at::Tensor q3 = q.reshape({-1, rows, d});
+  const at::Tensor k3 = k.reshape({-1, tk, d});
+  at::Tensor scores = at::empty({q3.size(0), rows, tk}, q.options());
+  scores = at::baddbmm(scores, q3, k3.transpose(1, 2), /*beta=*/0.0, /*alpha=*/scale);
+  std::vector<int64_t> sizes = q.sizes().vec();
+  sizes.back() = tk;
+  return scores.view(sizes);
+}
+
 /// softmax(q k^T * scale + mask) v for the query rows [row0, row0 + q.size(-2)) of the full problem.
 at::Tensor math_attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                const AttentionOptions& options, int64_t row0, int64_t total_rows) {
   const double scale = options.scale.value_or(default_scale(q));
-  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)).mul_(scale);
+  at::Tensor scores = scaled_scores(q, k, scale);
   const auto rows = q.size(-2), tk = k.size(-2);
   if (options.causal) {
     // Query row r attends to keys 0..r (r counted in the full problem).

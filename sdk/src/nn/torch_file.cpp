@@ -368,6 +368,12 @@ void Unpickler::step(std::uint8_t op) {
       push(global(module, name));
       break;
     }
+    case 'i': {                                                 // INST "module\nname\n": names a global too
+      std::string module = line();
+      std::string name = line();
+      global(module, name);  // refuses (naming it) anything outside the allow-list
+      fail("INST opcode (not used by torch.save state dicts)");
+    }
     case 0x93: {                                                // STACK_GLOBAL
       int name = pop(), module = pop();
       if (node(name).kind != Node::Kind::String || node(module).kind != Node::Kind::String)

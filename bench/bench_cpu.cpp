@@ -1,0 +1,255 @@
+// bench_cpu: UNet step time on this CPU with the libraries' defaults (what diffusers gets here)
+// against our kernel and thread choices (nn/cpu_runtime.hpp), and in bf16, for the tiny, the
+// SDXL-width and the full SDXL base UNet (random weights, real shapes). Every measurement runs
+// in a fresh process (OpenBLAS chooses its kernels when it loads), the modes alternate, and each
+// row is the median over repeats. Outputs of every mode are compared with the defaults'.
+// Not a test; docs/performance.md has the table and the command.
+//   bench_cpu [--configs tiny,sdxl-width,sdxl] [--pixels 256] [--tiny-pixels 64] [--repeats 3]
+//             [--steps 2] [--threads 0] [--modes defaults,threads,ours,bf16]
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/version.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "sdxlhost/nn/cpu_runtime.hpp"
+#include "sdxlhost/nn/unet.hpp"
+#include "tiny_sdxl_model.hpp"
+
+namespace {
+
+using namespace sdxlhost;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::vector<std::string> configs = {"tiny", "sdxl-width", "sdxl"};
+  std::vector<std::string> modes = {"defaults", "threads", "ours", "bf16"};
+  int pixels = 256;
+  int tiny_pixels = 64;
+  int repeats = 3;
+  int steps = 2;
+  int threads = 0;  // 0: physical cores
+};
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+/// The full SDXL base UNet: sdxl-width's channels with SDXL's 2 / 10 transformer blocks.
+tools::SdxlSpec sdxl_base_spec() {
+  tools::SdxlSpec s = tools::sdxl_width_spec();
+  s.name = "sdxl";
+  s.unet.transformer_depth = {1, 2, 10};
+  s.unet.up_transformer_depth = {10, 2, 1};
+  s.unet.mid_transformer_depth = 10;
+  return s;
+}
+
+tools::SdxlSpec spec_named(const std::string& name) {
+  if (name == "tiny") return tools::tiny_spec();
+  if (name == "sdxl-width") return tools::sdxl_width_spec();
+  if (name == "sdxl") return sdxl_base_spec();
+  throw std::invalid_argument("unknown config '" + name + "' (tiny, sdxl-width, sdxl)");
+}
+
+// ---- the child: one mode, one config, prints "seconds threads core" and writes its output ----
+
+/// Weights drawn in fp32 from a seeded generator, then stored as `dtype`: every process and
+/// dtype gets the same model.
+std::shared_ptr<nn::UNet2DConditionModel> make_unet(const nn::UNetConfig& config, at::ScalarType dtype) {
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(1234);
+  auto init = [&](const std::string& key, const std::vector<std::int64_t>& shape) {
+    const bool is_bias = key.size() > 5 && key.compare(key.size() - 5, 5, ".bias") == 0;
+    if (shape.size() == 1 && !is_bias) return at::ones(shape).to(dtype);
+    std::int64_t fan_in = 1;
+    for (std::size_t i = 1; i < shape.size(); ++i) fan_in *= shape[i];
+    if (shape.size() == 1) fan_in = shape[0];
+    const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+    return (at::rand(shape, generator) * (2 * bound) - bound).to(dtype);
+  };
+  return nn::UNet2DConditionModel::create(config, init, dtype);
+}
+
+int run_child(const std::string& mode, const std::string& config_name, int pixels, int steps, int threads,
+              const std::string& output_file) {
+  // "defaults": nothing set, as the libraries start. "threads": our thread count, the library's
+  // BLAS core. "ours" / "bf16": our core (chosen by the parent's environment) and threads.
+  if (mode != "defaults") nn::apply_threads(threads);
+  const at::ScalarType dtype = mode == "bf16" ? at::kBFloat16 : at::kFloat;
+  const tools::SdxlSpec spec = spec_named(config_name);
+  auto unet = make_unet(spec.unet, dtype);
+  const std::int64_t latent = pixels / 8;
+  const std::int64_t pooled =
+      spec.unet.projection_class_embeddings_input_dim - 6 * spec.unet.addition_time_embed_dim;
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(99);
+  const at::Tensor sample = at::randn({2, 4, latent, latent}, generator).to(dtype);
+  const at::Tensor context = at::randn({2, 77, spec.unet.cross_attention_dim}, generator).to(dtype);
+  const at::Tensor text_embeds = at::randn({2, pooled}, generator).to(dtype);
+  const at::Tensor time_ids = at::tensor({1.f * pixels, 1.f * pixels, 0.f, 0.f, 1.f * pixels, 1.f * pixels})
+                                  .repeat({2, 1})
+                                  .to(dtype);
+  const at::Tensor t = at::tensor(500.f);
+  c10::InferenceMode inference;
+  at::Tensor out = unet->forward(sample, t, context, text_embeds, time_ids);  // warm-up
+  std::vector<double> times;
+  for (int i = 0; i < steps; ++i) {
+    const auto start = Clock::now();
+    out = unet->forward(sample, t, context, text_embeds, time_ids);
+    times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  const at::Tensor values = out.to(at::kFloat).contiguous();
+  std::ofstream(output_file, std::ios::binary)
+      .write(reinterpret_cast<const char*>(values.data_ptr<float>()),
+             static_cast<std::streamsize>(values.numel() * sizeof(float)));
+  std::printf("%.6f %d %s\n", times[times.size() / 2], at::get_num_threads(), nn::blas_core().c_str());
+  return 0;
+}
+
+// ---- the parent ----
+
+struct Sample {
+  double seconds = 0;
+  int threads = 0;
+  std::string core;
+};
+
+/// Runs one measurement in a fresh process of this program with the mode's environment.
+Sample run_mode(const char* self, const std::string& mode, const std::string& config, int pixels, const Options& o,
+                const std::string& output_file, const std::string& better_core) {
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) throw std::runtime_error("pipe failed");
+  const pid_t child = fork();
+  if (child < 0) throw std::runtime_error("fork failed");
+  if (child == 0) {
+    dup2(pipe_fds[1], 1);
+    close(pipe_fds[0]);
+    unsetenv("SDXLHOST_BLAS_REEXEC");
+    if (mode == "defaults" || mode == "threads" || better_core.empty()) unsetenv("OPENBLAS_CORETYPE");
+    else setenv("OPENBLAS_CORETYPE", better_core.c_str(), 1);
+    const std::string pixels_text = std::to_string(pixels), steps_text = std::to_string(o.steps),
+                      threads_text = std::to_string(o.threads);
+    execl(self, self, "--child", mode.c_str(), config.c_str(), pixels_text.c_str(), steps_text.c_str(),
+          threads_text.c_str(), output_file.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(pipe_fds[1]);
+  std::string text;
+  char buffer[256];
+  for (ssize_t n; (n = read(pipe_fds[0], buffer, sizeof buffer)) > 0;) text.append(buffer, static_cast<size_t>(n));
+  close(pipe_fds[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw std::runtime_error("the " + mode + " run of " + config + " failed");
+  Sample s;
+  std::istringstream in(text);
+  in >> s.seconds >> s.threads >> s.core;
+  return s;
+}
+
+std::vector<float> read_floats(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<float> out(bytes.size() / sizeof(float));
+  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));
+  return out;
+}
+
+/// (max |a - b|, max |a - b| / max |a|)
+std::pair<double, double> difference(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size() || a.empty()) return {NAN, NAN};
+  double diff = 0, scale = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, static_cast<double>(std::fabs(a[i] - b[i])));
+    scale = std::max(scale, static_cast<double>(std::fabs(a[i])));
+  }
+  return {diff, scale > 0 ? diff / scale : diff};
+}
+
+int run_parent(const char* self, const Options& o) {
+  const nn::CpuInfo cpu = nn::cpu_info();
+  const std::string library_core = nn::blas_core();
+  std::string better = nn::better_blas_core(cpu, library_core);
+  if (const char* given = std::getenv("OPENBLAS_CORETYPE"); given && *given) better = given;
+  std::printf("bench_cpu  libtorch %s  %s  (%d logical / %d physical cores%s%s%s)\n", TORCH_VERSION,
+              cpu.model.c_str(), cpu.logical_cpus, cpu.physical_cores, cpu.avx2 ? ", avx2" : "",
+              cpu.avx512f ? ", avx512f" : "", cpu.avx512_bf16 ? ", avx512_bf16" : "");
+  std::printf("OpenBLAS core: library's choice %s; ours %s\n", library_core.c_str(),
+              better.empty() ? "(the same)" : better.c_str());
+  std::printf("modes: defaults = libraries as they load (libtorch's and OpenBLAS's own thread counts, "
+              "the library's BLAS core); threads = our thread count, library core; ours = our core and "
+              "threads; bf16 = ours with bf16 weights and activations\n");
+  std::printf("| %-10s | %-7s | %-8s | %7s | %-9s | %9s | %8s | %10s | %10s |\n", "UNet", "pixels", "mode",
+              "threads", "BLAS core", "s/step", "speed-up", "max |diff|", "rel diff");
+  std::printf("|------------|---------|----------|---------|-----------|-----------|----------|------------|------------|\n");
+  const std::string prefix = "/tmp/bench_cpu_" + std::to_string(::getpid()) + "_";
+  for (const std::string& config : o.configs) {
+    const int pixels = config == "tiny" ? o.tiny_pixels : o.pixels;
+    std::map<std::string, std::vector<Sample>> samples;
+    for (int r = 0; r < o.repeats; ++r)
+      for (const std::string& mode : o.modes)  // modes alternate: drift hits them alike
+        samples[mode].push_back(run_mode(self, mode, config, pixels, o, prefix + mode + ".bin", better));
+    const std::vector<float> reference = read_floats(prefix + o.modes.front() + ".bin");
+    double reference_seconds = 0;
+    for (const std::string& mode : o.modes) {
+      auto& list = samples[mode];
+      std::sort(list.begin(), list.end(), [](const Sample& a, const Sample& b) { return a.seconds < b.seconds; });
+      const Sample& median = list[list.size() / 2];
+      if (reference_seconds == 0) reference_seconds = median.seconds;
+      const auto [diff, relative] = difference(reference, read_floats(prefix + mode + ".bin"));
+      std::printf("| %-10s | %-7d | %-8s | %7d | %-9s | %9.3f | %7.2fx | %10.3g | %10.3g |\n", config.c_str(), pixels,
+                  mode.c_str(), median.threads, median.core.c_str(), median.seconds,
+                  reference_seconds / median.seconds, diff, relative);
+    }
+    for (const std::string& mode : o.modes) std::remove((prefix + mode + ".bin").c_str());
+  }
+  std::printf("(batch 2 as with CFG; median of %d processes per mode, each the median of %d steps after a "
+              "warm-up; diffs against the first mode's output)\n",
+              o.repeats, o.steps);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    if (argc == 8 && std::string(argv[1]) == "--child")
+      return run_child(argv[2], argv[3], std::stoi(argv[4]), std::stoi(argv[5]), std::stoi(argv[6]), argv[7]);
+    Options o;
+    for (int i = 1; i + 1 < argc; i += 2) {
+      const std::string key = argv[i], value = argv[i + 1];
+      if (key == "--configs") o.configs = split_list(value);
+      else if (key == "--modes") o.modes = split_list(value);
+      else if (key == "--pixels") o.pixels = std::stoi(value);
+      else if (key == "--tiny-pixels") o.tiny_pixels = std::stoi(value);
+      else if (key == "--repeats") o.repeats = std::max(1, std::stoi(value));
+      else if (key == "--steps") o.steps = std::max(1, std::stoi(value));
+      else if (key == "--threads") o.threads = std::stoi(value);
+      else throw std::invalid_argument("unknown option " + key);
+    }
+    if (argc % 2 == 0) throw std::invalid_argument("every option takes a value");
+    return run_parent("/proc/self/exe", o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_cpu: %s\n", e.what());
+    return 1;
+  }
+}
