@@ -30,9 +30,12 @@ function(sdxlhost_add_plugin name)
     set(_out ${SDXLHOST_TEST_PLUGIN_OUTPUT_DIR})
   else()
     set(_out ${SDXLHOST_PLUGIN_OUTPUT_DIR})
-    install(TARGETS ${name} LIBRARY DESTINATION lib/sdxl-host/plugins)
+    # One Debian package per plugin (sdxl-host-plugin-<name>, see cmake/SdxlHostPackaging.cmake).
+    install(TARGETS ${name} LIBRARY DESTINATION lib/sdxl-host/plugins COMPONENT plugin-${name})
+    set_property(GLOBAL APPEND PROPERTY SDXLHOST_PACKAGED_PLUGINS ${name})
   endif()
   set_target_properties(${name} PROPERTIES
+    INSTALL_RPATH "$ORIGIN/.."
     PREFIX ""
     CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON

@@ -7,13 +7,14 @@
 #include <boost/asio.hpp>
 
 #include "host/cli/commands.hpp"
+#include "host/metrics/metrics_http.hpp"
 #include "host/runtime/host_service.hpp"
 #include "host/runtime/logging.hpp"
 #include "host/runtime/threads.hpp"
-#include "sdxlhost/nn/cpu_runtime.hpp"
 #include "host/transport/pipe_path.hpp"
 #include "host/transport/pipe_server.hpp"
 #include "host/transport/stdio_channel.hpp"
+#include "sdxlhost/nn/cpu_runtime.hpp"
 
 #if defined(_WIN32)
 #include <io.h>
@@ -115,9 +116,16 @@ int serve_command(const Arguments& args) {
     server = std::make_unique<transport::PipeServer>(io, settings, host);
     server->start();
   }
+  std::unique_ptr<metrics::HttpListener> metrics_http;  // off unless metrics.listen is set
+  if (!config.metrics.listen.empty())
+    metrics_http = std::make_unique<metrics::HttpListener>(
+        config.metrics.listen, metrics::HttpHandlers{[&host] { return host.metrics_text(); },
+                                                     [&host] { return !host.stopping(); },
+                                                     [&host] { return host.ready(); }});
   wait_for_signal(signals, host);
   io.run();
   host.wait_stopped();
+  metrics_http.reset();
   log->info("sdxl-host stopped");
   return 0;
 }

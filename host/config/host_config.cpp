@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "host/metrics/metrics_http.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
 #ifndef SDXLHOST_DEFAULT_PLUGIN_DIR
@@ -164,6 +165,14 @@ void read_cache(Section& root, CacheSettings& cache, std::vector<std::string>& w
   s.warn_unknown(warnings);
 }
 
+void read_metrics(Section& root, MetricsSettings& settings, std::vector<std::string>& warnings) {
+  static const json kEmpty = json::object();
+  Section s(sub_object(root, "metrics", kEmpty), "metrics");
+  s.read("listen", settings.listen);
+  if (!settings.listen.empty()) metrics::parse_listen(settings.listen, "metrics.listen");
+  s.warn_unknown(warnings);
+}
+
 void read_plugins(Section& root, PluginsConfig& plugins, const std::filesystem::path& base_dir,
                   std::vector<std::string>& warnings) {
   static const json kEmpty = json::object();
@@ -258,6 +267,7 @@ HostConfig parse_config(const json& document, const std::filesystem::path& base_
   read_limits(root, config.limits, warnings);
   read_queue(root, config.queue, warnings);
   read_cache(root, config.cache, warnings);
+  read_metrics(root, config.metrics, warnings);
   read_device(root, config);
   read_dtype(root, config);
   root.read_int("threads", config.threads, 0, 1024);
@@ -323,6 +333,7 @@ nlohmann::json HostConfig::to_json() const {
         {"default_timeout_s", queue.default_timeout_s},
         {"shutdown_grace_s", queue.shutdown_grace_s}}},
       {"cache", {{"max_models", cache.max_models}, {"max_bytes", cache.max_bytes}}},
+      {"metrics", {{"listen", metrics.listen}}},
       {"device", device},
       {"dtype", dtype},
       {"threads", threads},

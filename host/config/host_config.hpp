@@ -48,6 +48,11 @@ struct CacheSettings {
   std::uint64_t max_bytes = 0; ///< bytes kept loaded at most; 0 = unbounded
 };
 
+/// `metrics.*`: the optional HTTP listener for Prometheus (metrics_http.hpp).
+struct MetricsSettings {
+  std::string listen;  ///< "127.0.0.1:9464"; empty = off (the default)
+};
+
 /// `plugins.*`: which plugins load and with what settings.
 struct PluginsConfig {
   std::filesystem::path dir;              ///< folder scanned for *.so / *.dll
@@ -68,6 +73,7 @@ struct HostConfig {
   Limits limits;          ///< `limits.*`
   QueueSettings queue;    ///< `queue.*`
   CacheSettings cache;    ///< `cache.*`
+  MetricsSettings metrics;  ///< `metrics.*`
   std::string device = "cpu";      ///< cpu | cuda | cuda:N
   std::string dtype = "fp32";      ///< fp32 | bf16 | fp16 (float32 | bfloat16 | float16 accepted and normalized)
   int threads = 0;                 ///< intra-op threads; 0 = hardware_concurrency

@@ -6,6 +6,7 @@
 #include <set>
 #include <utility>
 
+#include "host/metrics/metrics.hpp"
 #include "host/plugins/plugin_manager.hpp"
 #include "sdxlhost/nn/scheduler_defaults.hpp"
 #include "sdxlhost/sdk/error.hpp"
@@ -236,6 +237,7 @@ void run_plan(const Plan& plan, sdk::Context& context) {
     }
     const auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start);
     context.log(sdk::LogLevel::Debug, "stage " + stage.name() + " took " + std::to_string(ms.count()) + " ms");
+    metrics::Registry::global().observe_stage(stage.name(), ms.count() / 1000.0);
   }
 }
 

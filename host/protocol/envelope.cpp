@@ -29,6 +29,7 @@ const std::map<std::string, MessageType>& message_types() {
       {"shutdown", MessageType::Shutdown},
       {"preprocess", MessageType::Preprocess},
       {"upscale", MessageType::Upscale},
+      {"metrics", MessageType::Metrics},
   };
   return kTypes;
 }
@@ -80,6 +81,7 @@ const char* to_string(MessageType type) {
     case MessageType::Shutdown: return "shutdown";
     case MessageType::Preprocess: return "preprocess";
     case MessageType::Upscale: return "upscale";
+    case MessageType::Metrics: return "metrics";
   }
   return "unknown";
 }

@@ -31,6 +31,7 @@ enum class MessageType {
   Shutdown,
   Preprocess,  ///< run a control-image preprocessor, answer the image (a preview)
   Upscale,  ///< "upscale": enlarge an image the client sends (A1111's "Extras")
+  Metrics,  ///< "metrics": the Prometheus text of /metrics, over the pipe
 };
 
 /// Wire spelling of a message type ("inference_request").

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "host/metrics/metrics.hpp"
 #include "host/protocol/envelope.hpp"
 #include "host/protocol/request_parser.hpp"
 #include "host/runtime/logging.hpp"
@@ -36,8 +37,20 @@ spdlog::level::level_enum to_spdlog(sdk::LogLevel level) {
 sdk::ContextServices make_services(Job& job, const GenerationEnvironment& environment,
                                    std::shared_ptr<ProgressThrottle> throttle) {
   sdk::ContextServices services;
-  services.progress = [&job, throttle](std::string_view stage, int step, int total_steps) {
+  // The time between two consecutive steps the denoise stage reports is one denoising step.
+  struct LastStep {
+    int step = -1;
+    Clock::time_point at;
+  };
+  auto last = std::make_shared<LastStep>();
+  services.progress = [&job, throttle, last](std::string_view stage, int step, int total_steps) {
     job.set_progress(std::string(stage), step, total_steps);
+    if (stage == "denoise") {
+      const auto now = Clock::now();
+      if (step == last->step + 1 && last->step >= 0)
+        metrics::Registry::global().observe_denoise_step(seconds_between(last->at, now));
+      *last = {step, now};
+    }
     if (!throttle->should_send(stage, step, total_steps) || !job.connection()) return;
     double elapsed = seconds_between(job.started_at(), Clock::now());
     job.connection()->send(protocol::to_line(

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "host/metrics/metrics.hpp"
 #include "host/output/image_writer.hpp"
 #include "host/protocol/preprocess_request.hpp"
 #include "host/protocol/request_parser.hpp"
@@ -112,7 +113,7 @@ json stages_of(const sdk::Registries& registries) {
 /// Lists what differs between two configs among keys applied only at start.
 void restart_only_changes(const HostConfig& before, const HostConfig& after, std::vector<std::string>& warnings) {
   json a = before.to_json(), b = after.to_json();
-  for (const char* key : {"pipe_name", "socket_mode", "models_root", "cache", "device", "dtype", "threads"})
+  for (const char* key : {"pipe_name", "socket_mode", "models_root", "cache", "metrics", "device", "dtype", "threads"})
     if (a[key] != b[key]) warnings.push_back(std::string("config key '") + key + "' changed: takes effect after a restart");
   if (a["queue"]["executors"] != b["queue"]["executors"])
     warnings.push_back("config key 'queue.executors' changed: takes effect after a restart");
@@ -215,16 +216,20 @@ void HostService::dispatch(const ConnectionPtr& connection, Envelope& envelope) 
       case MessageType::Shutdown: data = {{"shutting_down", true}}; break;
       case MessageType::Preprocess: data = handle_preprocess(connection, envelope, queued); break;
       case MessageType::Upscale: data = handle_upscale(connection, envelope, queued); break;
+      case MessageType::Metrics: data = {{"content_type", metrics::kContentType}, {"text", metrics_text()}}; break;
     }
     if (queued) return;  // the job answers when it ends
+    metrics::Registry::global().count_response(protocol::to_string(envelope.type), "OK");
     reply(connection, protocol::success_response(envelope.request_id, std::move(data), envelope.warnings));
     if (envelope.type == MessageType::Shutdown) request_shutdown("shutdown message from client " + std::to_string(connection->id()));
   } catch (const Error& error) {
     log->info("[{}] {} refused: {} ({})", envelope.request_id, protocol::to_string(envelope.type), error.what(),
               sdk::to_string(error.code()));
+    metrics::Registry::global().count_response(protocol::to_string(envelope.type), sdk::to_string(error.code()));
     reply(connection, protocol::error_response(envelope.request_id, error, envelope.warnings));
   } catch (const std::exception& error) {
     log->error("[{}] {} failed: {}", envelope.request_id, protocol::to_string(envelope.type), error.what());
+    metrics::Registry::global().count_response(protocol::to_string(envelope.type), "INTERNAL_ERROR");
     reply(connection, protocol::error_response(envelope.request_id, Error(ErrorCode::InternalError, error.what()),
                                                envelope.warnings));
   }
@@ -389,6 +394,45 @@ json HostService::capabilities() const {
           {"cpu", cpu_report()}};
 }
 
+bool HostService::ready() const {
+  if (stopping()) return false;
+  const json models = models_->list_models();
+  if (!models.contains("checkpoints") || models["checkpoints"].empty()) return false;
+  try {  // the loaded plugins can plan a plain generation with a checkpoint that is there
+    sdk::GenerationRequest probe;
+    probe.models.base = models["checkpoints"][0].is_string() ? models["checkpoints"][0].get<std::string>()
+                                                             : models["checkpoints"][0].value("name", "");
+    std::vector<std::string> warnings;
+    plan_request(*plugins_->current(), probe, OnDisabledFeature::Error, warnings);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return true;
+}
+
+std::string HostService::metrics_text() const {
+  metrics::LiveState live;
+  const json runner = runner_.describe();
+  live.queue_depth = runner["queue"].value("depth", 0);
+  live.running_jobs = runner["running"].size();
+  live.clients = client_count_ ? client_count_() : 0;
+  const json cache = models_->stats();
+  live.cache_models = cache.value("loaded_models", 0);
+  live.cache_bytes = cache.value("loaded_bytes", std::uint64_t{0});
+  live.cache_max_bytes = cache.value("max_bytes", std::uint64_t{0});
+  live.cache_hits = cache.value("hits", std::uint64_t{0});
+  live.cache_misses = cache.value("misses", std::uint64_t{0});
+  live.cache_evictions = cache.value("evictions", std::uint64_t{0});
+  for (const auto& plugin : plugins_->describe())
+    live.plugins.emplace_back(plugin.value("name", ""), plugin.value("state", ""));
+  const json memory = process_memory();
+  live.resident_bytes = memory.value("rss_bytes", std::uint64_t{0});
+  live.peak_resident_bytes = memory.value("peak_rss_bytes", std::uint64_t{0});
+  live.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
+  live.ready = ready();
+  return metrics::Registry::global().render(live);
+}
+
 json HostService::status() const {
   json runner = runner_.describe();
   return {{"queue", runner["queue"]},
@@ -421,6 +465,7 @@ json HostService::reload_config(std::vector<std::string>& warnings) {
   next.socket_mode = current->socket_mode;
   next.models_root = current->models_root;
   next.cache = current->cache;
+  next.metrics = current->metrics;
   next.device = current->device;
   next.dtype = current->dtype;
   next.threads = current->threads;

@@ -80,6 +80,11 @@ class HostService : public transport::MessageHandler {
   nlohmann::json status() const;
   /// The `capabilities` response data.
   nlohmann::json capabilities() const;
+  /// Every metric in the Prometheus text format (/metrics and the `metrics` message).
+  std::string metrics_text() const;
+  /// /readyz: not shutting down, a generation can be planned with the loaded plugins and
+  /// models_root has a checkpoint.
+  bool ready() const;
   /// The plugin manager (for `sdxl-host plugins`).
   PluginManager& plugin_manager() { return *plugins_; }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "host/metrics/metrics.hpp"
 #include "host/protocol/envelope.hpp"
 #include "host/runtime/logging.hpp"
 
@@ -13,8 +14,17 @@ using sdk::ErrorCode;
 
 constexpr auto kWatchdogTick = std::chrono::milliseconds(100);
 
+/// Counts the answer and the job's time in the metrics.
+void record(const Job& job, const std::string& code, const std::string& outcome) {
+  auto& registry = metrics::Registry::global();
+  registry.count_response(job.kind(), code);
+  const auto since = job.started_at() == Clock::time_point{} ? job.enqueued_at() : job.started_at();
+  registry.observe_job(job.kind(), outcome, std::chrono::duration<double>(Clock::now() - since).count());
+}
+
 void answer_success(Job& job, nlohmann::json data, const std::vector<std::string>& warnings) {
   if (!job.claim_answer()) return;
+  record(job, "OK", "ok");
   if (job.connection()) job.connection()->send(protocol::to_line(protocol::success_response(job.request_id(), std::move(data), warnings)));
 }
 
@@ -35,6 +45,10 @@ void JobRunner::answer_error(Job& job, const Error& error) {
   if (!job.claim_answer()) return;
   auto log = component_logger("runtime");
   log->info("[{}] failed: {} ({})", job.request_id(), error.what(), sdk::to_string(error.code()));
+  const std::string outcome = error.code() == ErrorCode::Cancelled ? "cancelled"
+                              : error.code() == ErrorCode::Timeout ? "timeout"
+                                                                   : "error";
+  record(job, sdk::to_string(error.code()), outcome);
   if (job.connection())
     job.connection()->send(protocol::to_line(protocol::error_response(job.request_id(), error, job.warnings)));
 }

@@ -45,6 +45,7 @@ class ControlNetHost {
     client_ = fixture_.client();
   }
   WireClient& client() { return *client_; }
+  fs::path models() const { return fixture_.dir() / "models"; }
 
  private:
   static json merge(json base, const json& patch) {
@@ -239,6 +240,39 @@ TEST(ControlNetSocket, Img2ImgWithAControlNetUsesTheInitImagesSize) {
       60s);
   ASSERT_TRUE(response.value("success", false)) << response.dump().substr(0, 600);
   EXPECT_EQ(response_image(response).width, 64);
+}
+
+TEST(ControlNetSocket, BatchesAndLoraCombineWithAControlNet) {
+  ControlNetHost host;
+  auto& c = host.client();
+  // A batch of 2: image i uses seed + i, and the control image is batched with it, so image 0 is
+  // the single-image golden and image 1 is what seed 1 alone gives.
+  const json batch = c.request(cat_request("batch", single_form(), {{"batch", {{"size", 2}}}}), 120s);
+  ASSERT_TRUE(batch.value("success", false)) << batch.dump().substr(0, 600);
+  ASSERT_EQ(batch["data"]["generated_images"].size(), 2u);
+  const auto image_at = [](const json& response, int i) {
+    return nn::decode_base64_image(response["data"]["generated_images"][i]["image_data"].get<std::string>(), "png");
+  };
+  const sdk::Image golden_single =
+      nn::decode_base64_image(base64_file("controlnet/pipeline_controlnet.png"), "png");
+  EXPECT_LE(max_difference(image_at(batch, 0), golden_single), 1);
+  const json seed1 = c.request(cat_request("seed1", single_form(), {{"hyperparameters", {{"seed", 1}}}}), 60s);
+  ASSERT_TRUE(seed1.value("success", false)) << seed1.dump().substr(0, 600);
+  EXPECT_LE(max_difference(image_at(batch, 1), response_image(seed1)), 1);
+  EXPECT_GT(max_difference(image_at(batch, 1), golden_single), 1) << "the seeds did not differ";
+
+  // LoRA on the base model together with the ControlNet: a different image, and the next
+  // ControlNet-only request is the golden again (the LoRA was reverted).
+  const fs::path loras = host.models() / "loras";
+  fs::create_directories(loras);
+  fs::copy_file(golden("lora/kohya_lora.safetensors"), loras / "style.safetensors");
+  const json with_lora =
+      c.request(cat_request("lora", single_form(), {{"lora", {{"enabled", true}, {"models", {{{"name", "style"}, {"weight", 0.8}}}}}}}), 60s);
+  ASSERT_TRUE(with_lora.value("success", false)) << with_lora.dump().substr(0, 600);
+  EXPECT_GT(max_difference(response_image(with_lora), golden_single), 1) << "the LoRA changed nothing";
+  const json after = c.request(cat_request("after", single_form()), 60s);
+  ASSERT_TRUE(after.value("success", false)) << after.dump().substr(0, 600);
+  EXPECT_LE(max_difference(response_image(after), golden_single), 1);
 }
 
 TEST(ControlNetSocket, DisablingThePluginMakesControlNetRequestsFeatureDisabledOnly) {

@@ -192,6 +192,8 @@ TEST(SocketJobs, EveryJobLogLineCarriesTheRequestId) {
     HostFixture fixture(json{{"log_level", "debug"}});
     auto client = fixture.client();
     ASSERT_TRUE(client->request(message("ping", "before"))["success"].get<bool>());  // connection logged
+    // A first job makes sure the executor thread has started (and logged that) before capturing.
+    ASSERT_TRUE(client->request(generation("warm-up", 1, 1))["success"].get<bool>());
     const std::pair<std::string, json> jobs[] = {
         {"log-ok-1", json::object()}, {"log-fail-2", {{"test", {{"throw", "error"}}}}}};
     for (const auto& [id, extra] : jobs) {

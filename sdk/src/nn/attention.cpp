@@ -41,19 +41,11 @@ void check_shapes(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v)
                          " v" + c10::str(v.sizes()));
 }
 
-/// q k^T * scale. The scale rides in the GEMM (baddbmm's alpha, beta 0: diffusers' own
-/// formulation) instead of a second pass over the (rows x keys) score matrix.
+/// q k^T * scale, with the scale applied to q (rows x D) instead of a second pass over the
+/// (rows x keys) score matrix: keys >> D in self-attention, so this is the cheap side. (baddbmm's
+/// alpha with beta 0 would do too, but libtorch 1.13's CPU kernel still reads its input then.)
 at::Tensor scaled_scores(const at::Tensor& q, const at::Tensor& k, double scale) {
-  const int64_t rows = q.size(-2), tk = k.size(-2), d = q.size(-1);
-  if (q.sizes().slice(0, q.dim() - 2) != k.sizes().slice(0, k.dim() - 2))  // broadcast batch dims
-    return at::matmul(q, k.transpose(-2, -1)).mul_(scale);
-  const at::Tensor q3 = q.reshape({-1, rows, d});
-  const at::Tensor k3 = k.reshape({-1, tk, d});
-  at::Tensor scores = at::empty({q3.size(0), rows, tk}, q.options());
-  scores = at::baddbmm(scores, q3, k3.transpose(1, 2), /*beta=*/0.0, /*alpha=*/scale);
-  std::vector<int64_t> sizes = q.sizes().vec();
-  sizes.back() = tk;
-  return scores.view(sizes);
+  return at::matmul(q * scale, k.transpose(-2, -1));
 }
 
 /// softmax(q k^T * scale + mask) v for the query rows [row0, row0 + q.size(-2)) of the full problem.
