@@ -368,3 +368,21 @@ TEST(RefinerPipeline, BatchImageIIsTheEnsembleOfSeedPlusIAlone) {
                              .clone());
   }
 }
+
+TEST(RefinerPipeline, ASwitchThatLeavesTheRefinerNoStepIsRefusedOnDenoisingEnd) {
+  // a cutoff round(T - f x T) of 0 leaves no timestep below it for the refiner
+  const double t = read_json(golden("refiner/tiny_sdxl_refiner/scheduler/scheduler_config.json"))
+                       .value("num_train_timesteps", 1000.0);
+  Harness h(golden("refiner/tiny_sdxl_refiner"));
+  sdk::GenerationRequest r = ensemble_request(load_golden("ensemble_of_experts.safetensors"));
+  r.hyperparameters.denoising_end = 1.0 - 0.4 / t;
+  auto ctx = h.context(r);
+  try {
+    h.run(*ctx);
+    FAIL() << "expected a validation error";
+  } catch (const sdk::Error& e) {
+    EXPECT_EQ(e.code(), sdk::ErrorCode::ValidationError);
+    EXPECT_EQ(e.field(), "data.hyperparameters.denoising_end");
+  }
+  EXPECT_TRUE(h.progress.empty());  // refused before the base spent a step
+}
