@@ -17,11 +17,14 @@
 #include <string>
 #include <vector>
 
-#include "sdxl_models.hpp"
+#include "sdxlhost/pipeline/sdxl_models.hpp"
 #include "sdxlhost/nn/patchable_weights.hpp"
 #include "sdxlhost/sdk/hooks.hpp"
 
 namespace sdxlhost::sdxl {
+
+using pipeline::PatchedSet;
+using pipeline::SdxlModels;
 
 /// Which parts of the pipeline a stage uses.
 enum class PatchedParts { TextEncoders, Unet };

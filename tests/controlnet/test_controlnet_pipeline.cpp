@@ -67,7 +67,7 @@ struct Harness {
   sdk::Registries registries;
   std::shared_ptr<const controlnet::ControlNetSettings> settings =
       std::make_shared<const controlnet::ControlNetSettings>();
-  std::vector<std::shared_ptr<sdk::Stage>> sdxl_stages = sdxl::make_stages(std::make_shared<const sdxl::SdxlSettings>());
+  std::vector<std::shared_ptr<sdk::Stage>> sdxl_stages = sdxl::make_stages(std::make_shared<const pipeline::PipelineSettings>());
   std::shared_ptr<controlnet::PrepareStage> prepare = std::make_shared<controlnet::PrepareStage>(settings);
   std::shared_ptr<RecordingHook> recorder = std::make_shared<RecordingHook>();
   std::vector<at::Tensor> step_latents;

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "sdxl/golden_util.hpp"
-#include "sdxl_models.hpp"
+#include "sdxlhost/pipeline/sdxl_models.hpp"
 #include "sdxlhost/nn/lora.hpp"
 #include "sdxlhost/nn/patchable_weights.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
@@ -34,8 +34,8 @@ constexpr double kAtol = 1e-6;  // goldens/lora/README: merged weights in float3
 
 /// The tiny pipeline the LoRA goldens were made with, and one patch table per component.
 struct TinyPipeline {
-  std::shared_ptr<sdxlhost::sdxl::SdxlModels> models =
-      sdxlhost::sdxl::SdxlModels::load(golden("models/tiny_sdxl"), sdxlhost::sdxl::SdxlSettings{});
+  std::shared_ptr<sdxlhost::pipeline::SdxlModels> models =
+      sdxlhost::pipeline::SdxlModels::load(golden("models/tiny_sdxl"), sdxlhost::pipeline::PipelineSettings{});
   std::map<std::string, std::unique_ptr<PatchableWeights>> targets;
   TinyPipeline() {
     targets["text_encoder"] = std::make_unique<PatchableWeights>("text_encoder", models->text_encoder->named_parameters());

@@ -23,7 +23,9 @@
 #include "sdxlhost/nn/safetensors.hpp"
 #include "sdxlhost/nn/unet.hpp"
 #include "schedulers.hpp"
-#include "sdxl_models.hpp"
+#include "sdxlhost/pipeline/denoise_loop.hpp"
+#include "sdxlhost/pipeline/sdxl_models.hpp"
+#include "sdxlhost/pipeline/time_ids.hpp"
 #include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/image.hpp"
@@ -65,7 +67,7 @@ struct Harness {
   TestModels models;
   sdk::Registries registries;
   std::vector<std::shared_ptr<sdk::Stage>> stages =
-      sdxl::make_stages(std::make_shared<const sdxl::SdxlSettings>());
+      sdxl::make_stages(std::make_shared<const pipeline::PipelineSettings>());
   std::shared_ptr<RecordingHook> hook = std::make_shared<RecordingHook>();
   std::vector<std::tuple<std::string, int, int>> progress;
   /// The latents slot as each denoise step reported progress (the stage publishes them per step).
@@ -149,7 +151,7 @@ TEST(SdxlPipeline, TwoAndThreeEulerStepsMatchTheGoldensFromPromptToImage) {
     Harness h;
     auto ctx = h.context(cat_request(steps));
     h.stages[0]->run(*ctx);  // encode_prompt
-    const auto& cond = ctx->get<sdxl::SdxlConditioning>(sdk::slots::kConditioning);
+    const auto& cond = ctx->get<pipeline::SdxlConditioning>(sdk::slots::kConditioning);
     EXPECT_LT(max_abs_diff(cond.prompt_embeds, g.at("prompt_embeds")), 1e-4);
     EXPECT_LT(max_abs_diff(cond.pooled_prompt_embeds, g.at("pooled_prompt_embeds")), 1e-4);
     EXPECT_EQ(max_abs_diff(cond.negative_prompt_embeds, g.at("negative_prompt_embeds")), 0.0);
@@ -401,10 +403,10 @@ TEST(SdxlPipeline, MakeTinySdxlWithoutSharedWritesItsOwnTokenizerAndAModelThatGe
   fs::remove_all(root);
 }
 
-sdxl::SdxlConditioning encode(Harness& h, const sdk::GenerationRequest& r) {
+pipeline::SdxlConditioning encode(Harness& h, const sdk::GenerationRequest& r) {
   auto ctx = h.context(r);
   h.stages[0]->run(*ctx);
-  return ctx->get<sdxl::SdxlConditioning>(sdk::slots::kConditioning);
+  return ctx->get<pipeline::SdxlConditioning>(sdk::slots::kConditioning);
 }
 
 TEST(SdxlPipeline, EncodePromptHandlesNegativesWeightsLongPromptsAndClipSkip) {
@@ -492,7 +494,7 @@ TEST(SdxlPipeline, RefinerShapedSingleFileLoadsWithItsDeeperMidBlock) {
   const std::string te2_json((std::istreambuf_iterator<char>(te2_config)), std::istreambuf_iterator<char>());
   nn::write_safetensors(root / "refiner.safetensors", nn::diffusers_to_ldm_checkpoint(parts),
                         {{std::string(nn::kConfigMetadataPrefix) + "text_encoder_2", te2_json}});
-  const auto models = sdxl::SdxlModels::load(root / "refiner.safetensors", sdxl::SdxlSettings{});
+  const auto models = pipeline::SdxlModels::load(root / "refiner.safetensors", pipeline::PipelineSettings{});
   EXPECT_EQ(models->unet->config().mid_transformer_depth, 2);
   EXPECT_FALSE(models->unet->config().down_attention.back());
   EXPECT_EQ(models->text_encoder, nullptr);
@@ -504,9 +506,9 @@ TEST(SdxlPipeline, Bfloat16RunsOnTheCpuCloseToFloat32) {
   Harness fp32;
   const auto reference = fp32.run(cat_request(2))->get<std::vector<sdk::Image>>(sdk::slots::kImages);
   Harness bf16;
-  sdxl::SdxlSettings settings;
+  pipeline::PipelineSettings settings;
   settings.dtype = "bf16";
-  bf16.stages = sdxl::make_stages(std::make_shared<const sdxl::SdxlSettings>(settings));
+  bf16.stages = sdxl::make_stages(std::make_shared<const pipeline::PipelineSettings>(settings));
   const auto images = bf16.run(cat_request(2))->get<std::vector<sdk::Image>>(sdk::slots::kImages);
   const at::Tensor diff = image_tensor(images[0]).to(at::kFloat) - image_tensor(reference[0]).to(at::kFloat);
   // bf16 keeps 8 bits of mantissa: measured mean |diff| 0.96 levels (max 8) on this random
@@ -514,8 +516,8 @@ TEST(SdxlPipeline, Bfloat16RunsOnTheCpuCloseToFloat32) {
   std::cout << "bf16 vs fp32 image: mean |diff| " << diff.abs().mean().item<double>() << " levels, max "
             << diff.abs().max().item<double>() << "\n";
   EXPECT_LT(diff.abs().mean().item<double>(), 3.0);
-  EXPECT_THROW(sdxl::SdxlSettings::from_json({{"dtype", "fp16"}}), Error);  // no CPU half kernels
-  EXPECT_THROW(sdxl::SdxlSettings::from_json({{"device", "tpu"}}), Error);
+  EXPECT_THROW(pipeline::PipelineSettings::from_json({{"dtype", "fp16"}}), Error);  // no CPU half kernels
+  EXPECT_THROW(pipeline::PipelineSettings::from_json({{"device", "tpu"}}), Error);
 }
 
 TEST(SdxlPipeline, VaeTilingSettingTilesOnlyImagesLargerThanTheTile) {
@@ -523,22 +525,22 @@ TEST(SdxlPipeline, VaeTilingSettingTilesOnlyImagesLargerThanTheTile) {
   const auto reference = plain.run(cat_request(2))->get<std::vector<sdk::Image>>(sdk::slots::kImages);
   auto run_with = [](int tile, int overlap) {
     Harness h;
-    h.stages = sdxl::make_stages(std::make_shared<const sdxl::SdxlSettings>(
-        sdxl::SdxlSettings::from_json({{"vae_tile_size", tile}, {"vae_tile_overlap", overlap}})));
+    h.stages = sdxl::make_stages(std::make_shared<const pipeline::PipelineSettings>(
+        pipeline::PipelineSettings::from_json({{"vae_tile_size", tile}, {"vae_tile_overlap", overlap}})));
     return h.run(cat_request(2))->get<std::vector<sdk::Image>>(sdk::slots::kImages);
   };
   EXPECT_TRUE(at::equal(image_tensor(run_with(64, 16)[0]), image_tensor(reference[0])));  // one tile
   const auto tiled = run_with(32, 16);  // 3 x 3 tiles of 32 px
   EXPECT_FALSE(at::equal(image_tensor(tiled[0]), image_tensor(reference[0])));
-  EXPECT_THROW(sdxl::SdxlSettings::from_json({{"vae_tile_size", 32}, {"vae_tile_overlap", 20}}), Error);
-  EXPECT_THROW(sdxl::SdxlSettings::from_json({{"vae_tile_size", -1}}), Error);
+  EXPECT_THROW(pipeline::PipelineSettings::from_json({{"vae_tile_size", 32}, {"vae_tile_overlap", 20}}), Error);
+  EXPECT_THROW(pipeline::PipelineSettings::from_json({{"vae_tile_size", -1}}), Error);
 }
 
 TEST(SdxlPipeline, TilingSettingsTheVaeCannotCutFailInitializationNamingTheSetting) {
   // initialize() reads the settings with from_json: a bad pair fails the plugin, not each request.
   auto field_of = [](int tile, int overlap) -> std::string {
     try {
-      sdxl::SdxlSettings::from_json({{"vae_tile_size", tile}, {"vae_tile_overlap", overlap}});
+      pipeline::PipelineSettings::from_json({{"vae_tile_size", tile}, {"vae_tile_overlap", overlap}});
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), ErrorCode::ValidationError);
       return e.field();
@@ -614,11 +616,11 @@ TEST(SdxlPipeline, GuidanceRescaleAndTimeIdsFollowDiffusers) {
   r.height = 64;
   r.width = 128;
   r.hyperparameters.crops_coords_top_left = {3, 4};
-  EXPECT_EQ(sdxl::time_ids(r, 64, 128), (std::vector<float>{64, 128, 3, 4, 64, 128}));
+  EXPECT_EQ(pipeline::time_ids(r, 64, 128), (std::vector<float>{64, 128, 3, 4, 64, 128}));
   r.hyperparameters.original_size = std::vector<int>{1024, 1024};
-  EXPECT_EQ(sdxl::time_ids(r, 64, 128), (std::vector<float>{1024, 1024, 3, 4, 64, 128}));
+  EXPECT_EQ(pipeline::time_ids(r, 64, 128), (std::vector<float>{1024, 1024, 3, 4, 64, 128}));
   const at::Tensor text = at::randn({2, 4, 8, 8}), guided = text * 3 + 1;
-  EXPECT_TRUE(at::allclose(sdxl::rescale_noise_cfg(guided, text, 0.0), guided));
-  const at::Tensor full = sdxl::rescale_noise_cfg(guided, text, 1.0);
+  EXPECT_TRUE(at::allclose(pipeline::rescale_noise_cfg(guided, text, 0.0), guided));
+  const at::Tensor full = pipeline::rescale_noise_cfg(guided, text, 1.0);
   EXPECT_TRUE(at::allclose(full.std({1, 2, 3}), text.std({1, 2, 3}), 1e-4, 1e-5));
 }

@@ -13,9 +13,11 @@ namespace sdxlhost::sdk {
 class Context;
 struct GenerationRequest;
 
-/// Well-known slot names (a plugin may define others).
+/// Well-known slot names (a plugin may define others). The SDXL pipeline's slots and their
+/// types are SDK contracts listed in sdxlhost/pipeline/slots.hpp.
 namespace slots {
-inline constexpr const char* kConditioning = "conditioning";  ///< prompt embeddings
+/// prompt embeddings: pipeline::SdxlConditioning (sdxlhost/pipeline/conditioning.hpp)
+inline constexpr const char* kConditioning = "conditioning";
 inline constexpr const char* kLatents = "latents";            ///< at::Tensor (N,4,h/8,w/8)
 inline constexpr const char* kImages = "images";              ///< std::vector<sdk::Image>
 inline constexpr const char* kScheduler = "scheduler";        ///< std::shared_ptr<sdk::Scheduler>

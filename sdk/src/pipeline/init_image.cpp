@@ -1,11 +1,11 @@
 // Converting the image-to-image source for the VAE (decoding: sdxlhost/nn/image_decode.hpp).
-#include "init_image.hpp"
+#include "sdxlhost/pipeline/init_image.hpp"
 
 #include <ATen/ATen.h>
 
 #include "sdxlhost/sdk/error.hpp"
 
-namespace sdxlhost::sdxl {
+namespace sdxlhost::pipeline {
 
 at::Tensor image_to_tensor(const sdk::Image& image) {
   if (image.width <= 0 || image.height <= 0 || image.channels < 1 ||
@@ -23,4 +23,4 @@ at::Tensor image_to_tensor(const sdk::Image& image) {
   return hwc.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat) / 255.0 * 2.0 - 1.0;
 }
 
-}  // namespace sdxlhost::sdxl
+}  // namespace sdxlhost::pipeline

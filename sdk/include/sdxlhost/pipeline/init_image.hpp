@@ -8,12 +8,13 @@
 
 #include <string>
 
+#include "sdxlhost/sdk/export.hpp"
 #include "sdxlhost/sdk/image.hpp"
 
-namespace sdxlhost::sdxl {
+namespace sdxlhost::pipeline {
 
 /// The image as diffusers' VaeImageProcessor.preprocess gives it: (1, 3, H, W) float32 in
 /// [-1, 1] = u8 / 255 * 2 - 1. Gray is repeated to RGB; alpha is dropped.
-at::Tensor image_to_tensor(const sdk::Image& image);
+SDXLHOST_API at::Tensor image_to_tensor(const sdk::Image& image);
 
-}  // namespace sdxlhost::sdxl
+}  // namespace sdxlhost::pipeline
