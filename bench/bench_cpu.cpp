@@ -53,20 +53,10 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
-/// The full SDXL base UNet: sdxl-width's channels with SDXL's 2 / 10 transformer blocks.
-tools::SdxlSpec sdxl_base_spec() {
-  tools::SdxlSpec s = tools::sdxl_width_spec();
-  s.name = "sdxl";
-  s.unet.transformer_depth = {1, 2, 10};
-  s.unet.up_transformer_depth = {10, 2, 1};
-  s.unet.mid_transformer_depth = 10;
-  return s;
-}
-
 tools::SdxlSpec spec_named(const std::string& name) {
   if (name == "tiny") return tools::tiny_spec();
   if (name == "sdxl-width") return tools::sdxl_width_spec();
-  if (name == "sdxl") return sdxl_base_spec();
+  if (name == "sdxl") return tools::sdxl_base_spec();
   throw std::invalid_argument("unknown config '" + name + "' (tiny, sdxl-width, sdxl)");
 }
 

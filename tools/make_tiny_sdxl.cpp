@@ -13,7 +13,7 @@
 namespace {
 
 void usage() {
-  std::cerr << "usage: make_tiny_sdxl --models-root DIR [--name tiny-sdxl] [--preset tiny|sdxl-width]\n"
+  std::cerr << "usage: make_tiny_sdxl --models-root DIR [--name tiny-sdxl] [--preset tiny|sdxl-width|sdxl]\n"
                "                      [--seed N] [--dtype f32|f16|bf16] [--tokenizer-from DIR | --shared DIR]\n"
                "Writes DIR/checkpoints/NAME/ (diffusers folder), DIR/checkpoints/NAME-single.safetensors\n"
                "and DIR/checkpoints/tokenizers/ (the tokenizers for single files).\n"
@@ -50,14 +50,14 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (root.empty() || (preset != "tiny" && preset != "sdxl-width") ||
+  if (root.empty() || (preset != "tiny" && preset != "sdxl-width" && preset != "sdxl") ||
       (dtype_name != "f32" && dtype_name != "f16" && dtype_name != "bf16")) {
     usage();
     return 2;
   }
   try {
     using namespace sdxlhost::tools;
-    SdxlSpec spec = preset == "tiny" ? tiny_spec() : sdxl_width_spec();
+    SdxlSpec spec = preset == "tiny" ? tiny_spec() : preset == "sdxl-width" ? sdxl_width_spec() : sdxl_base_spec();
     if (tokenizer_source.empty()) set_text_vocab_size(spec, builtin_tokenizer_vocab_size());
     const at::ScalarType dtype = dtype_name == "f16"    ? at::kHalf
                                  : dtype_name == "bf16" ? at::kBFloat16

@@ -282,7 +282,22 @@ SdxlSpec sdxl_width_spec() {
   s.vae.block_out_channels = {128, 256, 512, 512};
   s.vae.layers_per_block = 2;
   s.vae.sample_size = 1024;
-  s.text_encoder_2 = clip_config(64, 128, 2, "gelu", 1280);
+  // SDXL's text encoder widths (CLIP-L 768, OpenCLIP bigG 1280 with a 1280 projection), so the
+  // UNet's 2048-wide cross-attention gets what it expects; two layers each (a width preset).
+  s.text_encoder = clip_config(768, 3072, 2, "quick_gelu", 0);
+  s.text_encoder_2 = clip_config(1280, 5120, 2, "gelu", 1280);
+  return s;
+}
+
+SdxlSpec sdxl_base_spec() {
+  SdxlSpec s = sdxl_width_spec();
+  s.name = "sdxl";
+  nn::UNetConfig& u = s.unet;
+  u.transformer_depth = {1, 2, 10};
+  u.up_transformer_depth = {10, 2, 1};
+  u.mid_transformer_depth = 10;
+  s.text_encoder = clip_config(768, 3072, 12, "quick_gelu", 0);
+  s.text_encoder_2 = clip_config(1280, 5120, 32, "gelu", 1280);
   return s;
 }
 

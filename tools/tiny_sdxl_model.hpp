@@ -33,8 +33,12 @@ struct SdxlSpec {
 SdxlSpec tiny_spec();
 /// SDXL base widths (320/640/1280 channels, 5/10/20 heads, cross-attention 2048, full SDXL VAE)
 /// with one transformer block per attention instead of 2/10, to benchmark real layer sizes
-/// without 10 GB of weights. Text encoders stay tiny.
+/// without 10 GB of weights. Text encoders of SDXL's widths (768 and 1280, projection 1280)
+/// with 2 layers each, so the model generates end to end.
 SdxlSpec sdxl_width_spec();
+/// The full SDXL base architecture (UNet 2/10 transformer blocks, 10 in the mid block; CLIP-L
+/// with 12 layers, bigG with 32): real shapes, random weights (about 3.5 B parameters).
+SdxlSpec sdxl_base_spec();
 
 /// The weights of every component (diffusers / transformers key names).
 struct SdxlWeights {

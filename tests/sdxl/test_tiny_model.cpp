@@ -106,3 +106,43 @@ TEST(TinyModel, WeightsAreDeterministicPerSeed) {
   EXPECT_TRUE(at::equal(again.unet.at(key), written().weights.unet.at(key)));
   EXPECT_FALSE(at::equal(other.unet.at(key), written().weights.unet.at(key)));
 }
+
+// Every preset of make_tiny_sdxl fits together: the UNet's cross-attention is the two text
+// encoders' widths side by side and its add-embedding takes the pooled projection plus 6 time
+// ids, so a model written with any preset generates end to end (sdxl-width's text encoders
+// were tiny once, and its checkpoints failed with "encoder_hidden_states must be (N, L, 2048)").
+TEST(TinyModel, EveryPresetsPartsFitTogether) {
+  for (const auto& spec : {tools::tiny_spec(), tools::sdxl_width_spec(), tools::sdxl_base_spec()}) {
+    SCOPED_TRACE(spec.name);
+    const std::int64_t te1 = spec.text_encoder.at("hidden_size"), te2 = spec.text_encoder_2.at("hidden_size");
+    EXPECT_EQ(spec.unet.cross_attention_dim, te1 + te2);
+    EXPECT_EQ(spec.unet.projection_class_embeddings_input_dim,
+              spec.text_encoder_2.at("projection_dim").get<std::int64_t>() + 6 * spec.unet.addition_time_embed_dim);
+    for (const auto& te : {spec.text_encoder, spec.text_encoder_2})
+      EXPECT_EQ(te.at("num_attention_heads").get<std::int64_t>() * 64, te.at("hidden_size").get<std::int64_t>());
+  }
+}
+
+// The sdxl preset is the real SDXL base architecture: every UNet key with its full-size shape
+// (built on the meta device: no memory), and the text encoders' configs as released.
+TEST(TinyModel, SdxlPresetHasTheFullSizeBaseShapes) {
+  const tools::SdxlSpec spec = tools::sdxl_base_spec();
+  auto meta_init = [](const std::string&, const std::vector<std::int64_t>& shape) {
+    return at::empty(shape, at::TensorOptions().device(at::kMeta));
+  };
+  auto unet = nn::UNet2DConditionModel::create(spec.unet, meta_init, at::kFloat, at::Device(at::kMeta));
+  const nn::TensorMap made = unet->state_dict();
+  const nn::TensorMap full = meta_tensors(golden("keys/sdxl_base_diffusers_unet.json"));
+  ASSERT_EQ(made.names(), full.names());
+  for (const auto& [key, tensor] : full) EXPECT_EQ(made.at(key).sizes(), tensor.sizes()) << key;
+  const std::vector<std::pair<nlohmann::json, std::string>> encoders = {
+      {spec.text_encoder, "keys/configs/text_encoder_clip_l_config.json"},
+      {spec.text_encoder_2, "keys/configs/text_encoder_2_openclip_bigg_config.json"}};
+  for (const auto& [made_config, file] : encoders) {
+    std::ifstream in(golden(file));
+    const nlohmann::json released = nlohmann::json::parse(in);
+    for (const char* key : {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "hidden_act"})
+      EXPECT_EQ(made_config.at(key), released.at(key)) << file << " " << key;
+  }
+  EXPECT_EQ(spec.text_encoder_2.at("projection_dim"), 1280);
+}
