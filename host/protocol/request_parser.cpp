@@ -146,6 +146,9 @@ void read_lora(FieldReader& data, sdk::GenerationRequest& request, std::vector<s
       if (lora.name.empty()) invalid(item.path_of("name"), "must not be empty");
       // 0 = not applied; |weight| > 10 is refused as a typo (an image at 50x a LoRA is noise)
       item.read_number("weight", lora.weight, -10.0, 10.0);
+      item.read_string("apply_to", lora.apply_to);
+      if (lora.apply_to != "base" && lora.apply_to != "refiner" && lora.apply_to != "both")
+        invalid(item.path_of("apply_to"), "must be \"base\", \"refiner\" or \"both\" (got \"" + lora.apply_to + "\")");
       item.warn_unknown(warnings);
       for (std::size_t j = 0; j < request.loras.size(); ++j)
         if (lora_identity(request.loras[j].name) == lora_identity(lora.name))
@@ -331,6 +334,10 @@ sdk::GenerationRequest parse_generation_request(const json& data, const std::str
   sdk::GenerationRequest request = read_request(normalized, limits, default_timeout_s, plugin_sections, seed_given, warnings);
   request.request_id = request_id;
   warn_strength_without_init_image(normalized, request, warnings);
+  for (std::size_t i = 0; i < request.loras.size(); ++i)
+    if (request.loras[i].apply_to == "refiner" && request.models.refiner.empty())
+      warnings.push_back("data.lora.models[" + std::to_string(i) +
+                         "].apply_to is \"refiner\" but data.models.refiner is not set: that LoRA is not applied");
   if (!seed_given) request.hyperparameters.seed = random_seed();
   merge_into(normalized, request_to_json(request));
   request.data = std::move(normalized);
@@ -364,7 +371,8 @@ UpscaleRequest parse_upscale_request(const json& data, const std::string& reques
 json request_to_json(const sdk::GenerationRequest& r) {
   const auto& h = r.hyperparameters;
   json loras = json::array();
-  for (const auto& lora : r.loras) loras.push_back({{"name", lora.name}, {"weight", lora.weight}});
+  for (const auto& lora : r.loras)
+    loras.push_back({{"name", lora.name}, {"weight", lora.weight}, {"apply_to", lora.apply_to}});
   return {
       {"prompt", r.prompt},
       {"prompt_2", r.prompt_2},

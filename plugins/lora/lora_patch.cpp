@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "lora_files.hpp"
+#include "sdxlhost/pipeline/slots.hpp"
 #include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/request.hpp"
@@ -14,6 +15,21 @@ namespace sdxlhost::lora {
 
 using sdk::Error;
 using sdk::ErrorCode;
+
+namespace {
+
+/// The expert the PatchScope is patching (pipeline::slots::kPatchExpert; "base" when absent).
+std::string patched_expert(const sdk::Context& context) {
+  return context.has(pipeline::slots::kPatchExpert) ? context.get<std::string>(pipeline::slots::kPatchExpert)
+                                                     : std::string("base");
+}
+
+/// Whether LoRA `lora` patches `expert`: its weight is not 0 and its apply_to names the expert.
+bool patches(const sdk::LoraSelection& lora, const std::string& expert) {
+  return lora.weight != 0.0 && (lora.apply_to == "both" || lora.apply_to == expert);
+}
+
+}  // namespace
 
 bool LoraPatch::applies(const sdk::GenerationRequest& request) const {
   if (!request.lora_enabled) return false;
@@ -24,10 +40,11 @@ bool LoraPatch::applies(const sdk::GenerationRequest& request) const {
 
 std::string LoraPatch::cache_key(sdk::Context& context) const {
   const auto& loras = context.request().loras;
-  std::ostringstream key;
+  const std::string expert = patched_expert(context);
+  std::ostringstream key;  // "" when no LoRA patches this expert: the scope skips the patch
   key.precision(17);
   for (std::size_t i = 0; i < loras.size(); ++i) {
-    if (loras[i].weight == 0.0) continue;  // 0 means "not applied"
+    if (!patches(loras[i], expert)) continue;  // weight 0 means "not applied"
     const auto file = load_lora(context.models(), loras[i].name, lora_field(i));
     key << (key.tellp() > 0 ? "," : "") << loras[i].name << "#" << file->short_hash() << "@" << loras[i].weight;
   }
@@ -36,14 +53,15 @@ std::string LoraPatch::cache_key(sdk::Context& context) const {
 
 void LoraPatch::apply(sdk::Context& context, sdk::WeightTarget& target) const {
   const auto& loras = context.request().loras;
+  const std::string expert = patched_expert(context);
   for (std::size_t i = 0; i < loras.size(); ++i) {
-    if (loras[i].weight == 0.0) continue;
+    if (!patches(loras[i], expert)) continue;
     const std::string field = lora_field(i);
     const auto file = load_lora(context.models(), loras[i].name, field);
     const nn::LoraApplyResult result = nn::apply_lora(file->network, loras[i].weight, target, field);
     if (result.modules > 0 && result.matched == 0) {
       throw Error(ErrorCode::ValidationError,
-                  "LoRA '" + loras[i].name + "' does not fit this model: none of its " +
+                  "LoRA '" + loras[i].name + "' does not fit the " + expert + " model: none of its " +
                       std::to_string(result.modules) + " " + target.component() + " modules (e.g. '" +
                       result.unmatched.front() + "') is a layer of it (0 matched; a LoRA for another base model?)",
                   field);

@@ -9,6 +9,7 @@
 #include "sdxlhost/pipeline/conditioning.hpp"
 #include "sdxlhost/pipeline/denoise_loop.hpp"
 #include "sdxlhost/pipeline/generators.hpp"
+#include "sdxlhost/pipeline/model_patching.hpp"
 #include "sdxlhost/pipeline/slots.hpp"
 #include "sdxlhost/pipeline/time_ids.hpp"
 #include "sdxlhost/sdk/error.hpp"
@@ -68,9 +69,11 @@ class RefineStage final : public sdk::Stage {
     loop.stage = name();
     loop.progress_offset = handoff.base_steps;
     loop.progress_total = handoff.base_steps + static_cast<int>(loop.timesteps.size(0));
-    // LoRA applies to the base only: the refiner runs its weights as loaded (held shared, so a job
-    // patching this checkpoint as its base waits)
-    std::shared_lock<std::shared_mutex> hold(models->patch_mutex);
+    // LoRA applies to the base unless it says apply_to "refiner" / "both": those patch the
+    // refiner's UNet here (restored when the stage ends); without any the weights are used as
+    // loaded, held shared so a job patching this checkpoint waits.
+    const pipeline::PatchScope patched(context, *models, pipeline::PatchedParts::Unet, settings_->patched_sets,
+                                       "refiner");
     // back where the base left them (the base's VAE decodes; the plugins may run on different devices)
     context.set(sdk::slots::kLatents, pipeline::run_denoise_loop(context, loop, latents).to(latents.device()));
   }

@@ -6,6 +6,7 @@
 
 #include "refiner_models.hpp"
 #include "sdxlhost/nn/denoise_window.hpp"
+#include "sdxlhost/pipeline/model_patching.hpp"
 #include "sdxlhost/pipeline/prompt_encoding.hpp"
 #include "sdxlhost/pipeline/slots.hpp"
 #include "sdxlhost/sdk/error.hpp"
@@ -46,7 +47,9 @@ class RefinerPrepareStage final : public sdk::Stage {
     handoff.denoising_end = switch_at(r);
     handoff.expert_steps = expert_steps(context, *refiner, handoff.denoising_end);
     {
-      std::shared_lock<std::shared_mutex> hold(refiner->patch_mutex);  // LoRA applies to the base only
+      // LoRAs with apply_to "refiner" / "both" patch its text encoder; none: shared use
+      const pipeline::PatchScope patched(context, *refiner, pipeline::PatchedParts::TextEncoders,
+                                         settings_->patched_sets, "refiner");
       context.set(kRefinerConditioningSlot, pipeline::encode_prompts(*refiner, r));
     }
     context.set(pipeline::slots::kExpertHandoff, handoff);

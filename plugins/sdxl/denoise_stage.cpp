@@ -3,7 +3,7 @@
 
 #include <optional>
 
-#include "model_patching.hpp"
+#include "sdxlhost/pipeline/model_patching.hpp"
 #include "sdxl_stage.hpp"
 #include "sdxlhost/nn/denoise_window.hpp"
 #include "sdxlhost/pipeline/conditioning.hpp"
@@ -69,7 +69,7 @@ class DenoiseStage final : public SdxlStage {
       handoff.base_steps = steps;
       loop.progress_total = steps + handoff.expert_steps;  // progress counts both experts' steps
     }
-    const PatchScope patched(context, *models, PatchedParts::Unet, settings_->patched_sets);
+    const pipeline::PatchScope patched(context, *models, pipeline::PatchedParts::Unet, settings_->patched_sets);
     context.set(sdk::slots::kLatents, pipeline::run_denoise_loop(context, loop, latents));
   }
 };

@@ -1,7 +1,7 @@
 // Stage encode_prompt: the request's prompts through the pipeline's text encoders.
 #include <ATen/ATen.h>
 
-#include "model_patching.hpp"
+#include "sdxlhost/pipeline/model_patching.hpp"
 #include "sdxl_stage.hpp"
 #include "sdxlhost/pipeline/prompt_encoding.hpp"
 #include "sdxlhost/pipeline/sdxl_models.hpp"
@@ -31,7 +31,7 @@ class EncodePromptStage final : public SdxlStage {
                            std::to_string(models->time_id_count()) + " time ids, not 5)",
                        "data.models.base");
     }
-    const PatchScope patched(context, *models, PatchedParts::TextEncoders, settings_->patched_sets);
+    const pipeline::PatchScope patched(context, *models, pipeline::PatchedParts::TextEncoders, settings_->patched_sets);
     context.set(sdk::slots::kConditioning, pipeline::encode_prompts(*models, context.request()));
   }
 };

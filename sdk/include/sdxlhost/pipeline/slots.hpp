@@ -12,6 +12,7 @@
 /// | `generators`              | pipeline::Generators         | prepare_latents     | denoise            |
 /// | `begin_index`             | int                          | prepare_latents     | denoise            |
 /// | `expert_handoff`          | pipeline::ExpertHandoff      | a second expert (refiner) before denoise | denoise, the expert |
+/// | `patch_expert`            | std::string "base" / "refiner" | PatchScope, while it patches | sdk::ModelPatch (cache_key, apply) |
 
 namespace sdxlhost::pipeline {
 
@@ -23,6 +24,10 @@ inline constexpr const char* kGenerators = "generators";
 inline constexpr const char* kBeginIndex = "begin_index";
 /// pipeline::ExpertHandoff: present when a second expert continues the base's denoising.
 inline constexpr const char* kExpertHandoff = "expert_handoff";
+/// std::string: which expert a PatchScope is patching ("base" or "refiner"), set before it calls
+/// a ModelPatch's cache_key() and apply(); a patch reads it to choose what applies there (a LoRA
+/// says `apply_to`). Absent = "base".
+inline constexpr const char* kPatchExpert = "patch_expert";
 }  // namespace slots
 
 /// Ensemble of experts: where the base hands its latents to a second expert (the refiner). The

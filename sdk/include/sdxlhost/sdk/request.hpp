@@ -41,6 +41,9 @@ struct Hyperparameters {
 struct LoraSelection {
   std::string name;     ///< models_root/loras/NAME
   double weight = 1.0;  ///< multiplier of the LoRA delta
+  /// Which expert it patches: "base" (default), "refiner" (only the refiner of an ensemble of
+  /// experts) or "both".
+  std::string apply_to = "base";
 };
 
 /// `data.output`.

@@ -1,32 +1,33 @@
 // ModelPatch application around a stage, with a cache of patched sets (see model_patching.hpp).
-#include "model_patching.hpp"
+#include "sdxlhost/pipeline/model_patching.hpp"
 
 #include <ATen/ATen.h>
 
+#include "sdxlhost/pipeline/slots.hpp"
 #include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/registries.hpp"
 
-namespace sdxlhost::sdxl {
+namespace sdxlhost::pipeline {
 
-std::string patch_set_key(sdk::Context& context, const std::vector<std::shared_ptr<sdk::ModelPatch>>& patches,
-                          PatchedParts parts) {
-  std::string key = parts == PatchedParts::Unet ? "unet" : "text_encoders";
-  for (const auto& patch : patches) key += "|" + patch->name() + "=" + patch->cache_key(context);
-  return key;
-}
-
-PatchScope::PatchScope(sdk::Context& context, SdxlModels& models, PatchedParts parts, int cached_sets)
+PatchScope::PatchScope(sdk::Context& context, SdxlModels& models, PatchedParts parts, int cached_sets,
+                       const std::string& expert)
     : models_(models), parts_(parts) {
+  context.set(slots::kPatchExpert, expert);
   std::vector<std::shared_ptr<sdk::ModelPatch>> patches;
+  std::string key = parts == PatchedParts::Unet ? "unet" : "text_encoders";
+  key += "@" + expert;
   for (const auto& patch : context.registries().model_patches()) {
-    if (patch->applies(context.request())) patches.push_back(patch);
+    if (!patch->applies(context.request())) continue;
+    const std::string patch_key = patch->cache_key(context);  // may load (hash) the files
+    if (patch_key.empty()) continue;                          // nothing for this expert
+    patches.push_back(patch);
+    key += "|" + patch->name() + "=" + patch_key;
   }
   if (patches.empty()) {
     shared_ = std::shared_lock<std::shared_mutex>(models.patch_mutex);
     return;
   }
-  const std::string key = patch_set_key(context, patches, parts);  // may load (hash) the files
   exclusive_ = std::unique_lock<std::shared_mutex>(models.patch_mutex);
   patched_ = true;
   try {
@@ -80,4 +81,4 @@ void PatchScope::restore() noexcept {
   patched_ = false;
 }
 
-}  // namespace sdxlhost::sdxl
+}  // namespace sdxlhost::pipeline

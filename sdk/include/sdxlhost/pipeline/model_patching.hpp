@@ -9,6 +9,9 @@
 /// Patched sets are cached on the pipeline by the patches' cache keys
 /// (`plugins.config.sdxl.patched_sets` sets, LRU): a job whose LoRA set was used recently swaps
 /// the cached tensors in (no delta is recomputed) and swaps the originals back after.
+/// Each scope patches one expert: "base" (the sdxl plugin's stages) or "refiner" (the refiner
+/// plugin's). It sets the `patch_expert` slot before calling the patches; a patch whose
+/// cache_key() is empty for that expert has nothing to apply there and is skipped.
 /// Thread-safety: one PatchScope per stage run, on the job's thread.
 
 #include <memory>
@@ -21,10 +24,7 @@
 #include "sdxlhost/nn/patchable_weights.hpp"
 #include "sdxlhost/sdk/hooks.hpp"
 
-namespace sdxlhost::sdxl {
-
-using pipeline::PatchedSet;
-using pipeline::SdxlModels;
+namespace sdxlhost::pipeline {
 
 /// Which parts of the pipeline a stage uses.
 enum class PatchedParts { TextEncoders, Unet };
@@ -32,9 +32,10 @@ enum class PatchedParts { TextEncoders, Unet };
 /// Holds the pipeline for one stage with the request's patches applied to `parts`.
 class PatchScope {
  public:
-  /// Locks `models` and applies the request's applicable patches to `parts`, keeping at most
-  /// `cached_sets` patched sets on the pipeline for reuse (0: none).
-  PatchScope(sdk::Context& context, SdxlModels& models, PatchedParts parts, int cached_sets);
+  /// Locks `models` and applies the request's applicable patches for `expert` to `parts`,
+  /// keeping at most `cached_sets` patched sets on the pipeline for reuse (0: none).
+  PatchScope(sdk::Context& context, SdxlModels& models, PatchedParts parts, int cached_sets,
+             const std::string& expert = "base");
   /// Restores the weights, then releases the lock.
   ~PatchScope();
   PatchScope(const PatchScope&) = delete;
@@ -59,8 +60,4 @@ class PatchScope {
   std::size_t applied_ = 0;
 };
 
-/// The cache key of the request's applicable patches for `parts` ("" when none applies).
-std::string patch_set_key(sdk::Context& context, const std::vector<std::shared_ptr<sdk::ModelPatch>>& patches,
-                          PatchedParts parts);
-
-}  // namespace sdxlhost::sdxl
+}  // namespace sdxlhost::pipeline
