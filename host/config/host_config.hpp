@@ -31,6 +31,9 @@ struct Limits {
   int max_batch = 8;                                    ///< batch.size in 1..max_batch
   int max_json_depth = 64;                              ///< deepest accepted nesting of a line
   double max_timeout_s = 3600.0;                        ///< largest metadata.timeout accepted
+  /// Most pixels a request image (init, control, upscale, preprocess) may announce in its
+  /// header; larger ones are refused before decoding. PIL's decompression-bomb limit.
+  std::uint64_t max_image_pixels = 89478485;
 };
 
 /// `queue.*`: job queue and executors.
@@ -54,6 +57,9 @@ struct PluginsConfig {
   std::map<std::string, bool> enabled;    ///< plugins.enabled.<name>
   bool enable_unlisted = true;            ///< load plugins not named in `enabled`
   nlohmann::json config = nlohmann::json::object();  ///< plugins.config.<name> objects
+  /// `plugins.run_dir` (restart): where the host keeps the private copies it loads plugins
+  /// from; empty = `$XDG_RUNTIME_DIR/sdxl-host` or `${TMPDIR:-/tmp}/sdxl-host-<uid>`.
+  std::filesystem::path run_dir;
 };
 
 /// What to do when a request needs a feature whose plugin is disabled or missing.

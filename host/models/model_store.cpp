@@ -1,5 +1,7 @@
 #include "host/models/model_store.hpp"
 
+#include "host/runtime/memory.hpp"
+
 #include <algorithm>
 #include <future>
 #include <tuple>
@@ -203,6 +205,10 @@ std::shared_ptr<void> ModelStore::load(const std::string& kind, const std::strin
     evict_to_budget(evicted);
   }
   promise.set_value(std::move(holder));
+  if (!evicted.empty()) {
+    evicted.clear();
+    release_free_memory();
+  }
   return result;
 }
 
@@ -286,7 +292,10 @@ bool ModelStore::unload(const std::string& kind, const std::string& name, const 
       lru_.remove(key);
     }
   }
-  return !dropped.empty();
+  const bool any = !dropped.empty();
+  dropped.clear();          // the objects go now (unless a job still shares them)...
+  release_free_memory();    // ...and their pages go back to the system
+  return any;
 }
 
 nlohmann::json ModelStore::stats() const {
@@ -321,6 +330,8 @@ void ModelStore::drop_all() {
     }
     lru_.clear();
   }
+  dropped.clear();
+  release_free_memory();
 }
 
 }  // namespace sdxlhost::host

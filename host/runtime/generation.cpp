@@ -32,6 +32,32 @@ spdlog::level::level_enum to_spdlog(sdk::LogLevel level) {
   }
 }
 
+/// Progress inside a step (sdk::report_detail): recorded for `status` and sent as a progress
+/// event (the stage's last step with a "detail" object), rate-limited like the steps.
+class DetailForwarder {
+ public:
+  DetailForwarder(Job& job, std::shared_ptr<ProgressThrottle> throttle) : job_(job), throttle_(std::move(throttle)) {
+    sink_ = [this](std::string_view part, int index, int count) { forward(part, index, count); };
+  }
+  const sdk::DetailSink* sink() const { return &sink_; }
+
+ private:
+  void forward(std::string_view part, int index, int count) {
+    job_.set_detail(std::string(part), index, count);
+    const json described = job_.describe();
+    const std::string stage = described.value("stage", std::string());
+    if (!throttle_->should_send_detail() || !job_.connection()) return;
+    const double elapsed = seconds_between(job_.started_at(), Clock::now());
+    job_.connection()->send(protocol::to_line(protocol::progress_event(
+        job_.request_id(), stage, described.value("step", 0), described.value("total_steps", 0), elapsed,
+        json{{"part", std::string(part)}, {"index", index}, {"count", count}})));
+  }
+
+  Job& job_;
+  std::shared_ptr<ProgressThrottle> throttle_;
+  sdk::DetailSink sink_;
+};
+
 /// Progress callback of a job: records it for `status` and forwards throttled events.
 sdk::ContextServices make_services(Job& job, const GenerationEnvironment& environment,
                                    std::shared_ptr<ProgressThrottle> throttle) {
@@ -107,13 +133,14 @@ json run_generation(Job& job, const std::shared_ptr<const sdk::GenerationRequest
   Plan plan = plan_request(*environment.plugins, *request, environment.on_disabled, job.warnings);
   auto throttle = std::make_shared<ProgressThrottle>(std::chrono::milliseconds(environment.progress_interval_ms));
   sdk::Context context(request, make_services(job, environment, throttle), job.token());
+  DetailForwarder details(job, throttle);
   auto log = component_logger("job");
   std::string names;
   for (const auto& name : plan.names()) names += (names.empty() ? "" : " -> ") + name;
   log->info("[{}] plan: {}", job.request_id(), names);
 
   Clock::time_point run_start = Clock::now();
-  run_plan(plan, context);
+  run_plan(plan, context, details.sink());
   Clock::time_point run_end = Clock::now();
   context.throw_if_cancelled();
   if (!context.has(sdk::slots::kImages))
@@ -159,9 +186,10 @@ json run_upscale(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& 
     Plan plan = plan_upscale(*environment.plugins, *request);
     auto throttle = std::make_shared<ProgressThrottle>(std::chrono::milliseconds(environment.progress_interval_ms));
     sdk::Context context(request, make_services(job, environment, throttle), job.token());
+    DetailForwarder details(job, throttle);
     context.set(sdk::slots::kImages, std::vector<sdk::Image>{nn::decode_base64_image(image, "data.image")});
     Clock::time_point run_start = Clock::now();
-    run_plan(plan, context);
+    run_plan(plan, context, details.sink());
     Clock::time_point run_end = Clock::now();
     context.throw_if_cancelled();
     OutputSettings output = environment.output;

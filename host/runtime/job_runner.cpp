@@ -1,5 +1,10 @@
 #include "host/runtime/job_runner.hpp"
 
+#include <new>
+
+#include "host/graph/planner.hpp"
+#include "host/runtime/memory.hpp"
+
 #include <algorithm>
 
 #include "host/protocol/envelope.hpp"
@@ -106,8 +111,11 @@ void JobRunner::execute(const std::shared_ptr<Job>& job) {
     answer_success(*job, std::move(data), job->warnings);
   } catch (const Error& error) {
     answer_error(*job, error);
+  } catch (const std::bad_alloc&) {
+    answer_error(*job, host::out_of_memory(job->kind(), ""));
   } catch (const std::exception& error) {
-    answer_error(*job, Error(ErrorCode::InternalError, error.what()));
+    if (host::is_allocation_failure(error.what())) answer_error(*job, host::out_of_memory(job->kind(), error.what()));
+    else answer_error(*job, Error(ErrorCode::InternalError, error.what()));
   } catch (...) {
     answer_error(*job, Error(ErrorCode::InternalError, "unknown exception"));
   }
@@ -116,6 +124,9 @@ void JobRunner::execute(const std::shared_ptr<Job>& job) {
     running_.erase(job->request_id());
   }
   changed_.notify_all();
+  // The job's tensors and any model it was the last user of are freed by now: give the pages
+  // back (memory.hpp).
+  release_free_memory();
 }
 
 void JobRunner::watchdog_loop() {

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "host/runtime/logging.hpp"
+#include "host/common/log_escape.hpp"
 #include "host_fixture.hpp"
 
 namespace sdxlhost::test {
@@ -214,6 +215,49 @@ TEST(SocketJobs, EveryJobLogLineCarriesTheRequestId) {
         EXPECT_NE(line.find("[" + id + "]"), std::string::npos) << "a line logged during job " << id << ": " << line;
     }
   }
+  for (const auto& logger : loggers) {
+    auto& sinks = logger->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());
+  }
+  host::set_log_level("warn");
+}
+
+
+// Issue 14, item 6: client text (request ids with newlines and escapes, invalid UTF-8 that the
+// parser quotes in its error, unknown message types) reaches the log escaped: every record is
+// one line of valid, printable UTF-8, and nothing a client sends can forge another record.
+TEST(SocketJobs, ClientTextIsEscapedInTheLog) {
+  auto sink = std::make_shared<CaptureSink>();
+  std::vector<std::shared_ptr<spdlog::logger>> loggers;
+  for (const char* component : {"host", "protocol", "runtime", "job", "plugins", "models", "transport"})
+    loggers.push_back(host::component_logger(component));
+  for (const auto& logger : loggers) logger->sinks().push_back(sink);
+  {
+    HostFixture fixture(json{{"log_level", "debug"}});
+    auto client = fixture.client();
+    sink->capture(true);
+    // JSON escapes: a newline, a NUL and an ANSI colour sequence inside the request id.
+    const std::string forged = R"(evil\n2026-01-01T00:00:00.000 info  [host] FORGED\u0000\u001b[31m)";
+    client->send_raw(R"({"message_type":"inference_request","request_id":")" + forged +
+                     R"(","data":{"prompt":"p","dimensions":{"width":8,"height":8},)"
+                     R"("hyperparameters":{"num_inference_steps":1},"test":{"throw":"error"}}})" "\n");
+    const json answer = client->next();
+    EXPECT_EQ(answer["request_id"].get<std::string>().find("evil\n"), 0u) << answer.dump();
+    client->send_raw("{\"message_type\":\"ping\",\"request_id\":\"bad\xff\xfeutf8\"}\n");
+    EXPECT_EQ(client->next()["error_code"], "MALFORMED_JSON");
+    client->send_raw(R"({"message_type":"no\nsuch","request_id":"t\r"})" "\n");
+    EXPECT_EQ(client->next()["error_code"], "UNKNOWN_MESSAGE_TYPE");
+    ASSERT_TRUE(client->request(message("ping", "after"))["success"].get<bool>());
+    sink->capture(false);
+  }
+  const auto lines = sink->lines();
+  EXPECT_FALSE(lines.empty());
+  bool saw_escaped_id = false;
+  for (const auto& line : lines) {
+    EXPECT_FALSE(host::needs_log_escape(line)) << "raw client text in the log: " << host::escape_for_log(line);
+    saw_escaped_id = saw_escaped_id || line.find(R"([evil\n2026)") != std::string::npos;
+  }
+  EXPECT_TRUE(saw_escaped_id) << "no log line names the job by its (escaped) id";
   for (const auto& logger : loggers) {
     auto& sinks = logger->sinks();
     sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());

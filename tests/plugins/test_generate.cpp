@@ -2,7 +2,8 @@
 //   test_prepare (order 200) writes "latents" = the per-image seeds (seed + i);
 //   test_denoise (order 300) reads "latents", runs num_inference_steps steps (data.test.step_ms
 //   ms each, default 5) with progress and cancellation checks, writes "images" drawn by
-//   test_pixel(seed + i, x, y, c). data.test.throw = "error" | "std" | "int" throws inside run.
+//   test_pixel(seed + i, x, y, c). data.test.throw = "error" | "std" | "int" | "alloc" throws
+//   inside run ("alloc": a 2^60-byte allocation, std::bad_alloc).
 // Config {"fail_initialize": true} makes initialize() throw.
 // It also preloads "checkpoints" (load_model): the file's bytes are read into a cached object
 // whose code lives in this library.
@@ -14,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <cstdlib>
 #include <vector>
 
 #include "sdxlhost/sdk/context.hpp"
@@ -34,15 +36,28 @@ struct TestLatents {
   std::vector<std::int64_t> seeds;
 };
 
-/// What the preloader caches: the checkpoint file's bytes (a folder model caches nothing).
+/// What the preloader caches: the checkpoint file's bytes (a folder model caches nothing). A
+/// file that reads "ALLOC_MIB N" stands for N MiB of weights instead: N blocks of 1 MiB, each
+/// followed by a small allocation that lives on after the model (as the small long-lived objects
+/// a real load makes do), so freed weights in the heap cannot be trimmed from its top.
 class TestModel {
  public:
-  explicit TestModel(std::vector<char> bytes) : bytes_(std::move(bytes)) {}
+  explicit TestModel(std::vector<char> bytes) : bytes_(std::move(bytes)) {
+    const std::string text(bytes_.begin(), bytes_.end());
+    if (text.rfind("ALLOC_MIB ", 0) != 0) return;
+    static std::vector<std::unique_ptr<char[]>> long_lived;
+    const long mib = std::strtol(text.c_str() + 10, nullptr, 10);
+    for (long i = 0; i < mib; ++i) {
+      weights_.emplace_back(std::size_t{1} << 20, static_cast<char>(i));  // touched: resident
+      long_lived.emplace_back(new char[64]());
+    }
+  }
   virtual ~TestModel() = default;
-  std::size_t size() const { return bytes_.size(); }
+  std::size_t size() const { return bytes_.size() + (weights_.size() << 20); }
 
  private:
   std::vector<char> bytes_;
+  std::vector<std::vector<char>> weights_;
 };
 
 void preload_checkpoint(sdk::ModelAccess& models, const std::string& name) {
@@ -116,6 +131,11 @@ class DenoiseStage : public sdk::Stage {
       throw sdk::Error(sdk::ErrorCode::PluginError, "test_denoise: failure requested by data.test.throw");
     if (kind == "std") throw std::runtime_error("test_denoise: std::runtime_error requested");
     if (kind == "int") throw 42;
+    if (kind == "alloc") {  // an allocation no machine can satisfy (std::bad_alloc)
+      volatile std::size_t huge = std::size_t{1} << 60;
+      std::vector<char> buffer(huge);
+      buffer[0] = 1;
+    }
   }
 
   static sdk::Image draw(std::int64_t seed, const sdk::GenerationRequest& request) {

@@ -1,0 +1,29 @@
+// libFuzzer target: the NDJSON line framer fed the input in chunks whose sizes come from the
+// input's first bytes; checks that the pending buffer never exceeds the limit and that every
+// delivered line is within it and holds no newline.
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "host/transport/line_framer.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size < 2) return 0;
+  const std::size_t limit = 1 + data[0] % 64;
+  const std::size_t chunk = 1 + data[1] % 17;
+  std::size_t delivered = 0;
+  sdxlhost::host::transport::LineFramer framer(
+      limit,
+      [&](std::string&& line) {
+        if (line.size() > limit || line.find('\n') != std::string::npos) __builtin_trap();
+        delivered += line.size();
+      },
+      [](std::size_t) {});
+  const std::string_view rest(reinterpret_cast<const char*>(data) + 2, size - 2);
+  for (std::size_t at = 0; at < rest.size(); at += chunk) {
+    framer.feed(rest.substr(at, chunk));
+    if (framer.pending_bytes() > limit) __builtin_trap();
+  }
+  if (delivered > rest.size()) __builtin_trap();
+  return 0;
+}
