@@ -6,6 +6,7 @@
 #include "host/common/paths.hpp"
 #include "host/protocol/envelope.hpp"
 #include "host/protocol/request_parser.hpp"
+#include "host/transport/line_framer.hpp"
 #include "host_fixture.hpp"
 
 namespace sdxlhost::test {
@@ -152,6 +153,18 @@ TEST(Messages, CancelAndModelNamesOfTheWrongTypeSaySo) {
   EXPECT_NE(response["error"].get<std::string>().find("must be a string"), std::string::npos) << response.dump();
   response = client->request({{"message_type", "unload_model"}, {"request_id", "m2"}, {"data", json::object()}});
   EXPECT_NE(response["error"].get<std::string>().find("is required"), std::string::npos) << response.dump();
+}
+
+// Found by fuzz_line_framer: a line of exactly limit + 1 bytes without a '\r' was delivered
+// (one byte is buffered for a "\r\n" ending). It is oversized; with the '\r' it is not.
+TEST(Framer, ALineOfLimitPlusOneBytesIsOversized) {
+  std::vector<std::string> lines;
+  std::vector<std::size_t> oversized;
+  host::transport::LineFramer framer(
+      10, [&](std::string&& line) { lines.push_back(line); }, [&](std::size_t n) { oversized.push_back(n); });
+  framer.feed("0123456789A\n0123456789\r\n0123456789\nok\n");
+  EXPECT_EQ(lines, (std::vector<std::string>{"0123456789", "0123456789", "ok"}));
+  EXPECT_EQ(oversized, std::vector<std::size_t>{11});
 }
 
 }  // namespace

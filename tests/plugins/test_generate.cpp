@@ -21,6 +21,7 @@
 #include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/image.hpp"
+#include "sdxlhost/sdk/job_scope.hpp"
 #include "sdxlhost/sdk/models.hpp"
 #include "sdxlhost/sdk/plugin.hpp"
 #include "sdxlhost/sdk/registries.hpp"
@@ -111,9 +112,17 @@ class DenoiseStage : public sdk::Stage {
     context.log(sdk::LogLevel::Info, "test_denoise: " + std::to_string(steps) + " steps");
     throw_if_asked(options);
     const auto step_time = std::chrono::milliseconds(options.value("step_ms", 5));
+    // data.test.blocks = N: each step is N "model blocks" that check cancellation and report
+    // their progress through sdk/job_scope.hpp, as the SDK's UNet and VAE do.
+    const int blocks = options.value("blocks", 0);
     for (int step = 1; step <= steps; ++step) {
       context.throw_if_cancelled();
-      std::this_thread::sleep_for(step_time);
+      if (blocks <= 0) std::this_thread::sleep_for(step_time);
+      for (int block = 1; block <= blocks; ++block) {
+        std::this_thread::sleep_for(step_time / blocks);
+        sdk::check_cancelled();
+        sdk::report_detail("test_blocks", block, blocks);
+      }
       context.report_progress(name(), step, steps);
     }
     context.throw_if_cancelled();

@@ -239,7 +239,11 @@ namespace SdxlHost.Client.Tests
                     Assert.That(response.GeneratedImages[0].ImageData, Is.Not.EqualTo(response.GeneratedImages[1].ImageData));
 
                     // The runner sets queue.progress_interval_ms = 0, so every step is an event.
-                    List<GenerationProgress> denoise = progress.Events.Where(e => e.Stage == "test_denoise").ToList();
+                    // Step events only: not the stage's start (step 0) nor progress inside a step (Detail).
+                    List<GenerationProgress> denoise = progress.Events
+                        .Where(e => e.Stage == "test_denoise" && !e.IsStageStart && e.Detail == null).ToList();
+                    Assert.That(progress.Events.Count(e => e.Stage == "test_denoise" && e.IsStageStart), Is.EqualTo(1),
+                                "the stage reports its start once");
                     Assert.That(denoise.Select(e => e.Step), Is.EqualTo(Enumerable.Range(1, steps)), "every step, in order");
                     for (int i = 0; i < denoise.Count; i++)
                     {
