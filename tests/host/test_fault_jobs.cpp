@@ -155,5 +155,27 @@ TEST(FaultJobs, CancelFreesTheExecutorWithinABlockAndProgressShowsTheBlock) {
               std::chrono::duration<double, std::milli>(latency).count());
 }
 
+
+// Issue 14, item 3 (shutdown): after queue.shutdown_grace_s the running job is cancelled and
+// the host stops within the grace period plus about one block, not at the end of a 3 s step.
+TEST(FaultJobs, ShutdownStopsWithinTheGracePeriodPlusOneBlock) {
+  HostFixture fixture(json{{"queue", {{"shutdown_grace_s", 0.5}}}});
+  auto owner = fixture.client();
+  owner->send(generation("long", 3, 3000, {{"test", {{"blocks", 30}}}}));
+  for (;;) {  // running inside a step
+    json line = owner->next(10s);
+    ASSERT_FALSE(line.is_null());
+    if (line["data"].contains("detail")) break;
+  }
+  const auto asked = std::chrono::steady_clock::now();
+  fixture.host().request_shutdown("test", /*drain=*/false);
+  fixture.host().wait_stopped();
+  const auto took = std::chrono::steady_clock::now() - asked;
+  EXPECT_LT(took, 1500ms) << "grace 0.5 s + one 100 ms block, not the rest of the 3 s step";
+  EXPECT_GE(took, 450ms) << "the running job was not given its grace period";
+  const json answer = owner->until_response("long").back();
+  EXPECT_EQ(answer["error_code"], "CANCELLED") << answer.dump();
+}
+
 }  // namespace
 }  // namespace sdxlhost::test
