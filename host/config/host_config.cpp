@@ -151,6 +151,7 @@ void read_queue(Section& root, QueueSettings& queue, std::vector<std::string>& w
   Section s(sub_object(root, "queue", kEmpty), "queue");
   s.read_int("max_pending", queue.max_pending, 0, 1000000);
   s.read_int("progress_interval_ms", queue.progress_interval_ms, 0, 3600000);
+  s.read_number("progress_heartbeat_s", queue.progress_heartbeat_s, 0.0, 3600.0);
   s.read_int("executors", queue.executors, 1, 64);
   s.read_number("default_timeout_s", queue.default_timeout_s, 0.001, 7 * 24 * 3600.0);
   s.read_number("shutdown_grace_s", queue.shutdown_grace_s, 0.0, 3600.0);
@@ -323,6 +324,7 @@ nlohmann::json HostConfig::to_json() const {
       {"queue",
        {{"max_pending", queue.max_pending},
         {"progress_interval_ms", queue.progress_interval_ms},
+        {"progress_heartbeat_s", queue.progress_heartbeat_s},
         {"executors", queue.executors},
         {"default_timeout_s", queue.default_timeout_s},
         {"shutdown_grace_s", queue.shutdown_grace_s}}},

@@ -40,6 +40,9 @@ struct Limits {
 struct QueueSettings {
   std::size_t max_pending = 64;     ///< queued (not running) jobs before QUEUE_FULL
   int progress_interval_ms = 250;   ///< minimum time between two progress events of a job
+  /// A running job that sent no progress event for this long gets one repeating where it is
+  /// (stage, step, detail) with the current elapsed_s; 0 = off.
+  double progress_heartbeat_s = 2.0;
   int executors = 1;                ///< jobs run at once (one per device by default)
   double default_timeout_s = 300.0; ///< metadata.timeout when a request gives none
   double shutdown_grace_s = 30.0;   ///< how long shutdown waits for running jobs before cancelling

@@ -51,6 +51,7 @@ class DetailForwarder {
     job_.connection()->send(protocol::to_line(protocol::progress_event(
         job_.request_id(), stage, described.value("step", 0), described.value("total_steps", 0), elapsed,
         json{{"part", std::string(part)}, {"index", index}, {"count", count}})));
+    job_.mark_progress_sent();
   }
 
   Job& job_;
@@ -68,6 +69,7 @@ sdk::ContextServices make_services(Job& job, const GenerationEnvironment& enviro
     double elapsed = seconds_between(job.started_at(), Clock::now());
     job.connection()->send(protocol::to_line(
         protocol::progress_event(job.request_id(), std::string(stage), step, total_steps, elapsed)));
+    job.mark_progress_sent();
   };
   services.log = [id = job.request_id()](sdk::LogLevel level, std::string_view message) {
     component_logger("job")->log(to_spdlog(level), "[{}] {}", id, message);

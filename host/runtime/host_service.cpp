@@ -147,6 +147,7 @@ HostService::HostService(HostConfig config, const std::vector<std::string>& conf
       runner_(config_->queue.max_pending, config_->queue.executors) {
   auto log = component_logger("host");
   for (const auto& warning : config_warnings) log->warn("config: {}", warning);
+  runner_.set_progress_heartbeat(config_->queue.progress_heartbeat_s);
   if (configure_allocator()) log->debug("malloc mmap threshold fixed at {} bytes (memory of unloaded models goes back)", kMmapThresholdBytes);
   nn::set_max_image_pixels(config_->limits.max_image_pixels);
   if (const std::size_t stale = remove_stale_temporaries(config_->output_root))
@@ -448,6 +449,7 @@ json HostService::reload_config(std::vector<std::string>& warnings) {
   plugins_->reconfigure(plugin_settings(next));
   set_log_level(next.log_level);
   runner_.set_max_pending(next.queue.max_pending);
+  runner_.set_progress_heartbeat(next.queue.progress_heartbeat_s);
   auto shared = std::make_shared<const HostConfig>(std::move(next));
   {
     std::lock_guard<std::mutex> lock(config_mutex_);

@@ -71,6 +71,10 @@ class Job {
   void set_progress(const std::string& stage, int step, int total_steps);
   /// Records where the current step is inside a model (sdk::report_detail) for `status`.
   void set_detail(const std::string& part, int index, int count);
+  /// Records that a progress event of this job was just sent (any thread).
+  void mark_progress_sent() { progress_sent_ns_.store(Clock::now().time_since_epoch().count()); }
+  /// When the last progress event was sent (the epoch of Clock when none was).
+  Clock::time_point progress_sent_at() const { return Clock::time_point(Clock::duration(progress_sent_ns_.load())); }
   /// {request_id, kind, priority, stage, step, total_steps, detail?, elapsed_s, queued_s}.
   nlohmann::json describe() const;
   /// Marks the moment the job left the queue.
@@ -92,6 +96,7 @@ class Job {
   Clock::time_point started_at_{};
   std::atomic<bool> started_{false};
   std::atomic<bool> answered_{false};
+  std::atomic<Clock::rep> progress_sent_ns_{0};
   mutable std::mutex progress_mutex_;
   std::string stage_;
   int step_ = 0;

@@ -129,6 +129,29 @@ void JobRunner::execute(const std::shared_ptr<Job>& job) {
   release_free_memory();
 }
 
+void JobRunner::send_heartbeats(Clock::time_point now) {
+  const double seconds = heartbeat_s_.load();
+  if (seconds <= 0) return;
+  const auto every = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  std::vector<std::shared_ptr<Job>> jobs;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [id, job] : running_) jobs.push_back(job);
+  }
+  for (const auto& job : jobs) {
+    if (!job->started() || !job->connection()) continue;
+    if (now - std::max(job->progress_sent_at(), job->started_at()) < every) continue;
+    const nlohmann::json described = job->describe();
+    const std::string stage = described.value("stage", std::string());
+    if (stage.empty()) continue;  // a job that reports no stages (load_model) sends no progress
+    job->connection()->send(protocol::to_line(protocol::progress_event(
+        job->request_id(), stage, described.value("step", 0), described.value("total_steps", 0),
+        std::chrono::duration<double>(now - job->started_at()).count(),
+        described.contains("detail") ? described["detail"] : nlohmann::json())));
+    job->mark_progress_sent();
+  }
+}
+
 void JobRunner::watchdog_loop() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stop_watchdog_) {
@@ -136,6 +159,7 @@ void JobRunner::watchdog_loop() {
     auto now = Clock::now();
     for (auto& job : queue_.remove_expired(now))
       answer_error(*job, Error(ErrorCode::Timeout, "timed out while queued", "data.metadata.timeout"));
+    send_heartbeats(now);
     auto wake = std::min(queue_.next_deadline(), Clock::now() + kWatchdogTick);
     lock.lock();
     changed_.wait_until(lock, wake);

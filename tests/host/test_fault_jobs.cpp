@@ -177,5 +177,27 @@ TEST(FaultJobs, ShutdownStopsWithinTheGracePeriodPlusOneBlock) {
   EXPECT_EQ(answer["error_code"], "CANCELLED") << answer.dump();
 }
 
+
+// Issue 14, item 9: no long silences. A stage that reports nothing for a while (here one step of
+// 1.5 s without blocks) still gets a progress event every queue.progress_heartbeat_s, repeating
+// where it is with the current elapsed_s.
+TEST(FaultJobs, ASilentStageGetsAProgressHeartbeat) {
+  HostFixture fixture(json{{"queue", {{"progress_heartbeat_s", 0.3}}}});
+  auto client = fixture.client();
+  client->send(generation("quiet", 1, 1500));
+  const auto lines = client->until_response("quiet");
+  ASSERT_TRUE(lines.back()["success"].get<bool>()) << lines.back().dump();
+  int repeats = 0;
+  double last_elapsed = -1;
+  for (const auto& line : lines) {
+    if (line["message_type"] != "progress") continue;
+    const json& data = line["data"];
+    EXPECT_GE(data["elapsed_s"].get<double>(), last_elapsed);
+    last_elapsed = data["elapsed_s"].get<double>();
+    if (data["stage"] == "test_denoise" && data["step"] == 0) ++repeats;  // its start, then heartbeats
+  }
+  EXPECT_GE(repeats, 1 + 3) << "1.5 s of silence with a 0.3 s heartbeat";
+}
+
 }  // namespace
 }  // namespace sdxlhost::test
