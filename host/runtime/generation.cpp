@@ -101,6 +101,21 @@ OnDisabledFeature planner_policy(DisabledFeaturePolicy policy) {
   return policy == DisabledFeaturePolicy::Warn ? OnDisabledFeature::Warn : OnDisabledFeature::Error;
 }
 
+void check_init_image(const sdk::GenerationRequest& request, const Limits& limits) {
+  if (request.init_image.empty()) return;
+  const std::string field = "data.init_image";
+  const nn::ImageSize size = nn::read_image_size(nn::decode_base64(request.init_image, field), field);
+  if (size.width < limits.min_width || size.width > limits.max_width || size.height < limits.min_height ||
+      size.height > limits.max_height)
+    throw sdk::Error(sdk::ErrorCode::ValidationError,
+                     "image-to-image runs at the init image's own size, " + std::to_string(size.width) + "x" +
+                         std::to_string(size.height) + ", which is outside limits.min_width..max_width (" +
+                         std::to_string(limits.min_width) + ".." + std::to_string(limits.max_width) +
+                         ") x limits.min_height..max_height (" + std::to_string(limits.min_height) + ".." +
+                         std::to_string(limits.max_height) + "); resize it",
+                     field);
+}
+
 void check_model_names(const sdk::GenerationRequest& request, const ModelStore& models) {
   if (!request.models.base.empty()) models.resolve(sdk::kCheckpoints, request.models.base, "data.models.base");
   if (!request.models.refiner.empty())

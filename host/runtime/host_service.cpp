@@ -249,6 +249,7 @@ json HostService::handle_inference(const ConnectionPtr& connection, Envelope& en
       envelope.data, envelope.request_id, config->limits, config->queue.default_timeout_s, envelope.warnings,
       loaded_plugin_names(*plugins)));
   check_model_names(*request, *models_);
+  check_init_image(*request, config->limits);
   OnDisabledFeature policy = planner_policy(config->on_disabled_feature);
   if (request->dry_run) return dry_run_data(*request, *plugins, policy, envelope.warnings);
   {

@@ -199,5 +199,25 @@ TEST(FaultJobs, ASilentStageGetsAProgressHeartbeat) {
   EXPECT_GE(repeats, 1 + 3) << "1.5 s of silence with a 0.3 s heartbeat";
 }
 
+
+// Issue 14, item 2: image-to-image runs at the init image's own size (as diffusers' SDXL img2img
+// pipeline), so an init image outside the configured size limits is refused from its header,
+// before queueing and in a dry run, instead of running a 64x64 request at the image's size.
+TEST(FaultJobs, AnInitImageOutsideTheSizeLimitsIsRefusedFromItsHeader) {
+  HostFixture fixture(json{{"limits", {{"max_width", 64}, {"max_height", 64}}}});
+  auto client = fixture.client();
+  for (const bool dry_run : {true, false}) {
+    const json response = client->request(generation(dry_run ? "big-dry" : "big", 1, 1,
+        {{"init_image", nn::encode_base64(black_png(128, 64))}, {"dry_run", dry_run},
+         {"dimensions", {{"width", 64}, {"height", 64}}}}));
+    EXPECT_EQ(response["error_code"], "VALIDATION_ERROR") << response.dump();
+    EXPECT_EQ(response["field"], "data.init_image");
+    EXPECT_NE(response["error"].get<std::string>().find("128x64"), std::string::npos) << response.dump();
+  }
+  const json ok = client->request(generation("fits", 1, 1,
+      {{"init_image", nn::encode_base64(black_png(64, 32))}, {"dimensions", {{"width", 64}, {"height", 64}}}}));
+  EXPECT_TRUE(ok["success"].get<bool>()) << ok.dump();
+}
+
 }  // namespace
 }  // namespace sdxlhost::test

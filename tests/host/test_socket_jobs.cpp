@@ -62,6 +62,18 @@ void wait_until_running(WireClient& client, const std::string& id) {
   FAIL() << id << " never started";
 }
 
+/// Waits until `status` shows `id` in the queue (its line was read on another connection).
+void wait_until_queued(WireClient& client, const std::string& id) {
+  for (int i = 0; i < 200; ++i) {
+    const json queue = client.request(message("status", "sq-" + std::to_string(i)))["data"]["queue"];
+    for (const char* level : {"high", "normal", "low"})
+      for (const auto& queued : queue[level])
+        if (queued == id) return;
+    std::this_thread::sleep_for(10ms);
+  }
+  FAIL() << id << " never queued";
+}
+
 TEST(SocketJobs, CancelQueuedAndRunningJobs) {
   HostFixture fixture;
   auto owner = fixture.client();
@@ -69,6 +81,7 @@ TEST(SocketJobs, CancelQueuedAndRunningJobs) {
   owner->send(generation("long", 200, 20));  // ~4 s unless cancelled
   wait_until_running(*control, "long");
   owner->send(generation("waiting", 2, 1));
+  wait_until_queued(*control, "waiting");  // the two connections race otherwise (seen under load)
 
   json queued = control->request(message("cancel", "c1", {{"request_id", "waiting"}}));
   ASSERT_TRUE(queued["success"].get<bool>()) << queued.dump();

@@ -196,3 +196,21 @@ TEST(ImageDecode, ImagesOverTheMaxPixelsAreRefusedFromTheHeader) {
   set_max_image_pixels(0);
   EXPECT_EQ(max_image_pixels(), kDefaultMaxImagePixels);
 }
+
+TEST(ImageDecode, ReadImageSizeReadsTheHeaderOnly) {
+  PixelLimitGuard guard;
+  const auto png = read_image_size(black_png(128, 64), kField);
+  EXPECT_EQ(png.width, 128);
+  EXPECT_EQ(png.height, 64);
+  const auto jpeg = read_image_size(encode_jpeg(gradient(40, 24), 40, 24, 3, 90), kField);
+  EXPECT_EQ(jpeg.width, 40);
+  EXPECT_EQ(jpeg.height, 24);
+  try {
+    read_image_size(black_png(16384, 16384), kField);
+    ADD_FAILURE() << "the bomb's size was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.field(), kField);
+    EXPECT_NE(e.message().find("max_image_pixels"), std::string::npos) << e.message();
+  }
+  EXPECT_THROW(read_image_size("GIF89a", kField), Error);
+}

@@ -3,6 +3,7 @@
 
 #include <png.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csetjmp>
 #include <cstdio>  // jpeglib.h needs FILE and size_t first
@@ -236,6 +237,40 @@ std::string encode_base64(std::string_view bytes) {
 sdk::Image decode_image_rgb(std::string_view bytes, const std::string& field) {
   if (starts_with(bytes, "\x89PNG\r\n\x1a\n")) return decode_png(bytes, field);
   if (starts_with(bytes, "\xFF\xD8\xFF")) return decode_jpeg(bytes, field);
+  throw Error(ErrorCode::ValidationError, "image must be a PNG or a JPEG (unknown file signature)", field);
+}
+
+namespace {
+/// read_jpeg's allocation callback for a size-only read: records nothing, stops the decode.
+unsigned char* stop_after_header(void*, JDIMENSION, JDIMENSION) { return nullptr; }
+}  // namespace
+
+ImageSize read_image_size(std::string_view bytes, const std::string& field) {
+  ImageSize size;
+  if (starts_with(bytes, "\x89PNG\r\n\x1a\n")) {
+    png_image png;
+    std::memset(&png, 0, sizeof png);
+    png.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_memory(&png, bytes.data(), bytes.size()))
+      throw Error(ErrorCode::ValidationError, std::string("image is not a readable PNG: ") + png.message, field);
+    size.width = static_cast<int>(std::min<png_uint_32>(png.width, 1u << 30));
+    size.height = static_cast<int>(std::min<png_uint_32>(png.height, 1u << 30));
+    const std::uint64_t w = png.width, h = png.height;
+    png_image_free(&png);
+    check_side_lengths(w, h, field);
+    return size;
+  }
+  if (starts_with(bytes, "\xFF\xD8\xFF")) {
+    JpegErrors errors;
+    JpegResult result;
+    read_jpeg(bytes, errors, result, stop_after_header, nullptr);
+    if (!result.header_read)
+      throw Error(ErrorCode::ValidationError, std::string("image is not a readable JPEG: ") + errors.message, field);
+    check_side_lengths(result.width, result.height, field);
+    size.width = static_cast<int>(result.width);
+    size.height = static_cast<int>(result.height);
+    return size;
+  }
   throw Error(ErrorCode::ValidationError, "image must be a PNG or a JPEG (unknown file signature)", field);
 }
 

@@ -44,6 +44,17 @@ SDXLHOST_API std::string encode_base64(std::string_view bytes);
 /// max_image_pixels() pixels (both read from the header, before decoding).
 SDXLHOST_API sdk::Image decode_image_rgb(std::string_view bytes, const std::string& field);
 
+/// Width and height of an image, read from its header only.
+struct ImageSize {
+  int width = 0;
+  int height = 0;
+};
+
+/// The size a PNG or JPEG announces in its header, without decoding any pixel. Throws
+/// sdk::Error(ValidationError, `field`) as decode_image_rgb does for what it cannot read, and for
+/// sizes over kMaxDecodedImageSide or max_image_pixels().
+SDXLHOST_API ImageSize read_image_size(std::string_view bytes, const std::string& field);
+
 /// decode_image_rgb(decode_base64(text)): the usual path for a request's image field.
 SDXLHOST_API sdk::Image decode_base64_image(std::string_view text, const std::string& field);
 
