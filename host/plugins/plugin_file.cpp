@@ -2,14 +2,11 @@
 
 #include <atomic>
 #include <cerrno>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
-#include <sstream>
 #include <system_error>
-#include <vector>
 
 #include <openssl/evp.h>
 
