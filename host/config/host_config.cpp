@@ -132,6 +132,7 @@ void read_limits(Section& root, Limits& limits, std::vector<std::string>& warnin
   s.read_int("max_batch", limits.max_batch, 1, 1024);
   s.read_int("max_json_depth", limits.max_json_depth, 2, 10000);
   s.read_number("max_timeout_s", limits.max_timeout_s, 0.001, 7 * 24 * 3600.0);
+  s.read_int("max_image_pixels", limits.max_image_pixels, 64, 16384LL * 16384LL);
   if (limits.min_width > limits.max_width) bad_key("limits.min_width", "must not exceed limits.max_width");
   if (limits.min_height > limits.max_height)
     bad_key("limits.min_height", "must not exceed limits.max_height");
@@ -151,6 +152,7 @@ void read_queue(Section& root, QueueSettings& queue, std::vector<std::string>& w
   Section s(sub_object(root, "queue", kEmpty), "queue");
   s.read_int("max_pending", queue.max_pending, 0, 1000000);
   s.read_int("progress_interval_ms", queue.progress_interval_ms, 0, 3600000);
+  s.read_number("progress_heartbeat_s", queue.progress_heartbeat_s, 0.0, 3600.0);
   s.read_int("executors", queue.executors, 1, 64);
   s.read_number("default_timeout_s", queue.default_timeout_s, 0.001, 7 * 24 * 3600.0);
   s.read_number("shutdown_grace_s", queue.shutdown_grace_s, 0.0, 3600.0);
@@ -179,6 +181,7 @@ void read_plugins(Section& root, PluginsConfig& plugins, const std::filesystem::
   static const json kEmpty = json::object();
   Section s(sub_object(root, "plugins", kEmpty), "plugins");
   s.read_path("dir", plugins.dir, base_dir);
+  s.read_path("run_dir", plugins.run_dir, base_dir);
   s.read("enable_unlisted", plugins.enable_unlisted);
   if (const json* enabled = s.find("enabled")) {
     if (!enabled->is_object()) bad_key("plugins.enabled", "must be an object of name: true|false");
@@ -313,7 +316,8 @@ nlohmann::json HostConfig::to_json() const {
        {{"dir", plugins.dir.string()},
         {"enabled", enabled},
         {"enable_unlisted", plugins.enable_unlisted},
-        {"config", plugins.config}}},
+        {"config", plugins.config},
+        {"run_dir", plugins.run_dir.string()}}},
       {"limits",
        {{"max_message_bytes", limits.max_message_bytes},
         {"max_client_backlog_bytes", limits.max_client_backlog_bytes},
@@ -326,10 +330,12 @@ nlohmann::json HostConfig::to_json() const {
         {"max_guidance", limits.max_guidance},
         {"max_batch", limits.max_batch},
         {"max_json_depth", limits.max_json_depth},
-        {"max_timeout_s", limits.max_timeout_s}}},
+        {"max_timeout_s", limits.max_timeout_s},
+        {"max_image_pixels", limits.max_image_pixels}}},
       {"queue",
        {{"max_pending", queue.max_pending},
         {"progress_interval_ms", queue.progress_interval_ms},
+        {"progress_heartbeat_s", queue.progress_heartbeat_s},
         {"executors", queue.executors},
         {"default_timeout_s", queue.default_timeout_s},
         {"shutdown_grace_s", queue.shutdown_grace_s}}},

@@ -31,12 +31,18 @@ struct Limits {
   int max_batch = 8;                                    ///< batch.size in 1..max_batch
   int max_json_depth = 64;                              ///< deepest accepted nesting of a line
   double max_timeout_s = 3600.0;                        ///< largest metadata.timeout accepted
+  /// Most pixels a request image (init, control, upscale, preprocess) may announce in its
+  /// header; larger ones are refused before decoding. PIL's decompression-bomb limit.
+  std::uint64_t max_image_pixels = 89478485;
 };
 
 /// `queue.*`: job queue and executors.
 struct QueueSettings {
   std::size_t max_pending = 64;     ///< queued (not running) jobs before QUEUE_FULL
   int progress_interval_ms = 250;   ///< minimum time between two progress events of a job
+  /// A running job that sent no progress event for this long gets one repeating where it is
+  /// (stage, step, detail) with the current elapsed_s; 0 = off.
+  double progress_heartbeat_s = 2.0;
   int executors = 1;                ///< jobs run at once (one per device by default)
   double default_timeout_s = 300.0; ///< metadata.timeout when a request gives none
   double shutdown_grace_s = 30.0;   ///< how long shutdown waits for running jobs before cancelling
@@ -60,6 +66,9 @@ struct PluginsConfig {
   std::map<std::string, bool> enabled;    ///< plugins.enabled.<name>
   bool enable_unlisted = true;            ///< load plugins not named in `enabled`
   nlohmann::json config = nlohmann::json::object();  ///< plugins.config.<name> objects
+  /// `plugins.run_dir` (restart): where the host keeps the private copies it loads plugins
+  /// from; empty = `$XDG_RUNTIME_DIR/sdxl-host` or `${TMPDIR:-/tmp}/sdxl-host-<uid>`.
+  std::filesystem::path run_dir;
 };
 
 /// What to do when a request needs a feature whose plugin is disabled or missing.

@@ -1,5 +1,7 @@
 #include "host/models/model_store.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <fstream>
 #include <future>
@@ -9,6 +11,7 @@
 #include <spdlog/logger.h>
 
 #include "host/common/paths.hpp"
+#include "host/runtime/memory.hpp"
 #include "host/plugins/plugin_manager.hpp"
 #include "host/runtime/logging.hpp"
 #include "sdxlhost/sdk/error.hpp"
@@ -93,6 +96,39 @@ std::pair<HolderPtr, std::uint64_t> run_loader(const sdk::ModelLoadFn& loader, c
   }
 }
 
+/// What a model's files looked like when it was loaded: size, modification time and inode of
+/// the file (of every file, for a folder model). A change means the cached object may refer to
+/// bytes that are gone (a truncated mmapped file faults with SIGBUS when touched).
+struct FileStamp {
+  std::uint64_t bytes = 0;
+  std::int64_t newest_ns = 0;
+  std::uint64_t identity = 0;  ///< inode(s) and file count mixed
+  bool operator==(const FileStamp& o) const {
+    return bytes == o.bytes && newest_ns == o.newest_ns && identity == o.identity;
+  }
+  bool operator!=(const FileStamp& o) const { return !(*this == o); }
+};
+
+void add_file(FileStamp& stamp, const fs::path& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) return;
+  stamp.bytes += static_cast<std::uint64_t>(st.st_size);
+  stamp.newest_ns = std::max<std::int64_t>(stamp.newest_ns, st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec);
+  stamp.identity = stamp.identity * 1099511628211ULL + static_cast<std::uint64_t>(st.st_ino) + 1;
+}
+
+FileStamp stamp_of(const fs::path& path) {
+  FileStamp stamp;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) {
+    add_file(stamp, path);
+    return stamp;
+  }
+  for (fs::recursive_directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_regular_file(ec)) add_file(stamp, it->path());
+  return stamp;
+}
+
 std::shared_ptr<void> share_object(const HolderPtr& holder) {
   // Aliasing pointer: shares the holder's control block, so use_count() shows jobs using it.
   return std::shared_ptr<void>(holder, holder->object.get());
@@ -106,6 +142,7 @@ struct ModelStore::Entry {
   std::string variant;
   fs::path path;
   std::uint64_t bytes = 0;
+  FileStamp stamp;                             ///< the files as they were when loading began
   HolderPtr holder;                            ///< null while loading
   std::shared_future<HolderPtr> ready;         ///< valid while loading
 
@@ -161,12 +198,24 @@ std::shared_ptr<void> ModelStore::load(const std::string& kind, const std::strin
                                        const sdk::ModelLoadFn& loader) {
   const fs::path path = resolve(kind, name, field);
   const std::string key = path.string() + '\n' + variant;
+  const FileStamp stamp = stamp_of(path);
 
   std::promise<HolderPtr> promise;
   std::shared_future<HolderPtr> other_load;  // valid when another call is loading this key
+  std::shared_ptr<Entry> stale;              // released after the lock (jobs may still hold it)
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = entries_.find(key);
+    if (it != entries_.end() && it->second->loaded() && it->second->stamp != stamp) {
+      // Replaced or truncated on disk since it was loaded: the cached object must not be used
+      // (its mapped weights may be gone); load the file as it is now. Jobs holding the old
+      // object keep it until they finish.
+      logger()->warn("{} '{}' changed on disk since it was loaded; loading it again", kind, name);
+      stale = it->second;
+      entries_.erase(it);
+      lru_.remove(key);
+      it = entries_.end();
+    }
     if (it != entries_.end()) {
       ++hits_;
       const auto& existing = it->second;
@@ -183,6 +232,7 @@ std::shared_ptr<void> ModelStore::load(const std::string& kind, const std::strin
       entry->name = name;
       entry->variant = variant;
       entry->path = path;
+      entry->stamp = stamp;
       entry->ready = promise.get_future().share();
       entries_[key] = entry;
     }
@@ -194,6 +244,10 @@ std::shared_ptr<void> ModelStore::load(const std::string& kind, const std::strin
     {
       std::lock_guard<std::mutex> lock(mutex_);
       make_room_for(size_on_disk(path), kind + " '" + name + "'", evicted);
+    }
+    if (!evicted.empty()) {
+      evicted.clear();
+      release_free_memory();  // before the new model's weights are allocated
     }
   }
   HolderPtr holder;
@@ -221,6 +275,10 @@ std::shared_ptr<void> ModelStore::load(const std::string& kind, const std::strin
     evict_to_budget(evicted);
   }
   promise.set_value(std::move(holder));
+  if (!evicted.empty()) {
+    evicted.clear();
+    release_free_memory();
+  }
   return result;
 }
 
@@ -348,7 +406,10 @@ bool ModelStore::unload(const std::string& kind, const std::string& name, const 
       lru_.remove(key);
     }
   }
-  return !dropped.empty();
+  const bool any = !dropped.empty();
+  dropped.clear();          // the objects go now (unless a job still shares them)...
+  release_free_memory();    // ...and their pages go back to the system
+  return any;
 }
 
 nlohmann::json ModelStore::stats() const {
@@ -387,6 +448,8 @@ void ModelStore::drop_all() {
     }
     lru_.clear();
   }
+  dropped.clear();
+  release_free_memory();
 }
 
 }  // namespace sdxlhost::host

@@ -5,9 +5,19 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
+#include <atomic>
+#include <random>
 #include <system_error>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <stdio.h>  // RENAME_NOREPLACE (glibc, _GNU_SOURCE)
 
 #include "host/common/paths.hpp"
 #include "sdxlhost/sdk/error.hpp"
@@ -21,6 +31,7 @@ using sdk::ErrorCode;
 
 constexpr const char* kSavePathField = "data.output.save_path";
 constexpr int kMaxSuffix = 100000;
+constexpr const char* kTemporaryPrefix = ".sdxl-host-tmp-";
 
 /// Python's str(float): "7.0", "7.5", "0.1".
 std::string python_float(double value) {
@@ -54,23 +65,12 @@ std::string file_stem_for(const std::string& request_id) {
   return out.empty() ? "image" : out.substr(0, 100);
 }
 
-void validate_save_path(const std::string& save_path) {
-  if (save_path.find('\0') != std::string::npos || save_path.find('\\') != std::string::npos)
-    throw Error(ErrorCode::ValidationError, "must not contain NUL or backslash", kSavePathField);
-  const fs::path path(save_path);
-  if (path.is_absolute() || path.has_root_path() || save_path.front() == '/')
-    throw Error(ErrorCode::ValidationError, "must be relative to output_root, not absolute",
-                kSavePathField);
-  for (const auto& part : path)
-    if (part == "..") throw Error(ErrorCode::ValidationError, "must not contain '..'", kSavePathField);
-}
-
 /// The folder (created, checked to be inside output_root after resolving symlinks) and file
 /// name for image `index` of `count`.
 fs::path save_target(const std::string& save_path, const sdk::GenerationRequest& request,
                      const OutputSettings& settings, const std::string& format, std::size_t index,
                      std::size_t count) {
-  validate_save_path(save_path);
+  check_save_path(save_path, kSavePathField);  // the parser's check: requests from other paths too
   std::error_code ec;
   fs::create_directories(settings.output_root, ec);
   const fs::path root = fs::canonical(settings.output_root, ec);
@@ -99,31 +99,95 @@ fs::path save_target(const std::string& save_path, const sdk::GenerationRequest&
   return folder / file_name;
 }
 
-/// Writes `bytes` to `target`, or to target_1, target_2, ... when it exists. Exclusive creation
-/// ("x": O_CREAT|O_EXCL) never overwrites and never follows a symlink at the final name.
-/// Returns the path written.
-fs::path save_new_file(const fs::path& target, const std::vector<std::uint8_t>& bytes) {
-  for (int suffix = 0; suffix < kMaxSuffix; ++suffix) {
-    const fs::path candidate =
-        suffix == 0 ? target
-                    : target.parent_path() / (target.stem().string() + "_" + std::to_string(suffix) +
-                                              target.extension().string());
-    errno = 0;
-    std::FILE* file = std::fopen(candidate.string().c_str(), "wbx");
-    if (!file && errno == EEXIST) continue;
-    if (!file)
-      throw Error(ErrorCode::OutputError, "cannot create the file: " + std::string(std::strerror(errno)),
-                  kSavePathField);
-    const bool written = std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size();
-    const bool closed = std::fclose(file) == 0;
-    if (!written || !closed) {
-      const std::string reason = std::strerror(errno);
-      std::error_code ec;
-      fs::remove(candidate, ec);
-      throw Error(ErrorCode::OutputError, "writing the image failed: " + reason, kSavePathField);
+std::string errno_text(int err) {
+  if (err == ENOSPC) return "no space left on the device (disk full)";
+  if (err == EDQUOT) return "disk quota exceeded";
+  if (err == EFBIG) return "file too large for this system (RLIMIT_FSIZE or the file system)";
+  return std::strerror(err);
+}
+
+/// Writes `bytes` to a new temporary file in `folder` (a name starting with
+/// kTemporaryPrefix and this process's id), fsynced. On failure nothing is left and
+/// Error(OutputError) says why (disk full, quota, ...).
+fs::path write_temporary(const fs::path& folder, const std::vector<std::uint8_t>& bytes) {
+  static std::atomic<unsigned long> counter{0};
+  static const unsigned long salt = std::random_device{}();
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const fs::path temporary = folder / (std::string(kTemporaryPrefix) + std::to_string(::getpid()) + "-" +
+                                         std::to_string(salt) + "-" + std::to_string(counter++));
+    const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+    if (fd < 0 && errno == EEXIST) continue;
+    if (fd < 0) throw Error(ErrorCode::OutputError, "cannot create the file: " + errno_text(errno), kSavePathField);
+    std::size_t done = 0;
+    int err = 0;
+    while (done < bytes.size() && err == 0) {
+      const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) err = n < 0 ? errno : ENOSPC;
+      else done += static_cast<std::size_t>(n);
     }
-    return candidate;
+    if (err == 0 && ::fsync(fd) != 0) err = errno;
+    if (::close(fd) != 0 && err == 0) err = errno;
+    if (err != 0) {
+      ::unlink(temporary.c_str());
+      throw Error(ErrorCode::OutputError, "writing the image failed: " + errno_text(err), kSavePathField);
+    }
+    return temporary;
   }
+  throw Error(ErrorCode::OutputError, "cannot create a temporary file", kSavePathField);
+}
+
+/// Gives `temporary` the name `candidate` unless that name exists (link(2), or
+/// renameat2(RENAME_NOREPLACE) where the file system has no hard links). Returns false when the
+/// name is taken; throws Error(OutputError) on another failure.
+bool publish(const fs::path& temporary, const fs::path& candidate) {
+  if (::link(temporary.c_str(), candidate.c_str()) == 0) {
+    ::unlink(temporary.c_str());
+    return true;
+  }
+  int err = errno;
+  if (err == EEXIST) return false;
+#if defined(SYS_renameat2) && defined(RENAME_NOREPLACE)
+  if (err == EPERM || err == ENOTSUP || err == EOPNOTSUPP || err == EMLINK) {
+    if (::syscall(SYS_renameat2, AT_FDCWD, temporary.c_str(), AT_FDCWD, candidate.c_str(), RENAME_NOREPLACE) == 0)
+      return true;
+    err = errno;
+    if (err == EEXIST) return false;
+  }
+#endif
+  throw Error(ErrorCode::OutputError, "cannot name the file: " + errno_text(err), kSavePathField);
+}
+
+/// fsync of a folder, so a new name in it survives a crash (best effort).
+void sync_folder(const fs::path& folder) {
+  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+/// Writes `bytes` to `target`, or to target_1, target_2, ... when it exists: the bytes go to a
+/// temporary file in the same folder, are fsynced, then get the final name without replacing
+/// anything (never overwrites, never follows a symlink at the final name). A crash or kill -9
+/// at any moment leaves either nothing or a complete file under the final name (and maybe a
+/// temporary, removed by remove_stale_temporaries at the next start). Returns the path written.
+fs::path save_new_file(const fs::path& target, const std::vector<std::uint8_t>& bytes) {
+  const fs::path temporary = write_temporary(target.parent_path(), bytes);
+  try {
+    for (int suffix = 0; suffix < kMaxSuffix; ++suffix) {
+      const fs::path candidate =
+          suffix == 0 ? target
+                      : target.parent_path() / (target.stem().string() + "_" + std::to_string(suffix) +
+                                                target.extension().string());
+      if (!publish(temporary, candidate)) continue;
+      sync_folder(target.parent_path());
+      return candidate;
+    }
+  } catch (...) {
+    ::unlink(temporary.c_str());
+    throw;
+  }
+  ::unlink(temporary.c_str());
   throw Error(ErrorCode::OutputError, "too many files with this name", kSavePathField);
 }
 
@@ -226,6 +290,24 @@ nlohmann::json write_images(const std::vector<sdk::Image>& images,
     out.push_back(std::move(entry));
   }
   return out;
+}
+
+std::size_t remove_stale_temporaries(const fs::path& output_root) {
+  std::size_t removed = 0;
+  std::error_code ec;
+  const std::string prefix = kTemporaryPrefix;
+  fs::recursive_directory_iterator it(output_root, fs::directory_options::skip_permission_denied, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    const fs::path& path = it->path();
+    const std::string name = path.filename().string();
+    if (name.rfind(prefix, 0) != 0 || it->is_symlink(ec) || !it->is_regular_file(ec)) continue;
+    const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+    if (pid > 0 && pid != static_cast<long>(::getpid()) && ::kill(static_cast<pid_t>(pid), 0) == 0) continue;
+    if (pid == static_cast<long>(::getpid())) continue;  // this process may be writing it now
+    std::error_code ignored;
+    if (fs::remove(path, ignored)) ++removed;
+  }
+  return removed;
 }
 
 }  // namespace sdxlhost::host

@@ -3,7 +3,8 @@
 /// Turns the "images" slot into the response's generated_images: PNG (libpng, with tEXt
 /// `parameters` = A1111 infotext and `sdxl_host` = the normalized request), JPEG (libjpeg) and
 /// WebP (libwebp) with quality, base64, and sandboxed saving under output_root (never
-/// overwriting: a numeric suffix is added).
+/// overwriting: a numeric suffix is added; atomic: a temporary file, fsync, then link/rename to
+/// a name that does not exist yet, so no partial file ever carries a final name).
 
 #include <cstdint>
 #include <filesystem>
@@ -32,6 +33,11 @@ struct OutputSettings {
 /// naming `data.output.save_path` when the path escapes output_root, Error(OutputError) on I/O.
 nlohmann::json write_images(const std::vector<sdk::Image>& images,
                             const sdk::GenerationRequest& request, const OutputSettings& settings);
+
+/// Removes temporary image files (`.sdxl-host-tmp-<pid>-...`) that a process which no longer
+/// runs left anywhere under `output_root` (killed while writing). Returns how many. Called at
+/// start; symlinks are not followed.
+std::size_t remove_stale_temporaries(const std::filesystem::path& output_root);
 
 /// Encodes one image: format "png" (text chunks from `png_text`: tEXt when the text is ASCII,
 /// iTXt (UTF-8) otherwise), "jpeg"/"jpg" (`quality`

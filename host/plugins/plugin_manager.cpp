@@ -220,7 +220,8 @@ nlohmann::json PluginSet::describe() const {
                    {"reason", r.reason},
                    {"provides", r.provides},
                    {"requires", r.requires_plugins},
-                   {"file", r.file.string()}});
+                   {"file", r.file.string()},
+                   {"loaded_from", r.loaded_from.string()}});
   }
   return out;
 }
@@ -250,7 +251,8 @@ PluginManager::PluginManager(PluginSettings settings)
     : settings_(std::move(settings)),
       current_(std::make_shared<PluginSet>(std::vector<PluginRecord>{},
                                            std::vector<std::unique_ptr<PluginInstance>>{},
-                                           std::make_unique<sdk::Registries>())) {}
+                                           std::make_unique<sdk::Registries>())),
+      run_dir_(settings_.run_dir) {}
 
 PluginManager::~PluginManager() = default;
 
@@ -285,10 +287,10 @@ PluginSettings PluginManager::settings() const {
   return settings_;
 }
 
-std::shared_ptr<LoadedLibrary> PluginManager::open_library(const fs::path& file) {
-  std::error_code ec;
-  fs::path key = fs::canonical(file, ec);
-  if (ec) key = file;
+std::shared_ptr<LoadedLibrary> PluginManager::open_library(const fs::path& file, fs::path& loaded_from) {
+  // Read once, checked, copied: the loader never sees a file that is cut short or changing.
+  const fs::path key = run_dir_.copy(file);
+  loaded_from = key;
   for (auto it = libraries_.begin(); it != libraries_.end();)
     it = it->second.expired() ? libraries_.erase(it) : std::next(it);
   if (auto existing = libraries_[key].lock()) return existing;
@@ -306,7 +308,7 @@ PluginRecord PluginManager::probe(const fs::path& file, const PluginSettings& se
   // destroyed before the library can be unmapped.
   auto candidate = std::make_unique<PluginInstance>();
   try {
-    candidate->library = open_library(file);
+    candidate->library = open_library(file, record.loaded_from);
     candidate->plugin = create_checked(candidate->library->library());
     candidate->info = candidate->plugin->info();
     const auto& info = candidate->info;

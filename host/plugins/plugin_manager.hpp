@@ -4,8 +4,10 @@
 /// loaded set. A job holds `std::shared_ptr<const PluginSet>` for its whole run; `reconfigure`
 /// builds a new snapshot while running jobs finish on theirs. A plugin library is unmapped only
 /// when no snapshot (hence no job, no stage pointer, no cached model it created) refers to it.
-/// A bad plugin (missing, not a library, no entry points, other ABI/build, throws in initialize)
-/// is reported in `describe()` with state "failed" and a reason; the others keep working.
+/// A bad plugin (missing, not a library, cut short, no entry points, other ABI/build, throws in
+/// initialize) is reported in `describe()` with state "failed" and a reason; the others keep
+/// working. Every library is loaded from a private, checked copy (plugin_file.hpp), never from
+/// `plugins.dir` itself, so replacing or truncating a file there cannot touch a mapped plugin.
 
 #include <filesystem>
 #include <map>
@@ -16,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "host/plugins/plugin_file.hpp"
 #include "sdxlhost/sdk/registries.hpp"
 
 namespace sdxlhost::host {
@@ -28,6 +31,9 @@ struct PluginSettings {
   nlohmann::json plugin_configs = nlohmann::json::object();  ///< `plugins.config` (name -> object)
   std::string device = "cpu";          ///< top-level `device`: each plugin's config gets it unless its section sets one
   std::string dtype = "fp32";          ///< top-level `dtype` (fp32 | bf16 | fp16): same rule as `device`
+  /// `plugins.run_dir`: base folder of the private copies plugins are loaded from (empty: the
+  /// default of PluginRunDir). Read once, by the PluginManager's constructor.
+  std::filesystem::path run_dir;
 };
 
 /// What happened to one plugin file (or one name the config enables but no file provides).
@@ -40,6 +46,8 @@ struct PluginRecord {
   std::vector<std::string> provides;
   std::vector<std::string> requires_plugins;
   std::filesystem::path file;  ///< the library file (empty when no file was found)
+  /// The private copy the library was loaded from (empty when the file was refused before).
+  std::filesystem::path loaded_from;
 };
 
 /// One mapped plugin library (defined in plugin_manager.cpp).
@@ -120,7 +128,8 @@ class PluginManager {
 
  private:
   std::shared_ptr<const PluginSet> build_snapshot(const PluginSettings& settings);
-  std::shared_ptr<LoadedLibrary> open_library(const std::filesystem::path& file);
+  std::shared_ptr<LoadedLibrary> open_library(const std::filesystem::path& file,
+                                              std::filesystem::path& loaded_from);
   PluginRecord probe(const std::filesystem::path& file, const PluginSettings& settings,
                      std::unique_ptr<PluginInstance>& instance);
 
@@ -128,6 +137,8 @@ class PluginManager {
   std::mutex load_mutex_;            // serializes load/reconfigure
   PluginSettings settings_;
   std::shared_ptr<const PluginSet> current_;
+  PluginRunDir run_dir_;             // private copies; used under load_mutex_
+  // Keyed by private copy (content-addressed): the same content is mapped once.
   std::map<std::filesystem::path, std::weak_ptr<LoadedLibrary>> libraries_;  // under load_mutex_
 };
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <random>
 
 namespace sdxlhost::host::protocol {
@@ -49,7 +50,7 @@ std::string read_request_id(const json& message, bool& generated) {
   }
   if (it->is_string()) return it->get<std::string>();
   if (it->is_number_integer()) return it->dump();
-  fail(ErrorCode::ValidationError, "must be a string", "request_id", "");
+  fail(ErrorCode::ValidationError, std::string("must be a string or an integer, got ") + it->type_name(), "request_id", "");
 }
 
 std::string read_type_name(const json& message, const std::string& request_id,
@@ -65,7 +66,117 @@ std::string read_type_name(const json& message, const std::string& request_id,
   return type->get<std::string>();
 }
 
+/// Finds where a JSON text holds a number too large for a double: the dotted path of the value
+/// ("data.hyperparameters.seed") and the number as written. A SAX pass that stops at the error.
+class OverflowLocator final : public nlohmann::json_sax<json> {
+ public:
+  std::string path;    ///< where the bad number is ("" at the top level)
+  std::string number;  ///< its text
+  bool found = false;
+
+  bool null() override { return value(); }
+  bool boolean(bool) override { return value(); }
+  bool number_integer(number_integer_t) override { return value(); }
+  bool number_unsigned(number_unsigned_t) override { return value(); }
+  bool number_float(number_float_t, const string_t&) override { return value(); }
+  bool string(string_t&) override { return value(); }
+  bool binary(binary_t&) override { return value(); }
+  bool start_object(std::size_t) override {
+    frames_.push_back({false, 0, {}});
+    return true;
+  }
+  bool key(string_t& name) override {
+    frames_.back().key = name;
+    return true;
+  }
+  bool end_object() override {
+    frames_.pop_back();
+    return value();
+  }
+  bool start_array(std::size_t) override {
+    frames_.push_back({true, 0, {}});
+    return true;
+  }
+  bool end_array() override {
+    frames_.pop_back();
+    return value();
+  }
+  bool parse_error(std::size_t, const std::string& token, const nlohmann::detail::exception& error) override {
+    if (error.id == 406) {
+      found = true;
+      number = token;
+      for (const auto& frame : frames_) {
+        if (frame.array) path += "[" + std::to_string(frame.index) + "]";
+        else path += (path.empty() ? "" : ".") + frame.key;
+      }
+    }
+    return false;
+  }
+
+ private:
+  struct Frame {
+    bool array;
+    std::size_t index;
+    std::string key;
+  };
+  bool value() {
+    if (!frames_.empty() && frames_.back().array) ++frames_.back().index;
+    return true;
+  }
+  std::vector<Frame> frames_;
+};
+
+std::size_t skip_space(std::string_view text, std::size_t i) {
+  while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
+  return i;
+}
+
+/// End of the JSON string literal that starts at text[i] == '"' (one past the closing quote),
+/// or npos when it does not end.
+std::size_t string_end(std::string_view text, std::size_t i) {
+  for (++i; i < text.size(); ++i) {
+    if (text[i] == '\\') ++i;
+    else if (text[i] == '"') return i + 1;
+  }
+  return std::string_view::npos;
+}
+
 }  // namespace
+
+std::optional<std::string> find_request_id(std::string_view line) {
+  int depth = 0;
+  for (std::size_t i = 0; i < line.size();) {
+    const char c = line[i];
+    if (c == '"') {
+      const std::size_t end = string_end(line, i);
+      if (end == std::string_view::npos) return std::nullopt;
+      const std::string_view literal = line.substr(i, end - i);
+      std::size_t next = skip_space(line, end);
+      if (depth == 1 && next < line.size() && line[next] == ':' && literal == "\"request_id\"") {
+        next = skip_space(line, next + 1);
+        if (next >= line.size()) return std::nullopt;
+        std::size_t value_end = next;
+        if (line[next] == '"') {
+          value_end = string_end(line, next);
+          if (value_end == std::string_view::npos) return std::nullopt;
+        } else {
+          while (value_end < line.size() && std::string_view("+-0123456789.eE").find(line[value_end]) != std::string_view::npos)
+            ++value_end;
+        }
+        const json value = json::parse(line.substr(next, value_end - next), nullptr, /*allow_exceptions=*/false);
+        if (value.is_string() && !value.get<std::string>().empty()) return value.get<std::string>();
+        if (value.is_number_integer()) return value.dump();
+        return std::nullopt;
+      }
+      i = end;
+      continue;
+    }
+    if (c == '{' || c == '[') ++depth;
+    else if (c == '}' || c == ']') --depth;
+    ++i;
+  }
+  return std::nullopt;
+}
 
 const char* to_string(MessageType type) {
   switch (type) {
@@ -124,7 +235,17 @@ Envelope parse_envelope(std::string_view line, const EnvelopeLimits& limits) {
   json message;
   try {
     message = json::parse(line.begin(), line.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::out_of_range& e) {
+    // A number no double can hold (1e400): name where it is, and answer with the request id when
+    // it can be read from the line.
+    OverflowLocator locator;
+    json::sax_parse(line.begin(), line.end(), &locator);
+    const std::string id = find_request_id(line).value_or("");
+    fail(ErrorCode::MalformedJson,
+         "number " + (locator.found ? "'" + locator.number + "' " : std::string()) +
+             "is out of range (larger than a 64-bit float can hold)",
+         locator.found ? locator.path : "", id);
+  } catch (const json::exception& e) {
     fail(ErrorCode::MalformedJson, std::string("not valid UTF-8 JSON: ") + e.what(), "", "");
   }
   if (!message.is_object()) fail(ErrorCode::MalformedJson, "a message must be a JSON object", "", "");
@@ -175,11 +296,13 @@ json error_response(const std::string& request_id, const sdk::Error& error,
 }
 
 json progress_event(const std::string& request_id, const std::string& stage, int step,
-                    int total_steps, double elapsed_s) {
-  return {{"message_type", "progress"},
-          {"request_id", request_id},
-          {"data", {{"stage", stage}, {"step", step}, {"total_steps", total_steps},
-                    {"elapsed_s", elapsed_s}}}};
+                    int total_steps, double elapsed_s, const json& detail) {
+  json event = {{"message_type", "progress"},
+                {"request_id", request_id},
+                {"data", {{"stage", stage}, {"step", step}, {"total_steps", total_steps},
+                          {"elapsed_s", elapsed_s}}}};
+  if (!detail.is_null()) event["data"]["detail"] = detail;
+  return event;
 }
 
 std::string to_line(const json& message) {

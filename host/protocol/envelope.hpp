@@ -7,6 +7,7 @@
 /// Parsing checks size, nesting depth and UTF-8 before anything else reads the line.
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,9 +69,14 @@ class EnvelopeError : public sdk::Error {
 };
 
 /// Parses one line (without its newline). Throws EnvelopeError with MESSAGE_TOO_LARGE,
-/// MALFORMED_JSON (not JSON, invalid UTF-8, too deep, not an object, bad envelope field types)
-/// or UNKNOWN_MESSAGE_TYPE.
+/// MALFORMED_JSON (not JSON, invalid UTF-8, too deep, not an object, bad envelope field types, a
+/// number out of a double's range: then `field` is where it is and the request id is read from
+/// the line when it can be) or UNKNOWN_MESSAGE_TYPE.
 Envelope parse_envelope(std::string_view line, const EnvelopeLimits& limits);
+
+/// The top-level `request_id` of a line that may not parse as a whole (a string, or an integer
+/// printed), found by a structural scan; nullopt when there is none or it cannot be read.
+std::optional<std::string> find_request_id(std::string_view line);
 
 /// Deepest nesting of arrays/objects in `text`, stopping early once it exceeds `limit`
 /// (strings and escapes are skipped). Cheap pre-check before the real parse.
@@ -88,9 +94,10 @@ nlohmann::json success_response(const std::string& request_id, nlohmann::json da
 nlohmann::json error_response(const std::string& request_id, const sdk::Error& error,
                               const std::vector<std::string>& warnings = {});
 
-/// {"message_type":"progress","request_id","data":{"stage","step","total_steps","elapsed_s"}}.
+/// {"message_type":"progress","request_id","data":{"stage","step","total_steps","elapsed_s"}},
+/// plus "detail": {"part","index","count"} when `detail` is not null (progress inside a step).
 nlohmann::json progress_event(const std::string& request_id, const std::string& stage, int step,
-                              int total_steps, double elapsed_s);
+                              int total_steps, double elapsed_s, const nlohmann::json& detail = nullptr);
 
 /// Serialises a message as one line (no newline); invalid UTF-8 in strings is replaced.
 std::string to_line(const nlohmann::json& message);

@@ -20,18 +20,41 @@ std::string range_text(double min, double max, bool exclusive_min) {
   return text.str();
 }
 
-/// An integer value, or invalid() when the JSON value is not an integral number in range.
+/// The JSON type of `value` in words, for "must be X (got Y)" messages.
+std::string type_words(const json& value) {
+  switch (value.type()) {
+    case json::value_t::string: return "a string";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::number_float: return "a number with a fraction";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "an integer";
+    case json::value_t::object: return "an object";
+    case json::value_t::array: return "an array";
+    case json::value_t::null: return "null";
+    default: return "another type";
+  }
+}
+
+std::string int_range(long long min, long long max) {
+  return "must be in [" + std::to_string(min) + ", " + std::to_string(max) + "]";
+}
+
+/// An integer value, or invalid() when the JSON value is not an integral number in range. A
+/// whole number outside [min, max] (however large: 2^64 arrives as a float) is a range error.
 long long integer_value(const json& value, const std::string& field, long long min, long long max) {
-  bool integral = value.is_number_integer() ||
-                  (value.is_number_float() && std::isfinite(value.get<double>()) &&
-                   std::floor(value.get<double>()) == value.get<double>() &&
-                   std::fabs(value.get<double>()) < 9.0e18);
-  if (!integral) invalid(field, "must be an integer");
+  if (!value.is_number()) invalid(field, "must be an integer (got " + type_words(value) + ")");
+  if (value.is_number_float()) {
+    const double v = value.get<double>();
+    if (!std::isfinite(v) || std::floor(v) != v)
+      invalid(field, "must be an integer (got " + value.dump() + ")");
+    if (v < static_cast<double>(min) || v > static_cast<double>(max))
+      invalid(field, int_range(min, max) + " (got " + value.dump() + ")");
+    return static_cast<long long>(v);
+  }
   if (value.is_number_unsigned() && value.get<unsigned long long>() > static_cast<unsigned long long>(max))
-    invalid(field, "must be in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
-  long long v = value.is_number_float() ? static_cast<long long>(value.get<double>()) : value.get<long long>();
-  if (v < min || v > max)
-    invalid(field, "must be in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+    invalid(field, int_range(min, max) + " (got " + value.dump() + ")");
+  const long long v = value.get<long long>();
+  if (v < min || v > max) invalid(field, int_range(min, max) + " (got " + std::to_string(v) + ")");
   return v;
 }
 
@@ -56,13 +79,13 @@ void FieldReader::read_string(const std::string& name, std::string& out, bool re
     if (required) invalid(path_of(name), "is required");
     return;
   }
-  if (!value->is_string()) invalid(path_of(name), "must be a string");
+  if (!value->is_string()) invalid(path_of(name), "must be a string (got " + type_words(*value) + ")");
   out = value->get<std::string>();
 }
 
 void FieldReader::read_bool(const std::string& name, bool& out) {
   if (const json* value = find(name)) {
-    if (!value->is_boolean()) invalid(path_of(name), "must be true or false");
+    if (!value->is_boolean()) invalid(path_of(name), "must be true or false (got " + type_words(*value) + ")");
     out = value->get<bool>();
   }
 }
@@ -79,10 +102,11 @@ void FieldReader::read_number(const std::string& name, double& out, double min, 
                               bool exclusive_min) {
   const json* value = find(name);
   if (!value) return;
-  if (!value->is_number()) invalid(path_of(name), "must be a number");
+  if (!value->is_number()) invalid(path_of(name), "must be a number (got " + type_words(*value) + ")");
   double v = value->get<double>();
   bool below = exclusive_min ? !(v > min) : !(v >= min);
-  if (!std::isfinite(v) || below || v > max) invalid(path_of(name), range_text(min, max, exclusive_min));
+  if (!std::isfinite(v) || below || v > max)
+    invalid(path_of(name), range_text(min, max, exclusive_min) + " (got " + value->dump() + ")");
   out = v;
 }
 

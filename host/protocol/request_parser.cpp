@@ -6,6 +6,7 @@
 #include <limits>
 #include <random>
 
+#include "host/common/paths.hpp"
 #include "host/protocol/field_reader.hpp"
 #include "host/protocol/lora_tags.hpp"
 #include "sdxlhost/sdk/error.hpp"
@@ -123,8 +124,9 @@ void check_size(int value, int min, int max, const std::string& field) {
 void read_dimensions(FieldReader& data, const Limits& limits, sdk::GenerationRequest& request,
                      std::vector<std::string>& warnings) {
   if (auto reader = data.child("dimensions")) {
-    reader->read_int("width", request.width, 0, 1 << 20);
-    reader->read_int("height", request.height, 0, 1 << 20);
+    // The configured range in the message (limits.min_width..max_width), not a wider one.
+    reader->read_int("width", request.width, limits.min_width, limits.max_width);
+    reader->read_int("height", request.height, limits.min_height, limits.max_height);
     reader->warn_unknown(warnings);
   }
   // Checked even when absent: the default size must fit this config's limits too.
@@ -210,15 +212,6 @@ json optional_feature(const json* value, const std::string& field, bool allow_ar
   return *value;
 }
 
-void check_relative_path(const std::string& text, const std::string& field) {
-  std::filesystem::path path(text);
-  if (path.is_absolute() || path.has_root_name() || path.has_root_directory() ||
-      (!text.empty() && (text[0] == '/' || text[0] == '\\')))
-    invalid(field, "must be relative to output_root");
-  for (const auto& part : path)
-    if (part == "..") invalid(field, "must not leave output_root ('..')");
-}
-
 void read_output(FieldReader& data, sdk::OutputOptions& output, std::vector<std::string>& warnings) {
   auto reader = data.child("output");
   if (!reader) return;
@@ -230,7 +223,7 @@ void read_output(FieldReader& data, sdk::OutputOptions& output, std::vector<std:
     invalid(reader->path_of("format"), "must be one of: png, jpeg, webp");
   reader->read_int("quality", output.quality, 1, 100);
   reader->read_string("save_path", output.save_path);
-  check_relative_path(output.save_path, reader->path_of("save_path"));
+  check_save_path(output.save_path, reader->path_of("save_path"));
   reader->read_bool("return_base64", output.return_base64);
   output.upscale = optional_feature(reader->find("upscale"), reader->path_of("upscale"), false);
   reader->warn_unknown(warnings);

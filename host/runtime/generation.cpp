@@ -33,6 +33,33 @@ spdlog::level::level_enum to_spdlog(sdk::LogLevel level) {
   }
 }
 
+/// Progress inside a step (sdk::report_detail): recorded for `status` and sent as a progress
+/// event (the stage's last step with a "detail" object), rate-limited like the steps.
+class DetailForwarder {
+ public:
+  DetailForwarder(Job& job, std::shared_ptr<ProgressThrottle> throttle) : job_(job), throttle_(std::move(throttle)) {
+    sink_ = [this](std::string_view part, int index, int count) { forward(part, index, count); };
+  }
+  const sdk::DetailSink* sink() const { return &sink_; }
+
+ private:
+  void forward(std::string_view part, int index, int count) {
+    job_.set_detail(std::string(part), index, count);
+    const json described = job_.describe();
+    const std::string stage = described.value("stage", std::string());
+    if (!throttle_->should_send_detail() || !job_.connection()) return;
+    const double elapsed = seconds_between(job_.started_at(), Clock::now());
+    job_.connection()->send(protocol::to_line(protocol::progress_event(
+        job_.request_id(), stage, described.value("step", 0), described.value("total_steps", 0), elapsed,
+        json{{"part", std::string(part)}, {"index", index}, {"count", count}})));
+    job_.mark_progress_sent();
+  }
+
+  Job& job_;
+  std::shared_ptr<ProgressThrottle> throttle_;
+  sdk::DetailSink sink_;
+};
+
 /// Progress callback of a job: records it for `status` and forwards throttled events.
 sdk::ContextServices make_services(Job& job, const GenerationEnvironment& environment,
                                    std::shared_ptr<ProgressThrottle> throttle) {
@@ -55,6 +82,7 @@ sdk::ContextServices make_services(Job& job, const GenerationEnvironment& enviro
     double elapsed = seconds_between(job.started_at(), Clock::now());
     job.connection()->send(protocol::to_line(
         protocol::progress_event(job.request_id(), std::string(stage), step, total_steps, elapsed)));
+    job.mark_progress_sent();
   };
   services.log = [id = job.request_id()](sdk::LogLevel level, std::string_view message) {
     component_logger("job")->log(to_spdlog(level), "[{}] {}", id, message);
@@ -84,6 +112,21 @@ std::uint64_t kib_field_bytes(const std::string& key) {
 
 OnDisabledFeature planner_policy(DisabledFeaturePolicy policy) {
   return policy == DisabledFeaturePolicy::Warn ? OnDisabledFeature::Warn : OnDisabledFeature::Error;
+}
+
+void check_init_image(const sdk::GenerationRequest& request, const Limits& limits) {
+  if (request.init_image.empty()) return;
+  const std::string field = "data.init_image";
+  const nn::ImageSize size = nn::read_image_size(nn::decode_base64(request.init_image, field), field);
+  if (size.width < limits.min_width || size.width > limits.max_width || size.height < limits.min_height ||
+      size.height > limits.max_height)
+    throw sdk::Error(sdk::ErrorCode::ValidationError,
+                     "image-to-image runs at the init image's own size, " + std::to_string(size.width) + "x" +
+                         std::to_string(size.height) + ", which is outside limits.min_width..max_width (" +
+                         std::to_string(limits.min_width) + ".." + std::to_string(limits.max_width) +
+                         ") x limits.min_height..max_height (" + std::to_string(limits.min_height) + ".." +
+                         std::to_string(limits.max_height) + "); resize it",
+                     field);
 }
 
 void check_model_names(const sdk::GenerationRequest& request, const ModelStore& models) {
@@ -121,6 +164,7 @@ json run_generation(Job& job, const std::shared_ptr<const sdk::GenerationRequest
   Plan plan = plan_request(*environment.plugins, *request, environment.on_disabled, job.warnings);
   auto throttle = std::make_shared<ProgressThrottle>(std::chrono::milliseconds(environment.progress_interval_ms));
   sdk::Context context(request, make_services(job, environment, throttle), job.token());
+  DetailForwarder details(job, throttle);
   auto log = component_logger("job");
   // on_disabled_feature "warn": each feature skipped is logged, not only told to the client.
   for (std::size_t i = warnings_before; i < job.warnings.size(); ++i)
@@ -130,7 +174,7 @@ json run_generation(Job& job, const std::shared_ptr<const sdk::GenerationRequest
   log->info("[{}] plan: {}", job.request_id(), names);
 
   Clock::time_point run_start = Clock::now();
-  run_plan(plan, context);
+  run_plan(plan, context, details.sink());
   Clock::time_point run_end = Clock::now();
   context.throw_if_cancelled();
   if (!context.has(sdk::slots::kImages))
@@ -185,9 +229,10 @@ json run_upscale(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& 
     Plan plan = plan_upscale(*environment.plugins, *request);
     auto throttle = std::make_shared<ProgressThrottle>(std::chrono::milliseconds(environment.progress_interval_ms));
     sdk::Context context(request, make_services(job, environment, throttle), job.token());
+    DetailForwarder details(job, throttle);
     context.set(sdk::slots::kImages, std::vector<sdk::Image>{nn::decode_base64_image(image, "data.image")});
     Clock::time_point run_start = Clock::now();
-    run_plan(plan, context);
+    run_plan(plan, context, details.sink());
     Clock::time_point run_end = Clock::now();
     context.throw_if_cancelled();
     OutputSettings output = environment.output;

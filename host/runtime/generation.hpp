@@ -34,6 +34,12 @@ struct GenerationEnvironment {
 /// The planner's policy for a config value.
 OnDisabledFeature planner_policy(DisabledFeaturePolicy policy);
 
+/// Reads the init image's size from its header (no pixel decoded) and refuses it, as
+/// VALIDATION_ERROR on data.init_image, when image-to-image would run outside the configured
+/// size limits (img2img uses the image's own size, as diffusers' SDXL img2img pipeline does)
+/// or when it is over limits.max_image_pixels.
+void check_init_image(const sdk::GenerationRequest& request, const Limits& limits);
+
 /// Checks that every model the request names resolves under models_root (MODEL_NOT_FOUND, or
 /// VALIDATION_ERROR for names escaping their folder), before the job is queued.
 void check_model_names(const sdk::GenerationRequest& request, const ModelStore& models);

@@ -9,6 +9,7 @@
 #include "host/protocol/request_parser.hpp"
 #include "host/runtime/generation.hpp"
 #include "host/runtime/logging.hpp"
+#include "host/runtime/memory.hpp"
 #include "host/runtime/threads.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/sdk/abi.hpp"
@@ -59,7 +60,11 @@ std::pair<std::string, std::string> model_reference(const json& data) {
     throw Error(ErrorCode::ValidationError,
                 "must be one of: checkpoints, loras, controlnet, vae, upscalers", "data.kind");
   auto name = data.find("name");
-  if (name == data.end() || !name->is_string() || name->get<std::string>().empty())
+  if (name != data.end() && !name->is_null() && !name->is_string())
+    throw Error(ErrorCode::ValidationError,
+                std::string("must be a string (a model name under models_root/") + kind + "), got " + name->type_name(),
+                "data.name");
+  if (name == data.end() || name->is_null() || name->get<std::string>().empty())
     throw Error(ErrorCode::ValidationError, "is required (a model name under models_root/" + kind + ")",
                 "data.name");
   return {kind, name->get<std::string>()};
@@ -120,6 +125,8 @@ void restart_only_changes(const HostConfig& before, const HostConfig& after, std
     warnings.push_back("config key 'queue.executors' changed: takes effect after a restart");
   if (a["limits"]["max_client_backlog_bytes"] != b["limits"]["max_client_backlog_bytes"])
     warnings.push_back("config key 'limits.max_client_backlog_bytes' changed: takes effect after a restart");
+  if (a["plugins"]["run_dir"] != b["plugins"]["run_dir"])
+    warnings.push_back("config key 'plugins.run_dir' changed: takes effect after a restart");
 }
 
 }  // namespace
@@ -132,6 +139,7 @@ PluginSettings plugin_settings(const HostConfig& config) {
   settings.plugin_configs = config.plugins.config;
   settings.device = config.device;
   settings.dtype = config.dtype;
+  settings.run_dir = config.plugins.run_dir;
   return settings;
 }
 
@@ -142,6 +150,11 @@ HostService::HostService(HostConfig config, const std::vector<std::string>& conf
       runner_(config_->queue.max_pending, config_->queue.executors) {
   auto log = component_logger("host");
   for (const auto& warning : config_warnings) log->warn("config: {}", warning);
+  runner_.set_progress_heartbeat(config_->queue.progress_heartbeat_s);
+  if (configure_allocator()) log->debug("malloc mmap threshold fixed at {} bytes (memory of unloaded models goes back)", kMmapThresholdBytes);
+  nn::set_max_image_pixels(config_->limits.max_image_pixels);
+  if (const std::size_t stale = remove_stale_temporaries(config_->output_root))
+    log->info("removed {} temporary image file(s) left under output_root by a process that stopped", stale);
   plugins_->load();
 }
 
@@ -243,6 +256,7 @@ json HostService::handle_inference(const ConnectionPtr& connection, Envelope& en
       envelope.data, envelope.request_id, config->limits, config->queue.default_timeout_s, envelope.warnings,
       loaded_plugin_names(*plugins)));
   check_model_names(*request, *models_);
+  check_init_image(*request, config->limits);
   OnDisabledFeature policy = planner_policy(config->on_disabled_feature);
   if (request->dry_run) return dry_run_data(*request, *plugins, policy, envelope.warnings);
   {
@@ -301,8 +315,16 @@ json HostService::handle_upscale(const ConnectionPtr& connection, Envelope& enve
 
 json HostService::handle_cancel(const Envelope& envelope) {
   std::string target;
-  for (const char* key : {"request_id", "target_request_id"})
-    if (auto it = envelope.data.find(key); it != envelope.data.end() && it->is_string()) target = it->get<std::string>();
+  for (const char* key : {"request_id", "target_request_id"}) {
+    auto it = envelope.data.find(key);
+    if (it == envelope.data.end() || it->is_null()) continue;
+    if (it->is_number_integer()) target = it->dump();  // the envelope accepts integer ids too
+    else if (it->is_string()) target = it->get<std::string>();
+    else
+      throw Error(ErrorCode::ValidationError,
+                  std::string("must be a string (the request_id of the job to cancel), got ") + it->type_name(),
+                  std::string("data.") + key);
+  }
   if (target.empty())
     throw Error(ErrorCode::ValidationError, "is required: the request_id of the job to cancel", "data.request_id");
   std::string state = runner_.cancel(target);
@@ -472,9 +494,12 @@ json HostService::reload_config(std::vector<std::string>& warnings) {
   next.threads = current->threads;
   next.queue.executors = current->queue.executors;
   next.limits.max_client_backlog_bytes = current->limits.max_client_backlog_bytes;
+  next.plugins.run_dir = current->plugins.run_dir;
+  nn::set_max_image_pixels(next.limits.max_image_pixels);
   plugins_->reconfigure(plugin_settings(next));
   set_log_level(next.log_level);
   runner_.set_max_pending(next.queue.max_pending);
+  runner_.set_progress_heartbeat(next.queue.progress_heartbeat_s);
   auto shared = std::make_shared<const HostConfig>(std::move(next));
   {
     std::lock_guard<std::mutex> lock(config_mutex_);

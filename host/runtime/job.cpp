@@ -29,9 +29,17 @@ Job::Job(std::string request_id, std::string kind, Priority priority, double tim
 
 void Job::set_progress(const std::string& stage, int step, int total_steps) {
   std::lock_guard<std::mutex> lock(progress_mutex_);
+  if (stage != stage_) detail_part_.clear();
   stage_ = stage;
   step_ = step;
   total_steps_ = total_steps;
+}
+
+void Job::set_detail(const std::string& part, int index, int count) {
+  std::lock_guard<std::mutex> lock(progress_mutex_);
+  detail_part_ = part;
+  detail_index_ = index;
+  detail_count_ = count;
 }
 
 nlohmann::json Job::describe() const {
@@ -46,6 +54,8 @@ nlohmann::json Job::describe() const {
     out["stage"] = stage_;
     out["step"] = step_;
     out["total_steps"] = total_steps_;
+    if (!detail_part_.empty())
+      out["detail"] = {{"part", detail_part_}, {"index", detail_index_}, {"count", detail_count_}};
     out["elapsed_s"] = seconds(now - started_at_);
     out["queued_s"] = seconds(started_at_ - enqueued_at_);
   } else {

@@ -67,9 +67,15 @@ class Job {
   /// Warnings collected before the job ran (parsing); the response carries them.
   std::vector<std::string> warnings;
 
-  /// Records progress for `status` (any thread).
+  /// Records progress for `status` (any thread). A new stage clears the detail.
   void set_progress(const std::string& stage, int step, int total_steps);
-  /// {request_id, kind, priority, stage, step, total_steps, elapsed_s, queued_s}.
+  /// Records where the current step is inside a model (sdk::report_detail) for `status`.
+  void set_detail(const std::string& part, int index, int count);
+  /// Records that a progress event of this job was just sent (any thread).
+  void mark_progress_sent() { progress_sent_ns_.store(Clock::now().time_since_epoch().count()); }
+  /// When the last progress event was sent (the epoch of Clock when none was).
+  Clock::time_point progress_sent_at() const { return Clock::time_point(Clock::duration(progress_sent_ns_.load())); }
+  /// {request_id, kind, priority, stage, step, total_steps, detail?, elapsed_s, queued_s}.
   nlohmann::json describe() const;
   /// Marks the moment the job left the queue.
   void mark_started() { started_at_ = Clock::now(); started_.store(true); }
@@ -90,10 +96,14 @@ class Job {
   Clock::time_point started_at_{};
   std::atomic<bool> started_{false};
   std::atomic<bool> answered_{false};
+  std::atomic<Clock::rep> progress_sent_ns_{0};
   mutable std::mutex progress_mutex_;
   std::string stage_;
   int step_ = 0;
   int total_steps_ = 0;
+  std::string detail_part_;
+  int detail_index_ = 0;
+  int detail_count_ = 0;
 };
 
 }  // namespace sdxlhost::host::runtime

@@ -1,11 +1,14 @@
 #include "host/runtime/job_runner.hpp"
 
 #include <algorithm>
+#include <new>
 
 #include "host/common/client_text.hpp"
+#include "host/graph/planner.hpp"
 #include "host/metrics/metrics.hpp"
 #include "host/protocol/envelope.hpp"
 #include "host/runtime/logging.hpp"
+#include "host/runtime/memory.hpp"
 
 namespace sdxlhost::host::runtime {
 namespace {
@@ -122,9 +125,15 @@ void JobRunner::execute(const std::shared_ptr<Job>& job) {
     answer_success(*job, std::move(data), job->warnings);
   } catch (const Error& error) {
     answer_error(*job, error);
+  } catch (const std::bad_alloc&) {
+    answer_error(*job, host::out_of_memory(job->kind(), ""));
   } catch (const std::exception& error) {
-    log->error("[{}] {} failed: {}", job->request_id(), job->kind(), error.what());  // with any backtrace
-    answer_error(*job, Error(ErrorCode::InternalError, client_message(error)));
+    if (host::is_allocation_failure(error.what())) {
+      answer_error(*job, host::out_of_memory(job->kind(), error.what()));
+    } else {
+      log->error("[{}] {} failed: {}", job->request_id(), job->kind(), error.what());  // with any backtrace
+      answer_error(*job, Error(ErrorCode::InternalError, client_message(error)));
+    }
   } catch (...) {
     answer_error(*job, Error(ErrorCode::InternalError, "unknown exception"));
   }
@@ -133,6 +142,32 @@ void JobRunner::execute(const std::shared_ptr<Job>& job) {
     running_.erase(job->request_id());
   }
   changed_.notify_all();
+  // The job's tensors and any model it was the last user of are freed by now: give the pages
+  // back (memory.hpp).
+  release_free_memory();
+}
+
+void JobRunner::send_heartbeats(Clock::time_point now) {
+  const double seconds = heartbeat_s_.load();
+  if (seconds <= 0) return;
+  const auto every = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  std::vector<std::shared_ptr<Job>> jobs;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [id, job] : running_) jobs.push_back(job);
+  }
+  for (const auto& job : jobs) {
+    if (!job->started() || !job->connection()) continue;
+    if (now - std::max(job->progress_sent_at(), job->started_at()) < every) continue;
+    const nlohmann::json described = job->describe();
+    const std::string stage = described.value("stage", std::string());
+    if (stage.empty()) continue;  // a job that reports no stages (load_model) sends no progress
+    job->connection()->send(protocol::to_line(protocol::progress_event(
+        job->request_id(), stage, described.value("step", 0), described.value("total_steps", 0),
+        std::chrono::duration<double>(now - job->started_at()).count(),
+        described.contains("detail") ? described["detail"] : nlohmann::json())));
+    job->mark_progress_sent();
+  }
 }
 
 void JobRunner::watchdog_loop() {
@@ -142,6 +177,7 @@ void JobRunner::watchdog_loop() {
     auto now = Clock::now();
     for (auto& job : queue_.remove_expired(now))
       answer_error(*job, Error(ErrorCode::Timeout, "timed out while queued", "data.metadata.timeout"));
+    send_heartbeats(now);
     auto wake = std::min(queue_.next_deadline(), Clock::now() + kWatchdogTick);
     lock.lock();
     changed_.wait_until(lock, wake);

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <atomic>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -58,6 +59,9 @@ class JobRunner {
   std::size_t running_count() const;
   /// Changes queue.max_pending (reload_config).
   void set_max_pending(std::size_t max_pending) { queue_.set_max_pending(max_pending); }
+  /// `queue.progress_heartbeat_s`: a running job that reported a stage but sent no progress
+  /// event for this long gets one repeating its stage, step and detail (0 = off).
+  void set_progress_heartbeat(double seconds) { heartbeat_s_.store(seconds); }
 
   /// Sends the final error response of `job` unless it was answered already.
   static void answer_error(Job& job, const sdk::Error& error);
@@ -76,6 +80,8 @@ class JobRunner {
   mutable std::mutex mutex_;               // guards running_, stop_watchdog_
   std::condition_variable changed_;        // running_ shrank, or watchdog must re-check
   std::map<std::string, std::shared_ptr<Job>> running_;
+  std::atomic<double> heartbeat_s_{2.0};
+  void send_heartbeats(Clock::time_point now);
   bool stop_watchdog_ = false;
   std::mutex shutdown_mutex_;              // serialises shutdown()
   std::atomic<bool> shutting_down_{false};

@@ -11,7 +11,8 @@
 
 namespace sdxlhost::host {
 
-/// The logger of `component`, created on first use at the current level.
+/// The logger of `component`, created on first use at the current level. Every record it logs
+/// is escaped first (escape_for_log): control characters and invalid UTF-8 never reach a sink.
 std::shared_ptr<spdlog::logger> component_logger(const std::string& component);
 
 /// Sets the level of every component logger, existing and future ("trace" .. "off").

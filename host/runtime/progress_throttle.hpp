@@ -28,6 +28,15 @@ class ProgressThrottle {
     return true;
   }
 
+  /// True when a report from inside a step (sdk::report_detail) should be sent now: at most one
+  /// per interval, counted together with the step reports.
+  bool should_send_detail(std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now()) {
+    if (sent_any_ && now - last_sent_ < interval_) return false;
+    sent_any_ = true;
+    last_sent_ = now;
+    return true;
+  }
+
  private:
   std::chrono::milliseconds interval_;
   std::chrono::steady_clock::time_point last_sent_{};

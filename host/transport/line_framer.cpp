@@ -32,6 +32,12 @@ void LineFramer::finish_line() {
     return;
   }
   if (!partial_.empty() && partial_.back() == '\r') partial_.pop_back();
+  if (partial_.size() > max_line_bytes_) {  // max + 1 bytes are buffered for a '\r' that did not come
+    const std::size_t seen = partial_.size();
+    partial_.clear();
+    on_oversized_(seen);
+    return;
+  }
   std::string line;
   line.swap(partial_);
   if (line.find_first_not_of(" \t") == std::string::npos) return;  // blank lines are keep-alives

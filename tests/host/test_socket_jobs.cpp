@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "host/runtime/logging.hpp"
+#include "host/common/log_escape.hpp"
 #include "host_fixture.hpp"
 
 namespace sdxlhost::test {
@@ -61,6 +62,18 @@ void wait_until_running(WireClient& client, const std::string& id) {
   FAIL() << id << " never started";
 }
 
+/// Waits until `status` shows `id` in the queue (its line was read on another connection).
+void wait_until_queued(WireClient& client, const std::string& id) {
+  for (int i = 0; i < 200; ++i) {
+    const json queue = client.request(message("status", "sq-" + std::to_string(i)))["data"]["queue"];
+    for (const char* level : {"high", "normal", "low"})
+      for (const auto& queued : queue[level])
+        if (queued == id) return;
+    std::this_thread::sleep_for(10ms);
+  }
+  FAIL() << id << " never queued";
+}
+
 TEST(SocketJobs, CancelQueuedAndRunningJobs) {
   HostFixture fixture;
   auto owner = fixture.client();
@@ -68,6 +81,7 @@ TEST(SocketJobs, CancelQueuedAndRunningJobs) {
   owner->send(generation("long", 200, 20));  // ~4 s unless cancelled
   wait_until_running(*control, "long");
   owner->send(generation("waiting", 2, 1));
+  wait_until_queued(*control, "waiting");  // the two connections race otherwise (seen under load)
 
   json queued = control->request(message("cancel", "c1", {{"request_id", "waiting"}}));
   ASSERT_TRUE(queued["success"].get<bool>()) << queued.dump();
@@ -224,6 +238,63 @@ TEST(SocketJobs, EveryJobLogLineCarriesTheRequestId) {
         EXPECT_NE(line.find("[" + id + "]"), std::string::npos) << "a line logged during job " << id << ": " << line;
     }
   }
+  for (const auto& logger : loggers) {
+    auto& sinks = logger->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());
+  }
+  host::set_log_level("warn");
+}
+
+
+/// True when `line` is what the escaping logger writes: printable, valid UTF-8, nothing left to
+/// escape but the backslashes its own escapes contain.
+bool is_safe_log_line(const std::string& line) {
+  for (unsigned char c : line)
+    if (c < 0x20 || c == 0x7F) return false;
+  std::string doubled;
+  for (char c : line) {
+    doubled += c;
+    if (c == '\\') doubled += '\\';
+  }
+  return host::escape_for_log(line) == doubled;
+}
+
+// Issue 14, item 6: client text (request ids with newlines and escapes, invalid UTF-8 that the
+// parser quotes in its error, unknown message types) reaches the log escaped: every record is
+// one line of valid, printable UTF-8, and nothing a client sends can forge another record.
+TEST(SocketJobs, ClientTextIsEscapedInTheLog) {
+  auto sink = std::make_shared<CaptureSink>();
+  std::vector<std::shared_ptr<spdlog::logger>> loggers;
+  for (const char* component : {"host", "protocol", "runtime", "job", "plugins", "models", "transport"})
+    loggers.push_back(host::component_logger(component));
+  for (const auto& logger : loggers) logger->sinks().push_back(sink);
+  {
+    HostFixture fixture(json{{"log_level", "debug"}});
+    auto client = fixture.client();
+    sink->capture(true);
+    // JSON escapes: a newline, a NUL and an ANSI colour sequence inside the request id.
+    const std::string forged = R"(evil\n2026-01-01T00:00:00.000 info  [host] FORGED\u0000\u001b[31m)";
+    client->send_raw(R"({"message_type":"inference_request","request_id":")" + forged +
+                     R"(","data":{"prompt":"p","dimensions":{"width":8,"height":8},)"
+                     R"("hyperparameters":{"num_inference_steps":1},"test":{"throw":"error"}}})" "\n");
+    const std::string decoded = json::parse("\"" + forged + "\"").get<std::string>();
+    const json answer = client->until_response(decoded).back();
+    EXPECT_EQ(answer["error_code"], "PLUGIN_ERROR") << answer.dump();
+    client->send_raw("{\"message_type\":\"ping\",\"request_id\":\"bad\xff\xfeutf8\"}\n");
+    EXPECT_EQ(client->next()["error_code"], "MALFORMED_JSON");
+    client->send_raw(R"({"message_type":"no\nsuch","request_id":"t\r"})" "\n");
+    EXPECT_EQ(client->next()["error_code"], "UNKNOWN_MESSAGE_TYPE");
+    ASSERT_TRUE(client->request(message("ping", "after"))["success"].get<bool>());
+    sink->capture(false);
+  }
+  const auto lines = sink->lines();
+  EXPECT_FALSE(lines.empty());
+  bool saw_escaped_id = false;
+  for (const auto& line : lines) {
+    EXPECT_TRUE(is_safe_log_line(line)) << "raw client text in the log: " << host::escape_for_log(line);
+    saw_escaped_id = saw_escaped_id || line.find(R"([evil\n2026)") != std::string::npos;
+  }
+  EXPECT_TRUE(saw_escaped_id) << "no log line names the job by its (escaped) id";
   for (const auto& logger : loggers) {
     auto& sinks = logger->sinks();
     sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());

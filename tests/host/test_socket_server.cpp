@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/plugin_mapping.hpp"
 #include "host_fixture.hpp"
 
 namespace sdxlhost::test {
@@ -35,12 +36,8 @@ const json* find_plugin(const json& plugins, const std::string& name) {
 }
 
 /// True when `library` is mapped into this process (dlopen without loading it).
-bool is_mapped(const std::filesystem::path& library) {
-  void* handle = ::dlopen(library.c_str(), RTLD_NOW | RTLD_NOLOAD);
-  if (!handle) return false;
-  ::dlclose(handle);
-  return true;
-}
+/// True when the plugin `library` is mapped (as its private copy, see common/plugin_mapping.hpp).
+bool is_mapped(const std::filesystem::path& library) { return test_support::is_plugin_mapped(library); }
 
 TEST(SocketServer, AModelPreloadedByAPluginOutlivesThatPluginBeingDisabled) {
   const std::filesystem::path library = std::filesystem::path(SDXLHOST_TEST_PLUGIN_DIR) / "test_generate.so";

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <thread>
 
+#include "error_capture.hpp"
 #include "host/models/model_store.hpp"
 #include "host/plugins/plugin_manager.hpp"
 #include "sdxlhost/sdk/error.hpp"
@@ -17,6 +18,7 @@ using namespace sdxlhost;
 using host::ModelStore;
 using host::ModelStoreSettings;
 using sdk::ErrorCode;
+using test_support::code_of;
 
 namespace {
 
@@ -294,4 +296,35 @@ TEST_F(ModelStoreTest, CachedObjectsKeepTheirCodeAnchorAndDieBeforeIt) {
   EXPECT_TRUE(weak_anchor.expired());
   EXPECT_EQ(destroyed, (std::vector<std::string>{"model", "anchor"}));
   EXPECT_EQ(store.stats()["loaded_models"], 0);
+}
+
+// Issue 14: a model file truncated (or replaced) while its object is cached is not used again:
+// the cached object may point into mapped bytes that are gone (SIGBUS when touched). The next
+// load reads the file as it is now; a job still holding the old object keeps it.
+TEST_F(ModelStoreTest, AModelFileTruncatedWhileCachedIsLoadedAgain) {
+  ModelStore store(ModelStoreSettings{root_, 4, 0});
+  auto first = store.load("checkpoints", "base", "unet", "data.models.base", counting_loader(10));
+  EXPECT_EQ(store.load("checkpoints", "base", "unet", "data.models.base", counting_loader(10)), first);
+  EXPECT_EQ(loads_, 1);
+  fs::resize_file(root_ / "checkpoints" / "base.safetensors", 33);  // cut short on disk
+  auto second = store.load("checkpoints", "base", "unet", "data.models.base", counting_loader(10));
+  EXPECT_EQ(loads_, 2) << "the cached object of the old file was used";
+  EXPECT_NE(second, first);
+  EXPECT_EQ(store.stats()["loaded_models"], 1);
+  // A folder model: a file inside it replaced.
+  store.load("checkpoints", "diffusers_model", "unet", "data.models.base", counting_loader(5));
+  test_support::write_file(root_ / "checkpoints" / "diffusers_model" / "unet" / "w.bin", "new weights");
+  store.load("checkpoints", "diffusers_model", "unet", "data.models.base", counting_loader(5));
+  EXPECT_EQ(loads_, 4);
+  // A loader that fails on the truncated file: a clear MODEL_LOAD_ERROR, nothing stale cached.
+  fs::resize_file(root_ / "checkpoints" / "base.safetensors", 3);
+  std::string field;
+  EXPECT_EQ(code_of([&] {
+              store.load("checkpoints", "base", "unet", "data.models.base", [](const fs::path&) -> sdk::CachedModel {
+                throw sdk::Error(ErrorCode::ModelLoadError, "header cut short");
+              });
+            }, nullptr, &field),
+            ErrorCode::ModelLoadError);
+  EXPECT_EQ(field, "data.models.base");
+  EXPECT_EQ(*std::static_pointer_cast<std::string>(first), "base.safetensors");  // still usable by its job
 }

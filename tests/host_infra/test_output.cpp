@@ -3,6 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <csetjmp>
+#include <csignal>
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cstdlib>
 #include <map>
 
@@ -331,4 +336,92 @@ TEST(Output, SavePathsThatEscapeOutputRootAreRefused) {
   const auto result = host::write_images({gradient(8, 8)}, request, {tmp / "out"});
   EXPECT_EQ(fs::path(result[0]["image_path"].get<std::string>()).filename(), "trap_1.png");
   EXPECT_TRUE(fs::is_empty(outside));
+}
+
+namespace {
+
+/// Noise pixels: PNG cannot compress them, so the file is about width * height * 3 bytes.
+sdk::Image noise(int width, int height) {
+  sdk::Image image;
+  image.width = width;
+  image.height = height;
+  image.channels = 3;
+  std::uint32_t state = 12345;
+  for (int i = 0; i < width * height * 3; ++i) {
+    state = state * 1664525u + 1013904223u;
+    image.pixels.push_back(static_cast<std::uint8_t>(state >> 24));
+  }
+  return image;
+}
+
+/// Every file under `root` (recursively), by name.
+std::vector<std::string> files_under(const fs::path& root) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::recursive_directory_iterator(root))
+    if (entry.is_regular_file()) names.push_back(entry.path().filename().string());
+  return names;
+}
+
+}  // namespace
+
+// Issue 14, item 4: a process killed while it writes an image (here by SIGXFSZ, which kills it
+// half-way through the write like kill -9) leaves no file under the final name; the temporary
+// it leaves is removed at the next start.
+TEST(Output, AProcessKilledWhileWritingLeavesNoPartialImage) {
+  test_support::TempDir tmp;
+  const fs::path out = tmp / "out";
+  fs::create_directories(out);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::signal(SIGXFSZ, SIG_DFL);
+    rlimit limit{4096, 4096};  // any write past 4 KiB kills the process (SIGXFSZ)
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+    auto request = sample_request();
+    request.output.save_path = "killed.png";
+    try {
+      host::write_images({noise(64, 64)}, request, {out});
+    } catch (...) {
+    }
+    ::_exit(0);  // not reached when the write kills the process
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the child was not killed during the write";
+  EXPECT_EQ(WTERMSIG(status), SIGXFSZ);
+  EXPECT_FALSE(fs::exists(out / "killed.png")) << "a partial image carries the final name";
+  const auto left = files_under(out);
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].rfind(".sdxl-host-tmp-" + std::to_string(child) + "-", 0), 0u) << left[0];
+
+  // The next start removes it; a temporary of a live process (ours) is kept.
+  test_support::write_file(out / "sub" / (".sdxl-host-tmp-" + std::to_string(::getpid()) + "-1-2"), "live");
+  EXPECT_EQ(host::remove_stale_temporaries(out), 1u);
+  EXPECT_EQ(files_under(out), std::vector<std::string>{".sdxl-host-tmp-" + std::to_string(::getpid()) + "-1-2"});
+}
+
+// Disk full on output: a clear OUTPUT_ERROR naming the field, nothing partial left behind.
+TEST(Output, DiskFullIsAnOutputErrorAndLeavesNothing) {
+  test_support::TempDir tmp;
+  const fs::path out = tmp / "out";
+  fs::create_directories(out);
+  auto request = sample_request();
+  request.output.save_path = "full.png";
+  // RLIMIT_FSIZE makes write(2) fail as a full disk does (EFBIG instead of ENOSPC).
+  const auto previous_handler = ::signal(SIGXFSZ, SIG_IGN);
+  rlimit previous{};
+  ::getrlimit(RLIMIT_FSIZE, &previous);
+  rlimit limit{4096, previous.rlim_max};
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+  std::string field;
+  const auto code = code_of([&] { host::write_images({noise(64, 64)}, request, {out}); }, nullptr, &field);
+  ::setrlimit(RLIMIT_FSIZE, &previous);
+  ::signal(SIGXFSZ, previous_handler);
+  EXPECT_EQ(code, ErrorCode::OutputError);
+  EXPECT_EQ(field, "data.output.save_path");
+  EXPECT_TRUE(files_under(out).empty());
+  // Once there is room again, the same request is saved under its name.
+  const auto result = host::write_images({noise(64, 64)}, request, {out});
+  EXPECT_EQ(fs::path(result[0]["image_path"].get<std::string>()).filename(), "full.png");
+  EXPECT_EQ(files_under(out), std::vector<std::string>{"full.png"});
 }

@@ -233,14 +233,17 @@ class RunPlan : public ::testing::Test {
 
 TEST_F(RunPlan, TestGenerateDrawsOneImagePerSeedWithProgress) {
   int progress_calls = 0;
+  std::vector<std::string> started;  // run_plan reports each stage's start as (stage, 0, 0)
   sdk::ContextServices services;
   services.progress = [&](std::string_view stage, int step, int total) {
+    if (step == 0 && total == 0) return started.push_back(std::string(stage));
     EXPECT_EQ(stage, "test_denoise");
     EXPECT_EQ(total, 4);
     EXPECT_EQ(step, ++progress_calls);
   };
   auto images = run(services);
   EXPECT_EQ(progress_calls, 4);
+  EXPECT_EQ(started, (std::vector<std::string>{"test_prepare", "test_denoise"}));
   ASSERT_EQ(images.size(), 3u);
   for (int i = 0; i < 3; ++i) {
     const auto& image = images[i];

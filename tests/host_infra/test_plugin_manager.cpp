@@ -1,7 +1,5 @@
 // PluginManager: every load-failure kind is reported while the others load; plugins.enabled and
 // reconfigure; a snapshot held by a job keeps its library mapped, and it is unmapped after.
-#include <dlfcn.h>
-
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -17,6 +15,7 @@
 #include "host/plugins/plugin_manager.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/request.hpp"
+#include "common/plugin_mapping.hpp"
 #include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -39,13 +38,8 @@ fs::path make_plugin_dir(const test_support::TempDir& tmp, std::initializer_list
   return dir;
 }
 
-/// True when the library at `file` is mapped in this process.
-bool is_mapped(const fs::path& file) {
-  void* handle = ::dlopen(file.c_str(), RTLD_NOW | RTLD_NOLOAD);
-  if (!handle) return false;
-  ::dlclose(handle);
-  return true;
-}
+/// True when the plugin `file` is mapped (as its private copy, see common/plugin_mapping.hpp).
+bool is_mapped(const fs::path& file) { return test_support::is_plugin_mapped(file); }
 
 const nlohmann::json* find_plugin(const nlohmann::json& described, const std::string& name) {
   for (const auto& p : described)

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <jpeglib.h>
+#include <png.h>
 
 #include "nn_test_util.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
@@ -139,4 +140,77 @@ TEST(ImageDecode, BadInputIsAValidationErrorNamingTheField) {
   std::ifstream in(sdxlhost::test::shared_dir() / "goldens/vae/input_image.png", std::ios::binary);
   const std::string png((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_NE(refusal(encode_base64(png.substr(0, png.size() - 40))), "(accepted)");  // truncated PNG
+}
+
+namespace {
+
+/// A PNG of width x height 1-bit gray pixels, all black: a few hundred KiB that announce
+/// width * height pixels (a decompression bomb when large).
+std::string black_png(std::uint32_t width, std::uint32_t height) {
+  std::string out;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png_create_info_struct(png);
+  png_set_write_fn(
+      png, &out,
+      [](png_structp p, png_bytep data, png_size_t length) {
+        static_cast<std::string*>(png_get_io_ptr(p))->append(reinterpret_cast<const char*>(data), length);
+      },
+      [](png_structp) {});
+  png_set_compression_level(png, 1);
+  png_set_IHDR(png, info, width, height, 1, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  std::vector<unsigned char> row((width + 7) / 8, 0);
+  for (std::uint32_t y = 0; y < height; ++y) png_write_row(png, row.data());
+  png_write_end(png, info);
+  png_destroy_write_struct(&png, &info);
+  return out;
+}
+
+/// Restores the process-wide pixel limit when a test ends.
+struct PixelLimitGuard {
+  ~PixelLimitGuard() { set_max_image_pixels(0); }
+};
+
+}  // namespace
+
+// Issue 14, item 2: a 16384 x 16384 PNG of a few hundred KiB is refused from its header
+// (limits.max_image_pixels, PIL's 89478485 by default), before any pixel is allocated.
+TEST(ImageDecode, ImagesOverTheMaxPixelsAreRefusedFromTheHeader) {
+  PixelLimitGuard guard;
+  EXPECT_EQ(max_image_pixels(), kDefaultMaxImagePixels);
+  const std::string bomb = black_png(16384, 16384);
+  EXPECT_LT(bomb.size(), 4u << 20);
+  const std::string message = refusal(encode_base64(bomb));
+  EXPECT_NE(message.find("16384x16384"), std::string::npos) << message;
+  EXPECT_NE(message.find("limits.max_image_pixels (89478485)"), std::string::npos) << message;
+
+  // The configured limit applies to PNG and JPEG alike; the default comes back with 0.
+  set_max_image_pixels(32 * 32 - 1);
+  EXPECT_NE(refusal(encode_base64(black_png(32, 32))).find("max_image_pixels (1023)"), std::string::npos);
+  EXPECT_NE(refusal(encode_base64(encode_jpeg(gradient(32, 32), 32, 32, 3, 90))).find("max_image_pixels"),
+            std::string::npos);
+  set_max_image_pixels(32 * 32);
+  EXPECT_EQ(decode_base64_image(encode_base64(black_png(32, 32)), kField).width, 32);
+  EXPECT_EQ(decode_base64_image(encode_base64(encode_jpeg(gradient(32, 32), 32, 32, 3, 90)), kField).height, 32);
+  set_max_image_pixels(0);
+  EXPECT_EQ(max_image_pixels(), kDefaultMaxImagePixels);
+}
+
+TEST(ImageDecode, ReadImageSizeReadsTheHeaderOnly) {
+  PixelLimitGuard guard;
+  const auto png = read_image_size(black_png(128, 64), kField);
+  EXPECT_EQ(png.width, 128);
+  EXPECT_EQ(png.height, 64);
+  const auto jpeg = read_image_size(encode_jpeg(gradient(40, 24), 40, 24, 3, 90), kField);
+  EXPECT_EQ(jpeg.width, 40);
+  EXPECT_EQ(jpeg.height, 24);
+  try {
+    read_image_size(black_png(16384, 16384), kField);
+    ADD_FAILURE() << "the bomb's size was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.field(), kField);
+    EXPECT_NE(e.message().find("max_image_pixels"), std::string::npos) << e.message();
+  }
+  EXPECT_THROW(read_image_size("GIF89a", kField), Error);
 }

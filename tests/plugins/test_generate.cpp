@@ -2,7 +2,8 @@
 //   test_prepare (order 200) writes "latents" = the per-image seeds (seed + i);
 //   test_denoise (order 300) reads "latents", runs num_inference_steps steps (data.test.step_ms
 //   ms each, default 5) with progress and cancellation checks, writes "images" drawn by
-//   test_pixel(seed + i, x, y, c). data.test.throw = "error" | "std" | "int" | "torch" throws inside run.
+//   test_pixel(seed + i, x, y, c). data.test.throw = "error" | "std" | "int" | "torch" | "alloc"
+//   throws inside run ("alloc": a 2^60-byte allocation, std::bad_alloc; "torch": a c10::Error).
 // Config {"fail_initialize": true} makes initialize() throw.
 // It also preloads "checkpoints" (load_model): the file's bytes are read into a cached object
 // whose code lives in this library.
@@ -15,11 +16,13 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <cstdlib>
 #include <vector>
 
 #include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/image.hpp"
+#include "sdxlhost/sdk/job_scope.hpp"
 #include "sdxlhost/sdk/models.hpp"
 #include "sdxlhost/sdk/plugin.hpp"
 #include "sdxlhost/sdk/registries.hpp"
@@ -35,15 +38,28 @@ struct TestLatents {
   std::vector<std::int64_t> seeds;
 };
 
-/// What the preloader caches: the checkpoint file's bytes (a folder model caches nothing).
+/// What the preloader caches: the checkpoint file's bytes (a folder model caches nothing). A
+/// file that reads "ALLOC_MIB N" stands for N MiB of weights instead: N blocks of 1 MiB, each
+/// followed by a small allocation that lives on after the model (as the small long-lived objects
+/// a real load makes do), so freed weights in the heap cannot be trimmed from its top.
 class TestModel {
  public:
-  explicit TestModel(std::vector<char> bytes) : bytes_(std::move(bytes)) {}
+  explicit TestModel(std::vector<char> bytes) : bytes_(std::move(bytes)) {
+    const std::string text(bytes_.begin(), bytes_.end());
+    if (text.rfind("ALLOC_MIB ", 0) != 0) return;
+    static std::vector<std::unique_ptr<char[]>> long_lived;
+    const long mib = std::strtol(text.c_str() + 10, nullptr, 10);
+    for (long i = 0; i < mib; ++i) {
+      weights_.emplace_back(std::size_t{1} << 20, static_cast<char>(i));  // touched: resident
+      long_lived.emplace_back(new char[64]());
+    }
+  }
   virtual ~TestModel() = default;
-  std::size_t size() const { return bytes_.size(); }
+  std::size_t size() const { return bytes_.size() + (weights_.size() << 20); }
 
  private:
   std::vector<char> bytes_;
+  std::vector<std::vector<char>> weights_;
 };
 
 void preload_checkpoint(sdk::ModelAccess& models, const std::string& name) {
@@ -97,9 +113,17 @@ class DenoiseStage : public sdk::Stage {
     context.log(sdk::LogLevel::Info, "test_denoise: " + std::to_string(steps) + " steps");
     throw_if_asked(options);
     const auto step_time = std::chrono::milliseconds(options.value("step_ms", 5));
+    // data.test.blocks = N: each step is N "model blocks" that check cancellation and report
+    // their progress through sdk/job_scope.hpp, as the SDK's UNet and VAE do.
+    const int blocks = options.value("blocks", 0);
     for (int step = 1; step <= steps; ++step) {
       context.throw_if_cancelled();
-      std::this_thread::sleep_for(step_time);
+      if (blocks <= 0) std::this_thread::sleep_for(step_time);
+      for (int block = 1; block <= blocks; ++block) {
+        std::this_thread::sleep_for(step_time / blocks);
+        sdk::check_cancelled();
+        sdk::report_detail("test_blocks", block, blocks);
+      }
       context.report_progress(name(), step, steps);
     }
     context.throw_if_cancelled();
@@ -119,6 +143,11 @@ class DenoiseStage : public sdk::Stage {
     if (kind == "int") throw 42;
     // A libtorch error: its what() carries a C++ backtrace and this file's path.
     if (kind == "torch") TORCH_CHECK(false, "test_denoise: a libtorch check failed as requested");
+    if (kind == "alloc") {  // an allocation no machine can satisfy (std::bad_alloc)
+      volatile std::size_t huge = std::size_t{1} << 60;
+      std::vector<char> buffer(huge);
+      buffer[0] = 1;
+    }
   }
 
   static sdk::Image draw(std::int64_t seed, const sdk::GenerationRequest& request) {

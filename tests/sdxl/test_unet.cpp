@@ -13,6 +13,10 @@
 #include "sdxlhost/nn/model_config.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
 #include "sdxlhost/nn/unet.hpp"
+#include "sdxlhost/sdk/context.hpp"
+#include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/job_scope.hpp"
+#include "sdxlhost/sdk/request.hpp"
 
 using sdxlhost::nn::UNet2DConditionModel;
 using sdxlhost::nn::UNetConfig;
@@ -269,4 +273,56 @@ TEST(UNet, OddLatentSizesUpsampleToTheSkipSize) {
                                                at::randn({1, 77, 64}), at::randn({1, 32}),
                                                at::zeros({1, 6}));
   EXPECT_EQ(out.sizes(), (std::vector<std::int64_t>{1, 4, 9, 13}));
+}
+
+// Issue 14, item 3: a job cancelled while the UNet runs stops inside the forward (between
+// blocks), not at the end of the step; the forward reports which block it is at.
+TEST(UNet, ACancelledJobStopsBetweenBlocksOfTheForward) {
+  auto request = std::make_shared<sdxlhost::sdk::GenerationRequest>();
+  auto token = std::make_shared<sdxlhost::sdk::CancellationToken>();
+  sdxlhost::sdk::Context context(request, sdxlhost::sdk::ContextServices{}, token);
+  std::vector<std::string> parts;
+  const sdxlhost::sdk::DetailSink details = [&](std::string_view part, int index, int count) {
+    parts.push_back(std::string(part) + " " + std::to_string(index) + "/" + std::to_string(count));
+    if (part == "down_blocks" && index == 1) token->cancel();  // cancel arrives during block 1
+  };
+  sdxlhost::sdk::JobScope scope(context, &details);
+  try {
+    run(io().at("input.timestep.t500"));
+    FAIL() << "the forward ran to its end after the cancel";
+  } catch (const sdxlhost::sdk::Error& e) {
+    EXPECT_EQ(e.code(), sdxlhost::sdk::ErrorCode::Cancelled);
+  }
+  ASSERT_FALSE(parts.empty());
+  EXPECT_EQ(parts.back(), "down_blocks 1/" + std::to_string(tiny().config.levels())) << "ran past the next block";
+  EXPECT_EQ(sdxlhost::sdk::current_job(), &context);
+}
+
+TEST(UNet, WithoutAJobScopeNothingIsChecked) {
+  auto request = std::make_shared<sdxlhost::sdk::GenerationRequest>();
+  auto token = std::make_shared<sdxlhost::sdk::CancellationToken>();
+  token->cancel();
+  sdxlhost::sdk::Context context(request, sdxlhost::sdk::ContextServices{}, token);
+  { sdxlhost::sdk::JobScope scope(context); }
+  EXPECT_EQ(sdxlhost::sdk::current_job(), nullptr);
+  EXPECT_NO_THROW(run(io().at("input.timestep.t500")));
+}
+
+// Loading stops too: a job cancelled while the weights are bound gets CANCELLED.
+TEST(UNet, LoadingStopsWhenTheJobIsCancelled) {
+  auto request = std::make_shared<sdxlhost::sdk::GenerationRequest>();
+  auto token = std::make_shared<sdxlhost::sdk::CancellationToken>();
+  sdxlhost::sdk::Context context(request, sdxlhost::sdk::ContextServices{}, token);
+  int reports = 0;
+  const sdxlhost::sdk::DetailSink details = [&](std::string_view part, int, int) {
+    if (part == "load_weights" && ++reports == 2) token->cancel();
+  };
+  sdxlhost::sdk::JobScope scope(context, &details);
+  try {
+    UNet2DConditionModel::load(tiny().config, tiny().weights);
+    FAIL() << "the load ran to its end after the cancel";
+  } catch (const sdxlhost::sdk::Error& e) {
+    EXPECT_EQ(e.code(), sdxlhost::sdk::ErrorCode::Cancelled);
+  }
+  EXPECT_EQ(reports, 2);
 }

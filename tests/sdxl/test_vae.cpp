@@ -9,6 +9,10 @@
 
 #include "model_test_util.hpp"
 #include "sdxlhost/nn/vae.hpp"
+#include "sdxlhost/sdk/context.hpp"
+#include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/job_scope.hpp"
+#include "sdxlhost/sdk/request.hpp"
 
 using sdxlhost::nn::AutoencoderKL;
 using sdxlhost::nn::VaeConfig;
@@ -206,4 +210,37 @@ TEST(Vae, BadInputsGiveValidationErrors) {
     EXPECT_EQ(e.code(), ErrorCode::ModelLoadError);
     EXPECT_NE(std::string(e.what()).find("decoder.conv_out.bias"), std::string::npos);
   }
+}
+
+// Issue 14, items 3 and 9: the VAE decode reports its progress block by block and stops between
+// blocks when its job is cancelled.
+TEST(Vae, DecodeReportsProgressAndStopsBetweenBlocksWhenCancelled) {
+  const TensorMap io = load_tensors(golden("models/reference/vae_io.safetensors"));
+  auto request = std::make_shared<sdxlhost::sdk::GenerationRequest>();
+  auto token = std::make_shared<sdxlhost::sdk::CancellationToken>();
+  sdxlhost::sdk::Context context(request, sdxlhost::sdk::ContextServices{}, token);
+  std::vector<int> seen;
+  int cancel_at = 0;  // 0: never
+  const sdxlhost::sdk::DetailSink details = [&](std::string_view part, int index, int count) {
+    EXPECT_EQ(part, "vae_decode");
+    EXPECT_GE(count, 2);
+    seen.push_back(index);
+    if (index == cancel_at) token->cancel();
+  };
+  sdxlhost::sdk::JobScope scope(context, &details);
+  tiny().decode(io.at("input.latents"));
+  ASSERT_GE(seen.size(), 2u);
+  EXPECT_EQ(seen.front(), 1);
+  const int parts = static_cast<int>(seen.size());
+  EXPECT_EQ(seen.back(), parts);
+
+  seen.clear();
+  cancel_at = 1;
+  try {
+    tiny().decode(io.at("input.latents"));
+    FAIL() << "the decode ran to its end after the cancel";
+  } catch (const sdxlhost::sdk::Error& e) {
+    EXPECT_EQ(e.code(), sdxlhost::sdk::ErrorCode::Cancelled);
+  }
+  EXPECT_EQ(seen, std::vector<int>{1});
 }

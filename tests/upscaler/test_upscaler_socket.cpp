@@ -83,10 +83,15 @@ Image expected_upscale(const Image& image, const fs::path& model_file, TileSetti
   return out.width == w && out.height == h ? out : resize_lanczos(out, w, h);
 }
 
+/// The step events of `stage` (not its start event, step 0 of 0, nor progress inside a step).
 std::vector<json> progress_of(const std::vector<json>& lines, const std::string& stage) {
   std::vector<json> out;
-  for (const auto& line : lines)
-    if (line.value("message_type", "") == "progress" && line["data"]["stage"] == stage) out.push_back(line["data"]);
+  for (const auto& line : lines) {
+    if (line.value("message_type", "") != "progress" || line["data"]["stage"] != stage) continue;
+    const json& data = line["data"];
+    if ((data["step"] == 0 && data["total_steps"] == 0) || data.contains("detail")) continue;
+    out.push_back(data);
+  }
   return out;
 }
 

@@ -54,6 +54,7 @@ namespace SdxlHost.Client
         public static GenerationProgress TransformProgress(IDictionary<string, object> envelope)
         {
             var data = WireValues.GetObject(envelope, "data");
+            var detail = WireValues.GetObject(data, "detail");
             return new GenerationProgress
             {
                 RequestId = WireValues.GetString(envelope, "request_id"),
@@ -61,6 +62,12 @@ namespace SdxlHost.Client
                 Step = WireValues.GetInt(data, "step") ?? 0,
                 TotalSteps = WireValues.GetInt(data, "total_steps") ?? 0,
                 ElapsedSeconds = WireValues.GetDouble(data, "elapsed_s") ?? 0.0,
+                Detail = detail == null ? null : new ProgressDetail
+                {
+                    Part = WireValues.GetString(detail, "part"),
+                    Index = WireValues.GetInt(detail, "index") ?? 0,
+                    Count = WireValues.GetInt(detail, "count") ?? 0,
+                },
             };
         }
 

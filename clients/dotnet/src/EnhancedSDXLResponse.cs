@@ -227,5 +227,25 @@ namespace SdxlHost.Client
 
         /// <summary>Step / TotalSteps in [0, 1]; 0 when TotalSteps is 0.</summary>
         public double Fraction { get { return TotalSteps > 0 ? Math.Min(1.0, (double)Step / TotalSteps) : 0.0; } }
+
+        /// <summary>True for the event a stage sends when it starts (step 0 of 0 steps).</summary>
+        public bool IsStageStart { get { return Step == 0 && TotalSteps == 0 && Detail == null; } }
+
+        /// <summary>Where the current step is inside a model (wire: data.detail, e.g. VAE block 3 of
+        /// 5); null for step events.</summary>
+        public ProgressDetail Detail { get; set; }
+    }
+
+    /// <summary>Progress inside one step of a long stage (wire: a progress event's data.detail).</summary>
+    public sealed class ProgressDetail
+    {
+        /// <summary>What runs: "load_weights", "down_blocks", "up_blocks", "vae_decode", "vae_tiles", ...</summary>
+        public string Part { get; set; }
+
+        /// <summary>1-based position of the part now done.</summary>
+        public int Index { get; set; }
+
+        /// <summary>How many there are (0 when unknown).</summary>
+        public int Count { get; set; }
     }
 }

@@ -243,7 +243,11 @@ namespace SdxlHost.Client.Tests
                     Assert.That(response.GeneratedImages[0].ImageData, Is.Not.EqualTo(response.GeneratedImages[1].ImageData));
 
                     // The runner sets queue.progress_interval_ms = 0, so every step is an event.
-                    List<GenerationProgress> denoise = progress.Events.Where(e => e.Stage == "test_denoise").ToList();
+                    // Step events only: not the stage's start (step 0) nor progress inside a step (Detail).
+                    List<GenerationProgress> denoise = progress.Events
+                        .Where(e => e.Stage == "test_denoise" && !e.IsStageStart && e.Detail == null).ToList();
+                    Assert.That(progress.Events.Count(e => e.Stage == "test_denoise" && e.IsStageStart), Is.EqualTo(1),
+                                "the stage reports its start once");
                     Assert.That(denoise.Select(e => e.Step), Is.EqualTo(Enumerable.Range(1, steps)), "every step, in order");
                     for (int i = 0; i < denoise.Count; i++)
                     {
@@ -374,8 +378,8 @@ namespace SdxlHost.Client.Tests
                     Assert.That(both[1].GeneratedImages.Single().Metadata.Seed, Is.EqualTo(200));
                     Assert.That(progressA.Events.All(e => e.RequestId == both[0].RequestId), Is.True);
                     Assert.That(progressB.Events.All(e => e.RequestId == both[1].RequestId), Is.True);
-                    Assert.That(progressA.Events.Where(e => e.Stage == "test_denoise").Select(e => e.TotalSteps).Distinct(), Is.EqualTo(new[] { 20 }));
-                    Assert.That(progressB.Events.Where(e => e.Stage == "test_denoise").Select(e => e.TotalSteps).Distinct(), Is.EqualTo(new[] { 16 }));
+                    Assert.That(progressA.Events.Where(e => e.Stage == "test_denoise" && !e.IsStageStart).Select(e => e.TotalSteps).Distinct(), Is.EqualTo(new[] { 20 }));
+                    Assert.That(progressB.Events.Where(e => e.Stage == "test_denoise" && !e.IsStageStart).Select(e => e.TotalSteps).Distinct(), Is.EqualTo(new[] { 16 }));
                 }
             });
         }

@@ -281,6 +281,23 @@ namespace SdxlHost.Client.Tests
         }
 
         [Test]
+        public void Progress_StageStartAndDetailAreTyped()
+        {
+            var start = EnhancedResponseTransformer.TransformProgress((IDictionary<string, object>)WireJson.Parse(
+                "{\"message_type\":\"progress\",\"request_id\":\"r\",\"data\":{\"stage\":\"vae_decode\",\"step\":0,\"total_steps\":0,\"elapsed_s\":1.0}}"));
+            Assert.That(start.IsStageStart, Is.True);
+            Assert.That(start.Detail, Is.Null);
+            Assert.That(start.Fraction, Is.EqualTo(0.0));
+            var inside = EnhancedResponseTransformer.TransformProgress((IDictionary<string, object>)WireJson.Parse(
+                "{\"message_type\":\"progress\",\"request_id\":\"r\",\"data\":{\"stage\":\"vae_decode\",\"step\":0,\"total_steps\":0,\"elapsed_s\":2.0,"
+                + "\"detail\":{\"part\":\"vae_decode\",\"index\":3,\"count\":5}}}"));
+            Assert.That(inside.IsStageStart, Is.False);
+            Assert.That(inside.Detail.Part, Is.EqualTo("vae_decode"));
+            Assert.That(inside.Detail.Index, Is.EqualTo(3));
+            Assert.That(inside.Detail.Count, Is.EqualTo(5));
+        }
+
+        [Test]
         public void Capabilities_AcceptPluginListsAndMaps()
         {
             var fromList = EnhancedResponseTransformer.TransformCapabilities((IDictionary<string, object>)WireJson.Parse(

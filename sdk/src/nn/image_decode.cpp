@@ -3,6 +3,8 @@
 
 #include <png.h>
 
+#include <algorithm>
+#include <atomic>
 #include <csetjmp>
 #include <cstdio>  // jpeglib.h needs FILE and size_t first
 #include <cstring>
@@ -29,6 +31,15 @@ int base64_value(char c) {
 
 bool is_base64_filler(char c) { return c == '=' || c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 
+std::atomic<std::uint64_t> g_max_image_pixels{kDefaultMaxImagePixels};
+
+bool size_acceptable(std::size_t width, std::size_t height) {
+  return width > 0 && height > 0 && width <= kMaxDecodedImageSide && height <= kMaxDecodedImageSide &&
+         static_cast<std::uint64_t>(width) * height <= g_max_image_pixels.load(std::memory_order_relaxed);
+}
+
+/// Refuses a header size before anything is allocated for it (decompression bombs: a few
+/// hundred KiB of PNG can announce 16384 x 16384 pixels).
 void check_side_lengths(std::size_t width, std::size_t height, const std::string& field) {
   if (width == 0 || height == 0 || width > kMaxDecodedImageSide || height > kMaxDecodedImageSide) {
     throw Error(ErrorCode::ValidationError,
@@ -36,6 +47,13 @@ void check_side_lengths(std::size_t width, std::size_t height, const std::string
                     std::to_string(width) + "x" + std::to_string(height),
                 field);
   }
+  const std::uint64_t pixels = static_cast<std::uint64_t>(width) * height;
+  const std::uint64_t limit = g_max_image_pixels.load(std::memory_order_relaxed);
+  if (pixels > limit)
+    throw Error(ErrorCode::ValidationError,
+                "image is " + std::to_string(width) + "x" + std::to_string(height) + " = " + std::to_string(pixels) +
+                    " pixels, more than limits.max_image_pixels (" + std::to_string(limit) + ")",
+                field);
 }
 
 sdk::Image decode_png(std::string_view bytes, const std::string& field) {
@@ -142,7 +160,7 @@ struct JpegTarget {
 
 unsigned char* allocate_jpeg_pixels(void* context, JDIMENSION width, JDIMENSION height) {
   auto* target = static_cast<JpegTarget*>(context);
-  if (width == 0 || height == 0 || width > kMaxDecodedImageSide || height > kMaxDecodedImageSide) return nullptr;
+  if (!size_acceptable(width, height)) return nullptr;
   target->size_ok = true;
   target->image->width = static_cast<int>(width);
   target->image->height = static_cast<int>(height);
@@ -166,6 +184,12 @@ bool starts_with(std::string_view bytes, std::string_view signature) {
 }
 
 }  // namespace
+
+std::uint64_t max_image_pixels() noexcept { return g_max_image_pixels.load(std::memory_order_relaxed); }
+
+void set_max_image_pixels(std::uint64_t pixels) noexcept {
+  g_max_image_pixels.store(pixels == 0 ? kDefaultMaxImagePixels : pixels, std::memory_order_relaxed);
+}
 
 std::string decode_base64(std::string_view text, const std::string& field) {
   const auto comma = text.find(',');
@@ -213,6 +237,40 @@ std::string encode_base64(std::string_view bytes) {
 sdk::Image decode_image_rgb(std::string_view bytes, const std::string& field) {
   if (starts_with(bytes, "\x89PNG\r\n\x1a\n")) return decode_png(bytes, field);
   if (starts_with(bytes, "\xFF\xD8\xFF")) return decode_jpeg(bytes, field);
+  throw Error(ErrorCode::ValidationError, "image must be a PNG or a JPEG (unknown file signature)", field);
+}
+
+namespace {
+/// read_jpeg's allocation callback for a size-only read: records nothing, stops the decode.
+unsigned char* stop_after_header(void*, JDIMENSION, JDIMENSION) { return nullptr; }
+}  // namespace
+
+ImageSize read_image_size(std::string_view bytes, const std::string& field) {
+  ImageSize size;
+  if (starts_with(bytes, "\x89PNG\r\n\x1a\n")) {
+    png_image png;
+    std::memset(&png, 0, sizeof png);
+    png.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_memory(&png, bytes.data(), bytes.size()))
+      throw Error(ErrorCode::ValidationError, std::string("image is not a readable PNG: ") + png.message, field);
+    size.width = static_cast<int>(std::min<png_uint_32>(png.width, 1u << 30));
+    size.height = static_cast<int>(std::min<png_uint_32>(png.height, 1u << 30));
+    const std::uint64_t w = png.width, h = png.height;
+    png_image_free(&png);
+    check_side_lengths(w, h, field);
+    return size;
+  }
+  if (starts_with(bytes, "\xFF\xD8\xFF")) {
+    JpegErrors errors;
+    JpegResult result;
+    read_jpeg(bytes, errors, result, stop_after_header, nullptr);
+    if (!result.header_read)
+      throw Error(ErrorCode::ValidationError, std::string("image is not a readable JPEG: ") + errors.message, field);
+    check_side_lengths(result.width, result.height, field);
+    size.width = static_cast<int>(result.width);
+    size.height = static_cast<int>(result.height);
+    return size;
+  }
   throw Error(ErrorCode::ValidationError, "image must be a PNG or a JPEG (unknown file signature)", field);
 }
 

@@ -10,6 +10,7 @@
 
 #include "sdxlhost/nn/unet_encoder.hpp"
 #include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/job_scope.hpp"
 
 namespace sdxlhost::nn {
 namespace {
@@ -181,12 +182,15 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample_in, const at::
       sample = at::cat({sample, skips.back()}, 1);
       skips.pop_back();
       sample = block.resnets[j].forward(sample, emb);
+      sdk::check_cancelled();  // a cancelled job stops within one block (sdk/job_scope.hpp)
       if (!block.attentions.empty()) sample = block.attentions[j].forward(sample, context);
+      sdk::check_cancelled();
     }
     if (block.has_upsampler) {
       // Upsample to the next skip's size: 2x, or the odd size the down path produced.
       sample = block.upsampler.forward(sample, skips.back().sizes().slice(2));
     }
+    sdk::report_detail("up_blocks", static_cast<int>(i) + 1, static_cast<int>(m.up.size()));
     if (trace) trace(idx("up_blocks", i), sample);
   }
 

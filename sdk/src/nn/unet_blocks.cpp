@@ -12,6 +12,7 @@
 
 #include "sdxlhost/nn/attention.hpp"
 #include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/job_scope.hpp"
 
 namespace sdxlhost::nn {
 namespace {
@@ -55,6 +56,11 @@ WeightBinder::WeightBinder(Initializer init, at::ScalarType dtype, at::Device de
     : init_(std::move(init)), dtype_(dtype), device_(device), what_(std::move(what)) {}
 
 void WeightBinder::bind(const std::string& key, at::Tensor& slot, std::vector<std::int64_t> shape) {
+  // Model loading can take minutes: it stops when its job is cancelled and says how far it is.
+  sdk::check_cancelled();
+  if (slots_.size() % 16 == 0)
+    sdk::report_detail("load_weights", static_cast<int>(slots_.size()) + 1,
+                       weights_ ? static_cast<int>(weights_->size()) : 0);
   if (weights_ == nullptr) {
     slot = init_(key, shape).to(device_, dtype_);
     if (slot.sizes() != at::IntArrayRef(shape)) {
@@ -254,7 +260,10 @@ at::Tensor Transformer2D::forward(const at::Tensor& x, const at::Tensor& context
   } else {
     h = to_tokens(proj_in_conv.forward(h));
   }
-  for (const auto& block : blocks) h = block.forward(h, context);
+  for (const auto& block : blocks) {
+    h = block.forward(h, context);
+    sdk::check_cancelled();  // SDXL has up to 10 transformer layers in one attention block
+  }
   if (linear_projection) {
     h = to_image(proj_out_linear.forward(h));
   } else {

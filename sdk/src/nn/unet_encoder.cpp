@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/job_scope.hpp"
 
 namespace sdxlhost::nn {
 namespace {
@@ -136,13 +137,16 @@ std::vector<at::Tensor> UNetEncoder::forward_down(at::Tensor& sample, const at::
     const UNetDownBlock& block = down[i];
     for (std::size_t j = 0; j < block.resnets.size(); ++j) {
       sample = block.resnets[j].forward(sample, emb);
+      sdk::check_cancelled();  // a cancelled job stops within one block (sdk/job_scope.hpp)
       if (!block.attentions.empty()) sample = block.attentions[j].forward(sample, context);
+      sdk::check_cancelled();
       skips.push_back(sample);
     }
     if (block.has_downsampler) {
       sample = block.downsampler.forward(sample);
       skips.push_back(sample);
     }
+    sdk::report_detail("down_blocks", static_cast<int>(i) + 1, static_cast<int>(down.size()));
     if (trace) trace(idx("down_blocks", i), sample);
   }
   return skips;
@@ -151,8 +155,12 @@ std::vector<at::Tensor> UNetEncoder::forward_down(at::Tensor& sample, const at::
 at::Tensor UNetEncoder::forward_mid(const at::Tensor& sample_in, const at::Tensor& emb,
                                     const at::Tensor& context, const TraceFn& trace) const {
   at::Tensor sample = mid_resnet_0.forward(sample_in, emb);
+  sdk::check_cancelled();
   sample = mid_attention.forward(sample, context);
+  sdk::check_cancelled();
   sample = mid_resnet_1.forward(sample, emb);
+  sdk::check_cancelled();
+  sdk::report_detail("mid_block", 1, 1);
   if (trace) trace("mid_block", sample);
   return sample;
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/job_scope.hpp"
 #include "config_fields.hpp"
 #include "weight_shapes.hpp"
 
@@ -135,7 +136,9 @@ at::Tensor tiled(const at::Tensor& x, std::int64_t tile, std::int64_t overlap, s
   for (std::size_t yi = 0; yi < ys.size(); ++yi) {
     for (std::size_t xi = 0; xi < xs.size(); ++xi) {
       const std::int64_t th = std::min(tile, height), tw = std::min(tile, width);
+      sdk::check_cancelled();
       at::Tensor out = fn(x.slice(2, ys[yi], ys[yi] + th).slice(3, xs[xi], xs[xi] + tw));
+      sdk::report_detail("vae_tiles", static_cast<int>(yi * xs.size() + xi + 1), static_cast<int>(ys.size() * xs.size()));
       const auto options = out.options().dtype(at::kFloat);
       if (!sum.defined()) {
         sum = at::zeros({out.size(0), out.size(1), height * num / den, width * num / den}, options);
@@ -351,11 +354,16 @@ at::Tensor AutoencoderKL::encode_parameters(const at::Tensor& image, const Trace
   record("encoder.conv_in", h);
   for (std::size_t i = 0; i < m.enc_levels.size(); ++i) {
     const EncoderLevel& level = m.enc_levels[i];
-    for (const auto& resnet : level.resnets) h = resnet.forward(h, at::Tensor());
+    for (const auto& resnet : level.resnets) {
+      h = resnet.forward(h, at::Tensor());
+      sdk::check_cancelled();  // a cancelled job stops within one block (sdk/job_scope.hpp)
+    }
     if (level.has_downsampler) h = level.downsampler.forward(h);
+    sdk::report_detail("vae_encode", static_cast<int>(i) + 1, static_cast<int>(m.enc_levels.size()) + 1);
     record(idx("encoder.down_blocks", i), h);
   }
   h = m.enc_mid.forward(h);
+  sdk::check_cancelled();
   record("encoder.mid_block", h);
   h = m.enc_conv_out.forward(at::silu(m.enc_norm_out.forward(h)));
   record("encoder", h);
@@ -394,11 +402,18 @@ at::Tensor AutoencoderKL::decode(const at::Tensor& latents, const TraceFn& trace
   h = m.dec_conv_in.forward(h);
   record("decoder.conv_in", h);
   h = m.dec_mid.forward(h);
+  sdk::check_cancelled();  // a cancelled job stops within one block (sdk/job_scope.hpp)
+  const int parts = static_cast<int>(m.dec_levels.size()) + 1;
+  sdk::report_detail("vae_decode", 1, parts);
   record("decoder.mid_block", h);
   for (std::size_t i = 0; i < m.dec_levels.size(); ++i) {
     const DecoderLevel& level = m.dec_levels[i];
-    for (const auto& resnet : level.resnets) h = resnet.forward(h, at::Tensor());
+    for (const auto& resnet : level.resnets) {
+      h = resnet.forward(h, at::Tensor());
+      sdk::check_cancelled();
+    }
     if (level.has_upsampler) h = level.upsampler.forward(h);
+    sdk::report_detail("vae_decode", static_cast<int>(i) + 2, parts);
     record(idx("decoder.up_blocks", i), h);
   }
   h = m.dec_conv_out.forward(at::silu(m.dec_norm_out.forward(h)));

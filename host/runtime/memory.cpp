@@ -1,0 +1,50 @@
+#include "host/runtime/memory.hpp"
+
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+#if defined(__linux__)
+#include <unistd.h>
+#endif
+
+namespace sdxlhost::host {
+
+bool configure_allocator(std::size_t threshold_bytes) {
+#if defined(__GLIBC__)
+  static std::once_flag once;
+  bool set = false;
+  std::call_once(once, [&] {
+    if (const char* env = std::getenv("MALLOC_MMAP_THRESHOLD_"); env && *env) return;
+    // Setting M_MMAP_THRESHOLD (and M_TRIM_THRESHOLD) turns off glibc's dynamic adjustment.
+    set = mallopt(M_MMAP_THRESHOLD, static_cast<int>(threshold_bytes)) == 1;
+    mallopt(M_TRIM_THRESHOLD, static_cast<int>(threshold_bytes * 2));
+  });
+  return set;
+#else
+  (void)threshold_bytes;
+  return false;
+#endif
+}
+
+void release_free_memory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
+std::size_t resident_bytes() {
+#if defined(__linux__)
+  std::ifstream statm("/proc/self/statm");
+  std::size_t pages_total = 0, pages_resident = 0;
+  if (!(statm >> pages_total >> pages_resident)) return 0;
+  return pages_resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+#else
+  return 0;
+#endif
+}
+
+}  // namespace sdxlhost::host
