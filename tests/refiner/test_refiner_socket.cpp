@@ -4,8 +4,10 @@
 // field while the host keeps serving, and the feature switched off. Requests come from the
 // goldens' metadata.
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +18,7 @@
 #include "refiner_goldens.hpp"
 #include "sdxl/golden_util.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
+#include "sdxlhost/nn/safetensors.hpp"
 
 namespace sdxlhost::test {
 namespace {
@@ -47,6 +50,7 @@ class RefinerHost {
     client_ = fixture_.client();
   }
   WireClient& client() { return *client_; }
+  fs::path models() const { return fixture_.dir() / "models"; }
 
  private:
   static json config(json plugins) {
@@ -151,7 +155,8 @@ TEST(RefinerSocket, EnsembleOfExpertsGoldenEndToEnd) {
   std::vector<json> steps;
   for (const auto& line : all)
     if (line.value("message_type", "") == "progress" &&
-        (line["data"]["stage"] == "denoise" || line["data"]["stage"] == "refine"))
+        (line["data"]["stage"] == "denoise" || line["data"]["stage"] == "refine") &&
+        line["data"].value("total_steps", 0) > 0 && !line["data"].contains("detail"))  // steps, not stage starts or details
       steps.push_back(line["data"]);
   ASSERT_FALSE(steps.empty());
   for (const auto& s : steps) EXPECT_EQ(s["total_steps"], total) << s.dump();
@@ -178,6 +183,76 @@ TEST(RefinerSocket, EnsembleOfExpertsGoldenEndToEnd) {
                              nn::decode_base64_image(image_base64(response), "explicit")),
               0);
   }
+}
+
+/// A kohya LoRA (rank 4, alpha 4, fixed seed) on every self-attention query and feed-forward
+/// output Linear of the UNet in `unet_weights`, written to `file`: made from the model's own key
+/// list, so it fits whatever refiner the goldens hold.
+void write_unet_lora(const fs::path& unet_weights, const fs::path& file) {
+  const auto unet = nn::SafetensorsFile::open(unet_weights);
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(11);
+  nn::TensorMap lora("refiner lora");
+  for (const auto& key : unet->tensors().names()) {
+    const bool q = key.size() > 17 && key.compare(key.size() - 17, 17, "attn1.to_q.weight") == 0;
+    const bool ff = key.size() > 15 && key.compare(key.size() - 15, 15, "ff.net.2.weight") == 0;
+    if (!q && !ff) continue;
+    const at::Tensor weight = unet->tensors().at(key);
+    std::string module = "lora_unet_" + key.substr(0, key.size() - 7);  // without ".weight"
+    std::replace(module.begin(), module.end(), '.', '_');
+    lora.set(module + ".lora_down.weight", at::randn({4, weight.size(1)}, generator) * 0.5);
+    lora.set(module + ".lora_up.weight", at::randn({weight.size(0), 4}, generator) * 0.5);
+    lora.set(module + ".alpha", at::tensor(4.0f));
+  }
+  ASSERT_GT(lora.names().size(), 0u);
+  nn::write_safetensors(file, lora);
+}
+
+// "LoRA applies to the base only unless a LoRA says otherwise": apply_to "refiner" patches the
+// refiner's UNet and nothing of the base (a LoRA made for the refiner does not even fit the
+// base), the image changes, and the next plain request is the golden again (weights restored).
+TEST(RefinerSocket, ALoraWithApplyToRefinerPatchesOnlyTheRefiner) {
+  const Golden g = load_golden("ensemble_of_experts.safetensors");
+  RefinerHost host;
+  fs::create_directories(host.models() / "loras");
+  write_unet_lora(golden("refiner/tiny_sdxl_refiner/unet/diffusion_pytorch_model.safetensors"),
+                  host.models() / "loras" / "refiner_style.safetensors");
+  // The golden's split leaves the refiner one low-noise step, too little to see a LoRA in 8-bit
+  // pixels: switch at 0.4 so the refiner runs most of the schedule, and compare with itself.
+  auto at_split = [&](const std::string& id, const json& lora) {
+    json request = ensemble_request(id, g);
+    request["data"]["hyperparameters"]["denoising_end"] = 0.4;
+    if (!lora.is_null()) request["data"]["lora"] = lora;
+    const json response = host.client().request(request, 120s);
+    EXPECT_TRUE(response.value("success", false)) << response.dump().substr(0, 600);
+    return response.value("success", false) ? nn::decode_base64_image(image_base64(response), id) : sdk::Image{};
+  };
+  auto lora = [](const std::string& apply_to) {
+    return json{{"enabled", true}, {"models", {{{"name", "refiner_style"}, {"weight", 1.0}, {"apply_to", apply_to}}}}};
+  };
+  const sdk::Image plain = at_split("plain", nullptr);
+  const sdk::Image refined = at_split("lora-refiner", lora("refiner"));
+  EXPECT_GT(max_difference(refined, plain), 1) << "the LoRA changed nothing in the refiner";
+  // "both" patches the base too (the tiny base shares some of these layers): another image
+  const sdk::Image both = at_split("lora-both", lora("both"));
+  EXPECT_GT(max_difference(both, refined), 0) << "apply_to both did not patch the base";
+  // afterwards the refiner's weights are the checkpoint's again: the same image as before, and
+  // the golden at the golden's split
+  EXPECT_EQ(max_difference(at_split("plain-again", nullptr), plain), 0);
+  const json golden_again = host.client().request(ensemble_request("golden-after", g), 120s);
+  ASSERT_TRUE(golden_again.value("success", false)) << golden_again.dump().substr(0, 600);
+  EXPECT_LE(difference_to_golden_png(golden_again, "refiner/ensemble_of_experts.png"), 1);
+  // apply_to "refiner" without a refiner: not applied, and said so
+  json no_refiner = ensemble_request("no-refiner", g);
+  no_refiner["data"]["models"] = {{"base", "tiny-base"}};
+  no_refiner["data"]["hyperparameters"].erase("denoising_end");
+  no_refiner["data"]["lora"] = {{"models", {{{"name", "refiner_style"}, {"apply_to", "refiner"}}}}};
+  const json warned = host.client().request(no_refiner, 120s);
+  ASSERT_TRUE(warned.value("success", false)) << warned.dump().substr(0, 600);
+  EXPECT_NE(warned["warnings"].dump().find("is not applied"), std::string::npos) << warned.dump().substr(0, 1500);
+  // a bad apply_to names its field
+  json bad = ensemble_request("bad-apply", g);
+  bad["data"]["lora"] = {{"models", {{{"name", "refiner_style"}, {"apply_to", "everything"}}}}};
+  expect_error(host.client().request(bad), "VALIDATION_ERROR", "data.lora.models[0].apply_to");
 }
 
 TEST(RefinerSocket, RefinerImg2ImgGoldenEndToEnd) {

@@ -327,7 +327,7 @@ namespace SdxlHost.Client.Tests
                     EnhancedSDXLResponse ok = await service.GenerateEnhancedAsync(TestRequest(4, 1, 72), progress);
                     Assert.That(ok.Success, Is.True);
                     Assert.That(ok.ErrorCode, Is.EqualTo(SdxlHostErrorCode.None));
-                    Assert.That(progress.Events.Where(e => e.Stage == "test_denoise").Select(e => e.Step), Is.EqualTo(new[] { 1, 2, 3, 4 }));
+                    Assert.That(progress.Events.Where(e => e.Stage == "test_denoise" && !e.IsStageStart && e.Detail == null).Select(e => e.Step), Is.EqualTo(new[] { 1, 2, 3, 4 }));
                 }
             });
         }

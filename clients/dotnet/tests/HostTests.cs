@@ -19,7 +19,7 @@ namespace SdxlHost.Client.Tests
         private readonly List<GenerationProgress> events_ = new List<GenerationProgress>();
         private readonly TaskCompletionSource<bool> first_ = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        /// <summary>Completes when the first event arrives.</summary>
+        /// <summary>Completes when the first step event arrives (not a stage start or a detail).</summary>
         public Task FirstEvent { get { return first_.Task; } }
 
         /// <summary>A copy of the events so far.</summary>
@@ -29,7 +29,7 @@ namespace SdxlHost.Client.Tests
         public void Report(GenerationProgress value)
         {
             lock (events_) events_.Add(value);
-            first_.TrySetResult(true);
+            if (!value.IsStageStart && value.Detail == null && value.Step > 0) first_.TrySetResult(true);
         }
     }
 
