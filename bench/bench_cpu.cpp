@@ -133,8 +133,12 @@ Sample run_mode(const char* self, const std::string& mode, const std::string& co
     dup2(pipe_fds[1], 1);
     close(pipe_fds[0]);
     unsetenv("SDXLHOST_BLAS_REEXEC");
-    if (mode == "defaults" || mode == "threads" || better_core.empty()) unsetenv("OPENBLAS_CORETYPE");
+    // "ours" / "bf16" get the environment sdxl-host's start gives itself (cpu_runtime.hpp)
+    const bool ours = mode != "defaults" && mode != "threads";
+    if (!ours || better_core.empty()) unsetenv("OPENBLAS_CORETYPE");
     else setenv("OPENBLAS_CORETYPE", better_core.c_str(), 1);
+    if (ours) setenv("GOMP_SPINCOUNT", "0", 1);
+    else unsetenv("GOMP_SPINCOUNT");
     const std::string pixels_text = std::to_string(pixels), steps_text = std::to_string(o.steps),
                       threads_text = std::to_string(o.threads);
     execl(self, self, "--child", mode.c_str(), config.c_str(), pixels_text.c_str(), steps_text.c_str(),
@@ -186,8 +190,9 @@ int run_parent(const char* self, const Options& o) {
   std::printf("OpenBLAS core: library's choice %s; ours %s\n", library_core.c_str(),
               better.empty() ? "(the same)" : better.c_str());
   std::printf("modes: defaults = libraries as they load (libtorch's and OpenBLAS's own thread counts, "
-              "the library's BLAS core); threads = our thread count, library core; ours = our core and "
-              "threads; bf16 = ours with bf16 weights and activations\n");
+              "the library's BLAS core, libgomp's spinning); threads = our thread count only; ours = "
+              "our threads, core and GOMP_SPINCOUNT=0 (what sdxl-host runs); bf16 = ours with bf16 "
+              "weights and activations\n");
   std::printf("| %-10s | %-7s | %-8s | %7s | %-9s | %9s | %8s | %10s | %10s |\n", "UNet", "pixels", "mode",
               "threads", "BLAS core", "s/step", "speed-up", "max |diff|", "rel diff");
   std::printf("|------------|---------|----------|---------|-----------|-----------|----------|------------|------------|\n");

@@ -79,7 +79,7 @@ int serve_command(const Arguments& args) {
   int threads = runtime::apply_thread_count(config.threads);
   log->info("sdxl-host starting (config {}, {} threads, device {})",
             config.source_file.empty() ? "<defaults>" : config.source_file.string(), threads, config.device);
-  log->info("BLAS: {}", nn::blas_choice().detail);
+  log->info("BLAS: {}; OpenMP: {}", nn::blas_choice().detail, nn::blas_choice().openmp);
 
   asio::io_context io;
   auto guard = asio::make_work_guard(io);

@@ -23,7 +23,8 @@ nlohmann::json cpu_report() {
           {"threads", at::get_num_threads()},
           {"blas_core", blas.core},
           {"blas_core_selected", blas.selected},
-          {"blas_detail", blas.detail}};
+          {"blas_detail", blas.detail},
+          {"openmp_wait", blas.openmp}};
 }
 
 }  // namespace sdxlhost::host::runtime

@@ -13,7 +13,7 @@ namespace sdxlhost::host::runtime {
 int apply_thread_count(int threads);
 
 /// {"model", "features", "logical_cpus", "physical_cores", "threads", "blas_core",
-///  "blas_core_selected", "blas_detail"}: what capabilities and status report.
+///  "blas_core_selected", "blas_detail", "openmp_wait"}: what capabilities and status report.
 nlohmann::json cpu_report();
 
 }  // namespace sdxlhost::host::runtime

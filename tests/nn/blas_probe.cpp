@@ -1,13 +1,14 @@
 // blas_probe: the process test_cpu_runtime starts with different environments. It selects the
 // BLAS kernels as sdxl-host's main does (unless --no-select), runs one forward of the tiny UNet
 // (random weights from a fixed seed; GEMM-bound, so it exercises the BLAS core) and prints
-// "<core> <selected> <threads>" then writes the output as raw float32 to argv's file.
+// "<core> <selected> <threads> <GOMP_SPINCOUNT>" then writes the output as raw float32 to argv's file.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -43,6 +44,8 @@ int main(int argc, char** argv) {
   std::ofstream(argv[1], std::ios::binary)
       .write(reinterpret_cast<const char*>(out.data_ptr<float>()), static_cast<std::streamsize>(out.numel() * 4));
   const nn::BlasChoice choice = nn::blas_choice();
-  std::printf("%s %s %d\n", choice.core.c_str(), choice.selected.c_str(), at::get_num_threads());
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  std::printf("%s %s %d %s\n", choice.core.c_str(), choice.selected.c_str(), at::get_num_threads(),
+              spin && *spin ? spin : "unset");
   return 0;
 }

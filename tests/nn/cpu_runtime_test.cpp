@@ -50,7 +50,7 @@ TEST(CpuRuntime, CpuInfoCountsCores) {
 }
 
 struct Probe {
-  std::string core, selected;
+  std::string core, selected, spin;
   int threads = 0;
   std::vector<float> output;
 };
@@ -59,16 +59,17 @@ struct Probe {
 Probe run_probe(const std::string& environment, const std::string& extra = "") {
   test_support::TempDir dir;
   const std::string out = (dir.path() / "out.bin").string();
-  const std::string command = "env -u OPENBLAS_CORETYPE -u SDXLHOST_BLAS_CORE -u SDXLHOST_BLAS_REEXEC " +
+  const std::string command = "env -u OPENBLAS_CORETYPE -u SDXLHOST_BLAS_CORE -u SDXLHOST_BLAS_REEXEC -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY " +
                               environment + " " SDXLHOST_BLAS_PROBE " " + out + " " + extra;
   FILE* pipe = popen(command.c_str(), "r");
   EXPECT_NE(pipe, nullptr);
   Probe probe;
-  char core[64] = {0}, selected[64] = {0};
-  EXPECT_EQ(std::fscanf(pipe, "%63s %63s %d", core, selected, &probe.threads), 3) << command;
+  char core[64] = {0}, selected[64] = {0}, spin[64] = {0};
+  EXPECT_EQ(std::fscanf(pipe, "%63s %63s %d %63s", core, selected, &probe.threads, spin), 4) << command;
   EXPECT_EQ(pclose(pipe), 0) << command;
   probe.core = core;
   probe.selected = selected;
+  probe.spin = spin;
   std::ifstream in(out, std::ios::binary);
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   probe.output.resize(bytes.size() / sizeof(float));
@@ -97,6 +98,12 @@ TEST(CpuRuntime, SelectionInAFreshProcessKeepsOutputsWithin1e5) {
     EXPECT_EQ(selected.selected, "auto");
   }
   EXPECT_LE(max_difference(library.output, selected.output), 1e-5);
+  // libgomp's workers stop spinning after parallel regions (set before it loads, by the same
+  // re-execution); an operator's OpenMP policy is kept
+  EXPECT_EQ(library.spin, "unset");
+  EXPECT_EQ(selected.spin, "0");
+  EXPECT_EQ(run_probe("OMP_WAIT_POLICY=ACTIVE").spin, "unset");
+  EXPECT_EQ(run_probe("GOMP_SPINCOUNT=1000").spin, "1000");
 
   // The operator's choice wins, even a slower one.
   const Probe forced = run_probe("OPENBLAS_CORETYPE=PRESCOTT");

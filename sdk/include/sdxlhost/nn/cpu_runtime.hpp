@@ -45,11 +45,15 @@ struct BlasChoice {
                          ///< a better core), "setting" (re-executed with SDXLHOST_BLAS_CORE's
                          ///< core), "library" (its own detection was kept)
   std::string detail;    ///< one line: what was chosen and why
+  std::string openmp;    ///< OpenMP's wait policy in force ("GOMP_SPINCOUNT=0 (set at start)", ...)
 };
 
 /// Call first in main(): when OpenBLAS chose a generic core on a CPU that has a better one (or
-/// SDXLHOST_BLAS_CORE names another core) and OPENBLAS_CORETYPE is not set, sets it and
-/// re-executes /proc/self/exe with the same arguments (once: a marker variable prevents a loop).
+/// SDXLHOST_BLAS_CORE names another core) and OPENBLAS_CORETYPE is not set, sets it; when
+/// neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set, sets GOMP_SPINCOUNT=0 (libgomp's
+/// spinning workers otherwise take the cores OpenBLAS's threads need); then re-executes
+/// /proc/self/exe with the same arguments, once (a marker variable prevents a loop). Both are
+/// read by the libraries only when they load, hence the re-execution.
 /// Returns only when no re-exec happened (or it failed).
 SDXLHOST_API void select_blas_kernels(char** argv);
 
