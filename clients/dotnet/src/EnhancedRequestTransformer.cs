@@ -206,7 +206,9 @@ namespace SdxlHost.Client
                 foreach (var lora in loras)
                 {
                     if (lora == null) continue;
-                    models.Add(new Dictionary<string, object> { { "name", ExtractLoRAName(lora.ModelPath) }, { "weight", lora.Weight } });
+                    var model = new Dictionary<string, object> { { "name", ExtractLoRAName(lora.ModelPath) }, { "weight", lora.Weight } };
+                    if (!string.IsNullOrEmpty(lora.ApplyTo)) model["apply_to"] = lora.ApplyTo;  // absent: "base"
+                    models.Add(model);
                 }
             return new Dictionary<string, object> { { "enabled", models.Count > 0 }, { "models", models } };
         }

@@ -84,6 +84,12 @@ namespace SdxlHost.Client
 
         /// <summary>Multiplier of the LoRA delta, -10..10 (1.0 = as trained, 0 = named but not applied).</summary>
         public double Weight { get; set; } = 1.0;
+
+        /// <summary>
+        /// Which expert of a base + refiner generation the LoRA patches: "base" (null: the host's default),
+        /// "refiner" or "both". Sent as data.lora.models[i].apply_to.
+        /// </summary>
+        public string ApplyTo { get; set; }
     }
 
     /// <summary>One ControlNet unit.</summary>

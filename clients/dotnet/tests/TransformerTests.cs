@@ -91,7 +91,7 @@ namespace SdxlHost.Client.Tests
             request.Conditioning.Prompt = "a cat";
             request.Conditioning.NegativePrompt = "dog";
             request.Conditioning.LoRAs.Add(new LoRAConfiguration { ModelPath = "/models/loras/pixel_art.safetensors", Weight = 0.7 });
-            request.Conditioning.LoRAs.Add(new LoRAConfiguration { ModelPath = "C:\\loras\\ink", Weight = 1.2 });
+            request.Conditioning.LoRAs.Add(new LoRAConfiguration { ModelPath = "C:\\loras\\ink", Weight = 1.2, ApplyTo = "refiner" });
             request.Conditioning.ControlNets.Add(new ControlNetConfiguration { Type = "canny", ControlImage = "iVBOR", ConditioningScale = 0.5 });
             request.Model.Base = "sdxl_base";
             request.Model.Refiner = "sdxl_refiner";
@@ -152,6 +152,8 @@ namespace SdxlHost.Client.Tests
             Assert.That(((IDictionary<string, object>)loras[0])["name"], Is.EqualTo("pixel_art"));
             Assert.That(((IDictionary<string, object>)loras[0])["weight"], Is.EqualTo(0.7));
             Assert.That(((IDictionary<string, object>)loras[1])["name"], Is.EqualTo("ink"));
+            Assert.That(((IDictionary<string, object>)loras[0]).ContainsKey("apply_to"), Is.False, "unset: the host's default (base)");
+            Assert.That(((IDictionary<string, object>)loras[1])["apply_to"], Is.EqualTo("refiner"));
 
             var controlnet = Section(data, "controlnet");
             Assert.That(controlnet["enabled"], Is.EqualTo(true));
