@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <limits>
 #include <random>
+#include <set>
 
 #include "host/common/paths.hpp"
 #include "host/protocol/field_reader.hpp"
@@ -37,8 +38,10 @@ void fold(json& data, const std::string& legacy, const std::string& section, con
     return;
   }
   if (data[section].contains(nested) && !data[section][nested].is_null()) {
-    warnings.push_back("legacy field 'data." + legacy + "' ignored: 'data." + section + "." + nested +
-                       "' given too");
+    // The seed's C# transformer sends model_name next to models.base, equal: nothing to say then.
+    if (data[section][nested] != value)
+      warnings.push_back("legacy field 'data." + legacy + "' (" + value.dump() + ") ignored: 'data." + section +
+                         "." + nested + "' (" + data[section][nested].dump() + ") given too and differs");
     return;
   }
   data[section][nested] = std::move(value);
@@ -287,6 +290,8 @@ sdk::GenerationRequest read_request(const json& data, const Limits& limits, doub
 }
 
 /// Strength only shapes image-to-image; a request that sets it without an init image gets told.
+/// The default (0.8, what the seed's C# transformer sends on every request) is not worth a
+/// warning: only a value that would have meant something is.
 void warn_strength_without_init_image(const json& normalized, const sdk::GenerationRequest& request,
                                       std::vector<std::string>& warnings) {
   if (!request.init_image.empty()) return;
@@ -294,8 +299,50 @@ void warn_strength_without_init_image(const json& normalized, const sdk::Generat
   if (hyperparameters == normalized.end() || !hyperparameters->is_object() ||
       !hyperparameters->contains("strength"))
     return;
-  warnings.push_back(
-      "data.hyperparameters.strength ignored: it applies only with data.init_image (image-to-image)");
+  if (request.hyperparameters.strength == sdk::Hyperparameters{}.strength) return;
+  warnings.push_back("data.hyperparameters.strength (" + std::to_string(request.hyperparameters.strength) +
+                     ") ignored: it applies only with data.init_image (image-to-image)");
+}
+
+/// worker_type routed the Python workers; the host serves every request itself. Values the seed
+/// sent are accepted quietly, anything else is most likely a typo worth telling.
+void warn_unknown_worker_type(const json& data, std::vector<std::string>& warnings) {
+  static const std::set<std::string> kKnown = {"sdxl_worker", "enhanced_sdxl_worker", "lora_worker",
+                                               "controlnet_worker", "upscaler_worker", "scheduler_manager"};
+  const auto it = data.find("worker_type");
+  if (it == data.end() || it->is_null()) return;
+  if (!it->is_string() || !kKnown.count(it->get<std::string>()))
+    warnings.push_back("data.worker_type " + it->dump() +
+                       " is not a known worker type (sdxl_worker, enhanced_sdxl_worker, ...); ignored: the host "
+                       "routes requests by their features");
+}
+
+/// metadata.request_id is accepted for the seed's clients; the envelope's request_id is the one
+/// the host uses, so a different value is worth telling.
+void warn_metadata_request_id(const json& data, const std::string& request_id, std::vector<std::string>& warnings) {
+  const auto metadata = data.find("metadata");
+  if (metadata == data.end() || !metadata->is_object()) return;
+  const auto id = metadata->find("request_id");
+  if (id == metadata->end() || id->is_null()) return;
+  if (!id->is_string() || id->get<std::string>() != request_id)
+    warnings.push_back("data.metadata.request_id " + id->dump() + " differs from the message's request_id \"" +
+                       request_id + "\"; the message's is used");
+}
+
+/// A save_path whose extension does not fit output.format is saved with the format's extension.
+void warn_save_path_extension(const sdk::OutputOptions& output, std::vector<std::string>& warnings) {
+  const std::string& path = output.save_path;
+  if (path.empty() || path.back() == '/') return;
+  const std::filesystem::path file(path);
+  const std::string extension = file.extension().string();
+  if (extension.empty()) return;  // a folder
+  std::string lower = extension;
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const bool fits = output.format == "jpeg" ? (lower == ".jpg" || lower == ".jpeg") : lower == "." + output.format;
+  if (!fits)
+    warnings.push_back("data.output.save_path: '" + extension + "' does not fit output.format '" + output.format +
+                       "'; the file is saved as " + file.stem().string() +
+                       (output.format == "jpeg" ? ".jpg" : "." + output.format));
 }
 
 json size_or_null(const std::optional<std::vector<int>>& size) {
@@ -327,6 +374,9 @@ sdk::GenerationRequest parse_generation_request(const json& data, const std::str
   sdk::GenerationRequest request = read_request(normalized, limits, default_timeout_s, plugin_sections, seed_given, warnings);
   request.request_id = request_id;
   warn_strength_without_init_image(normalized, request, warnings);
+  warn_unknown_worker_type(normalized, warnings);
+  warn_metadata_request_id(normalized, request_id, warnings);
+  warn_save_path_extension(request.output, warnings);
   for (std::size_t i = 0; i < request.loras.size(); ++i)
     if (request.loras[i].apply_to == "refiner" && request.models.refiner.empty())
       warnings.push_back("data.lora.models[" + std::to_string(i) +

@@ -138,6 +138,34 @@ TEST(Request, StrengthWithoutInitImageIsWarnedAboutOnlyWhenGiven) {
   EXPECT_NE(warnings_for({{"prompt", "p"}, {"strength", 0.5}}).find(field), std::string::npos);  // legacy flat
   EXPECT_EQ(warnings_for({{"prompt", "p"}}), "[]");  // the default strength is not "given"
   EXPECT_EQ(warnings_for({{"prompt", "p"}, {"init_image", "in.png"}, {"hyperparameters", {{"strength", 0.5}}}}), "[]");
+  // The seed's C# transformer sends strength 0.8 (the default) on every request: not worth a warning.
+  EXPECT_EQ(warnings_for({{"prompt", "p"}, {"hyperparameters", {{"strength", 0.8}}}}), "[]");
+}
+
+TEST(Request, WarningsOnlyWhenSomethingDisagreesOrIsIgnored) {
+  auto warnings_for = [](const json& data, const std::string& request_id = "r1") {
+    std::vector<std::string> warnings;
+    host::protocol::parse_generation_request(data, request_id, host::Limits{}, 300.0, warnings);
+    return json(warnings).dump();
+  };
+  // model_name equal to models.base (the seed's transformer sends both): quiet; different: told
+  EXPECT_EQ(warnings_for({{"prompt", "p"}, {"model_name", "b"}, {"models", {{"base", "b"}}}}), "[]");
+  EXPECT_NE(warnings_for({{"prompt", "p"}, {"model_name", "a"}, {"models", {{"base", "b"}}}}).find("differs"),
+            std::string::npos);
+  // worker_type: the seed's values quietly, anything else told
+  EXPECT_EQ(warnings_for({{"prompt", "p"}, {"worker_type", "enhanced_sdxl_worker"}}), "[]");
+  EXPECT_EQ(warnings_for({{"prompt", "p"}, {"worker_type", "sdxl_worker"}}), "[]");
+  EXPECT_NE(warnings_for({{"prompt", "p"}, {"worker_type", "sdxl_wroker"}}).find("data.worker_type"), std::string::npos);
+  // metadata.request_id: the same as the message's is quiet, another one is told
+  EXPECT_EQ(warnings_for({{"prompt", "p"}, {"metadata", {{"request_id", "r1"}}}}), "[]");
+  EXPECT_NE(warnings_for({{"prompt", "p"}, {"metadata", {{"request_id", "other"}}}}).find("data.metadata.request_id"),
+            std::string::npos);
+  // save_path whose extension does not fit the format says what the file becomes
+  EXPECT_EQ(warnings_for({{"prompt", "p"}, {"output", {{"save_path", "a/b.png"}}}}), "[]");
+  EXPECT_EQ(warnings_for({{"prompt", "p"}, {"output", {{"format", "jpeg"}, {"save_path", "b.JPG"}}}}), "[]");
+  EXPECT_EQ(warnings_for({{"prompt", "p"}, {"output", {{"save_path", "folder/"}}}}), "[]");
+  const std::string changed = warnings_for({{"prompt", "p"}, {"output", {{"format", "webp"}, {"save_path", "b.png"}}}});
+  EXPECT_NE(changed.find("saved as b.webp"), std::string::npos) << changed;
 }
 
 TEST(Request, APluginsOwnSectionIsPassedThroughWithoutAWarning) {
