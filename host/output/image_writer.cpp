@@ -217,8 +217,10 @@ nlohmann::json image_metadata(const sdk::Image& image, const sdk::GenerationRequ
   if (!meta.contains("guidance_scale")) meta["guidance_scale"] = h.guidance_scale;
   if (!meta.contains("scheduler")) meta["scheduler"] = request.scheduler;
   if (!meta.contains("model_info"))
+    // The refiner is named only when it ran (its stage records metadata.refiner): with
+    // on_disabled_feature "warn" a skipped refiner must not appear as used.
     meta["model_info"] = {{"base_model", request.models.base},
-                          {"refiner_model", request.models.refiner},
+                          {"refiner_model", meta.contains("refiner") ? request.models.refiner : std::string()},
                           {"vae_model", request.models.vae}};
   return meta;
 }

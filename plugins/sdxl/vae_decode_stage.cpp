@@ -3,6 +3,7 @@
 
 #include "sdxl_stage.hpp"
 #include "sdxlhost/pipeline/sdxl_models.hpp"
+#include "sdxlhost/pipeline/slots.hpp"
 #include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/image.hpp"
 #include "sdxlhost/sdk/request.hpp"
@@ -49,7 +50,9 @@ class VaeDecodeStage final : public SdxlStage {
                         {"scheduler", r.scheduler},
                         {"model_info",
                          {{"base_model", r.models.base},
-                          {"refiner_model", r.models.refiner},
+                          // named only when a second expert ran (it wrote the handoff): a refiner
+                          // skipped under on_disabled_feature "warn" is not reported as used
+                          {"refiner_model", context.has(pipeline::slots::kExpertHandoff) ? r.models.refiner : ""},
                           {"vae_model", r.models.vae}}}};
       images.push_back(std::move(image));
     }

@@ -42,7 +42,8 @@ json message(const std::string& type, const std::string& id, json data = json::o
 /// golden tiny refiner as checkpoints/tiny-refiner.
 class RefinerHost {
  public:
-  explicit RefinerHost(json plugins = json::object()) : fixture_(config(std::move(plugins))) {
+  explicit RefinerHost(json plugins = json::object(), json extra = json::object())
+      : fixture_(config(std::move(plugins), std::move(extra))) {
     const fs::path checkpoints = fixture_.dir() / "models" / "checkpoints";
     fs::create_directories(checkpoints);
     fs::copy(golden("models/tiny_sdxl"), checkpoints / "tiny-base", fs::copy_options::recursive);
@@ -53,10 +54,12 @@ class RefinerHost {
   fs::path models() const { return fixture_.dir() / "models"; }
 
  private:
-  static json config(json plugins) {
+  static json config(json plugins, json extra) {
     json p = {{"dir", SDXLHOST_PLUGIN_DIR}};
     p.update(plugins, true);
-    return {{"plugins", p}};  // the fixture sends every progress event (progress_interval_ms 0)
+    json c = {{"plugins", p}};  // the fixture sends every progress event (progress_interval_ms 0)
+    c.update(extra, true);
+    return c;
   }
   HostFixture fixture_;
   std::unique_ptr<WireClient> client_;
@@ -311,6 +314,21 @@ TEST(RefinerSocket, DisablingThePluginMakesRefinerRequestsFeatureDisabledAndChan
   const json refined = c.request(img2img_request("i2i", i2i), 120s);
   ASSERT_TRUE(refined.value("success", false)) << refined.dump().substr(0, 400);
   EXPECT_LE(difference_to_golden_png(refined, "refiner/refiner_img2img.png"), 1);
+}
+
+// on_disabled_feature "warn": the ensemble request runs on the base alone, says so, and its
+// metadata names only what ran (no refiner in model_info or the PNG's parameters).
+TEST(RefinerSocket, ASkippedRefinerIsNotNamedInTheMetadata) {
+  const Golden eoe = load_golden("ensemble_of_experts.safetensors");
+  RefinerHost host(json{{"enabled", {{"refiner", false}}}}, json{{"on_disabled_feature", "warn"}});
+  const json response = host.client().request(ensemble_request("warned", eoe), 120s);
+  ASSERT_TRUE(response.value("success", false)) << response.dump().substr(0, 600);
+  EXPECT_NE(response["warnings"].dump().find("refiner"), std::string::npos) << response["warnings"].dump();
+  const json& meta = response["data"]["generated_images"][0]["metadata"];
+  EXPECT_EQ(meta["model_info"]["refiner_model"], "") << meta.dump();
+  EXPECT_FALSE(meta.contains("refiner"));
+  const std::string parameters = png_text(nn::decode_base64(image_base64(response), "image_data"))["parameters"];
+  EXPECT_EQ(parameters.find("Refiner:"), std::string::npos) << parameters;
 }
 
 }  // namespace sdxlhost::test
