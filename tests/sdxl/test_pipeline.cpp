@@ -502,6 +502,27 @@ TEST(SdxlPipeline, RefinerShapedSingleFileLoadsWithItsDeeperMidBlock) {
   fs::remove_all(root);
 }
 
+TEST(SdxlPipeline, ATokenizerFolderWithoutItsSpecialTokensFilesIsRefused) {
+  // SDXL's tokenizer_2 pads with "!", which only special_tokens_map.json / tokenizer_config.json
+  // say: without both, loading would silently pad with <|endoftext|>; it is refused instead.
+  const fs::path root = fs::temp_directory_path() / ("sdxl_tokenizers_" + std::to_string(::getpid()));
+  fs::create_directories(root);
+  fs::copy(golden("models/tiny_sdxl"), root / "tiny", fs::copy_options::recursive);
+  EXPECT_NO_THROW(pipeline::SdxlModels::load(root / "tiny", pipeline::PipelineSettings{}));
+  fs::remove(root / "tiny" / "tokenizer_2" / "special_tokens_map.json");
+  EXPECT_NO_THROW(pipeline::SdxlModels::load(root / "tiny", pipeline::PipelineSettings{})) << "one of the two is enough";
+  fs::remove(root / "tiny" / "tokenizer_2" / "tokenizer_config.json");
+  try {
+    pipeline::SdxlModels::load(root / "tiny", pipeline::PipelineSettings{});
+    ADD_FAILURE() << "a tokenizer_2 without its special tokens files was accepted";
+  } catch (const sdk::Error& error) {
+    EXPECT_EQ(error.code(), sdk::ErrorCode::ModelLoadError);
+    EXPECT_NE(std::string(error.what()).find("special_tokens_map.json"), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("tokenizer_2"), std::string::npos) << error.what();
+  }
+  fs::remove_all(root);
+}
+
 TEST(SdxlPipeline, Bfloat16RunsOnTheCpuCloseToFloat32) {
   Harness fp32;
   const auto reference = fp32.run(cat_request(2))->get<std::vector<sdk::Image>>(sdk::slots::kImages);

@@ -33,6 +33,17 @@ std::shared_ptr<nn::ClipTokenizer> load_tokenizer(const fs::path& folder) {
                     "' (single-file checkpoints take their tokenizers from plugins.config.sdxl."
                     "tokenizer_dir or a 'tokenizers' folder beside the file)");
   }
+  // vocab.json + merges.txt alone load, but then the padding token is CLIP's default
+  // <|endoftext|>, while SDXL's second tokenizer pads with "!" (only these files say so): images
+  // would silently differ from the reference. So one of them is required.
+  if (!fs::is_regular_file(folder / "special_tokens_map.json") && !fs::is_regular_file(folder / "tokenizer_config.json")) {
+    throw Error(ErrorCode::ModelLoadError,
+                "tokenizer folder '" + folder.string() +
+                    "' has neither special_tokens_map.json nor tokenizer_config.json: they name the padding "
+                    "token (SDXL's tokenizer_2 pads with '!'; without them it would pad with <|endoftext|> and "
+                    "images would differ from the reference). Copy them with vocab.json and merges.txt from "
+                    "the model's tokenizer folders");
+  }
   return std::make_shared<nn::ClipTokenizer>(nn::ClipTokenizer::load_folder(folder));
 }
 
