@@ -193,8 +193,12 @@ json run_generation(Job& job, const std::shared_ptr<const sdk::GenerationRequest
             {"inference_time", seconds_between(run_start, run_end)},
             {"output_time", seconds_between(run_end, Clock::now())},
             {"device_name", environment.device},
+            // on a CPU the device's memory is the host's (RSS); host_* are always the host's, so a
+            // CUDA build can report its allocator here without losing them
             {"device_memory_used", memory["rss_bytes"]},
-            {"peak_memory_bytes", memory["peak_rss_bytes"]}}}};
+            {"peak_memory_bytes", memory["peak_rss_bytes"]},
+            {"host_memory_used", memory["rss_bytes"]},
+            {"host_peak_memory_bytes", memory["peak_rss_bytes"]}}}};
 }
 
 sdk::Error as_upscale_message_error(const sdk::Error& error) {
@@ -250,7 +254,9 @@ json run_upscale(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& 
               {"output_time", seconds_between(run_end, Clock::now())},
               {"device_name", environment.device},
               {"device_memory_used", memory["rss_bytes"]},
-              {"peak_memory_bytes", memory["peak_rss_bytes"]}}}};
+              {"peak_memory_bytes", memory["peak_rss_bytes"]},
+              {"host_memory_used", memory["rss_bytes"]},
+              {"host_peak_memory_bytes", memory["peak_rss_bytes"]}}}};
   } catch (const sdk::Error& error) {
     throw as_upscale_message_error(error);
   }

@@ -237,6 +237,10 @@ TEST(SocketServer, GenerationRoundTripWithProgressAndBatchSeeds) {
     EXPECT_EQ(image["metadata"]["seed"], 7 + i);
   }
   EXPECT_TRUE(data["processing_metrics"].contains("total_time"));
+  // host memory reported on its own (device_memory_used is the device's: RSS on a CPU host)
+  EXPECT_GT(data["processing_metrics"].value("host_memory_used", 0.0), 0.0);
+  EXPECT_GE(data["processing_metrics"].value("host_peak_memory_bytes", 0.0),
+            data["processing_metrics"].value("host_memory_used", 0.0));
   EXPECT_NE(response["warnings"].dump().find("data.mystery"), std::string::npos);
 
   // enhanced_inference_request alias + legacy flat fields + base64 when no save path.
