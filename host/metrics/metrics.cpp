@@ -36,6 +36,13 @@ void header(std::ostringstream& out, const char* name, const char* type, const c
   out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
 }
 
+/// A metric with one unlabelled sample: its HELP/TYPE lines and `name value`.
+/// (Byte counts stay exact: they are far below 2^53.)
+void single(std::ostringstream& out, const char* name, const char* type, const char* help, double value) {
+  header(out, name, type, help);
+  out << name << ' ' << number(value) << '\n';
+}
+
 /// `name`_bucket / _sum / _count lines of one histogram with `labels` ("" or `a="b",`).
 void histogram_lines(std::ostringstream& out, const std::string& name, const std::string& labels,
                      const Histogram& h) {
@@ -127,42 +134,27 @@ std::string Registry::render(const LiveState& live) const {
   header(out, "sdxlhost_denoise_step_seconds", "histogram", "One denoising step (UNet and its hooks).");
   histogram_lines(out, "sdxlhost_denoise_step_seconds", "", denoise_steps_);
 
-  header(out, "sdxlhost_queue_depth", "gauge", "Jobs waiting in the queue.");
-  out << "sdxlhost_queue_depth " << live.queue_depth << '\n';
-  header(out, "sdxlhost_running_jobs", "gauge", "Jobs running on an executor.");
-  out << "sdxlhost_running_jobs " << live.running_jobs << '\n';
-  header(out, "sdxlhost_clients", "gauge", "Connected clients.");
-  out << "sdxlhost_clients " << live.clients << '\n';
+  single(out, "sdxlhost_queue_depth", "gauge", "Jobs waiting in the queue.", live.queue_depth);
+  single(out, "sdxlhost_running_jobs", "gauge", "Jobs running on an executor.", live.running_jobs);
+  single(out, "sdxlhost_clients", "gauge", "Connected clients.", live.clients);
 
-  header(out, "sdxlhost_model_cache_models", "gauge", "Models resident in the model cache.");
-  out << "sdxlhost_model_cache_models " << live.cache_models << '\n';
-  header(out, "sdxlhost_model_cache_bytes", "gauge", "Bytes of the models resident in the model cache.");
-  out << "sdxlhost_model_cache_bytes " << live.cache_bytes << '\n';
-  header(out, "sdxlhost_model_cache_max_bytes", "gauge", "cache.max_bytes (0 = no byte limit).");
-  out << "sdxlhost_model_cache_max_bytes " << live.cache_max_bytes << '\n';
-  header(out, "sdxlhost_model_cache_hits_total", "counter", "Model loads served from the cache.");
-  out << "sdxlhost_model_cache_hits_total " << live.cache_hits << '\n';
-  header(out, "sdxlhost_model_cache_misses_total", "counter", "Model loads that read files.");
-  out << "sdxlhost_model_cache_misses_total " << live.cache_misses << '\n';
-  header(out, "sdxlhost_model_cache_evictions_total", "counter", "Models evicted from the cache.");
-  out << "sdxlhost_model_cache_evictions_total " << live.cache_evictions << '\n';
+  single(out, "sdxlhost_model_cache_models", "gauge", "Models resident in the model cache.", live.cache_models);
+  single(out, "sdxlhost_model_cache_bytes", "gauge", "Bytes of the models resident in the model cache.", live.cache_bytes);
+  single(out, "sdxlhost_model_cache_max_bytes", "gauge", "cache.max_bytes (0 = no byte limit).", live.cache_max_bytes);
+  single(out, "sdxlhost_model_cache_hits_total", "counter", "Model loads served from the cache.", live.cache_hits);
+  single(out, "sdxlhost_model_cache_misses_total", "counter", "Model loads that read files.", live.cache_misses);
+  single(out, "sdxlhost_model_cache_evictions_total", "counter", "Models evicted from the cache.", live.cache_evictions);
 
   header(out, "sdxlhost_plugin_state", "gauge", "1 for each plugin in its current state (loaded, failed, disabled).");
   for (const auto& [name, state] : live.plugins)
     out << "sdxlhost_plugin_state{plugin=\"" << label(name) << "\",state=\"" << label(state) << "\"} 1\n";
 
-  header(out, "sdxlhost_resident_memory_bytes", "gauge", "Host process resident memory (RSS).");
-  out << "sdxlhost_resident_memory_bytes " << live.resident_bytes << '\n';
-  header(out, "sdxlhost_peak_resident_memory_bytes", "gauge", "Host process peak resident memory.");
-  out << "sdxlhost_peak_resident_memory_bytes " << live.peak_resident_bytes << '\n';
-  if (live.device_memory_bytes >= 0) {
-    header(out, "sdxlhost_device_memory_bytes", "gauge", "Bytes allocated on the compute device.");
-    out << "sdxlhost_device_memory_bytes " << live.device_memory_bytes << '\n';
-  }
-  header(out, "sdxlhost_uptime_seconds", "gauge", "Seconds since the host started.");
-  out << "sdxlhost_uptime_seconds " << number(live.uptime_s) << '\n';
-  header(out, "sdxlhost_ready", "gauge", "1 when the host can serve a generation (see /readyz).");
-  out << "sdxlhost_ready " << (live.ready ? 1 : 0) << '\n';
+  single(out, "sdxlhost_resident_memory_bytes", "gauge", "Host process resident memory (RSS).", live.resident_bytes);
+  single(out, "sdxlhost_peak_resident_memory_bytes", "gauge", "Host process peak resident memory.", live.peak_resident_bytes);
+  if (live.device_memory_bytes >= 0)
+    single(out, "sdxlhost_device_memory_bytes", "gauge", "Bytes allocated on the compute device.", live.device_memory_bytes);
+  single(out, "sdxlhost_uptime_seconds", "gauge", "Seconds since the host started.", live.uptime_s);
+  single(out, "sdxlhost_ready", "gauge", "1 when the host can serve a generation (see /readyz).", live.ready ? 1.0 : 0.0);
   return out.str();
 }
 

@@ -93,6 +93,28 @@ sdk::ContextServices make_services(Job& job, const GenerationEnvironment& enviro
   return services;
 }
 
+/// A finished job's response data: its images, the plan that ran and processing_metrics (one
+/// shape for generation and the upscale message).
+json job_result(const Job& job, json generated, const Plan& plan, Clock::time_point run_start,
+                Clock::time_point run_end, const GenerationEnvironment& environment) {
+  json memory = process_memory();
+  return {{"request_id", job.request_id()},
+          {"generated_images", std::move(generated)},
+          {"stages", plan.names()},
+          {"processing_metrics",
+           {{"total_time", seconds_between(job.enqueued_at(), Clock::now())},
+            {"queue_time", seconds_between(job.enqueued_at(), job.started_at())},
+            {"inference_time", seconds_between(run_start, run_end)},
+            {"output_time", seconds_between(run_end, Clock::now())},
+            {"device_name", environment.device},
+            // on a CPU the device's memory is the host's (RSS); host_* are always the host's, so a
+            // CUDA build can report its allocator here without losing them
+            {"device_memory_used", memory["rss_bytes"]},
+            {"peak_memory_bytes", memory["peak_rss_bytes"]},
+            {"host_memory_used", memory["rss_bytes"]},
+            {"host_peak_memory_bytes", memory["peak_rss_bytes"]}}}};
+}
+
 std::string read_status_field(const std::string& key) {
   std::ifstream status("/proc/self/status");
   std::string line;
@@ -183,22 +205,7 @@ json run_generation(Job& job, const std::shared_ptr<const sdk::GenerationRequest
   json generated = write_images(images, *request, environment.output);
   for (const auto& warning : context.warnings()) job.warnings.push_back(warning);
 
-  json memory = process_memory();
-  return {{"request_id", job.request_id()},
-          {"generated_images", generated},
-          {"stages", plan.names()},
-          {"processing_metrics",
-           {{"total_time", seconds_between(job.enqueued_at(), Clock::now())},
-            {"queue_time", seconds_between(job.enqueued_at(), job.started_at())},
-            {"inference_time", seconds_between(run_start, run_end)},
-            {"output_time", seconds_between(run_end, Clock::now())},
-            {"device_name", environment.device},
-            // on a CPU the device's memory is the host's (RSS); host_* are always the host's, so a
-            // CUDA build can report its allocator here without losing them
-            {"device_memory_used", memory["rss_bytes"]},
-            {"peak_memory_bytes", memory["peak_rss_bytes"]},
-            {"host_memory_used", memory["rss_bytes"]},
-            {"host_peak_memory_bytes", memory["peak_rss_bytes"]}}}};
+  return job_result(job, std::move(generated), plan, run_start, run_end, environment);
 }
 
 sdk::Error as_upscale_message_error(const sdk::Error& error) {
@@ -243,20 +250,7 @@ json run_upscale(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& 
     output.generation = false;
     json generated = write_images(context.get<std::vector<sdk::Image>>(sdk::slots::kImages), *request, output);
     for (const auto& warning : context.warnings()) job.warnings.push_back(as_upscale_message_text(warning));
-    json memory = process_memory();
-    return {{"request_id", job.request_id()},
-            {"generated_images", generated},
-            {"stages", plan.names()},
-            {"processing_metrics",
-             {{"total_time", seconds_between(job.enqueued_at(), Clock::now())},
-              {"queue_time", seconds_between(job.enqueued_at(), job.started_at())},
-              {"inference_time", seconds_between(run_start, run_end)},
-              {"output_time", seconds_between(run_end, Clock::now())},
-              {"device_name", environment.device},
-              {"device_memory_used", memory["rss_bytes"]},
-              {"peak_memory_bytes", memory["peak_rss_bytes"]},
-              {"host_memory_used", memory["rss_bytes"]},
-              {"host_peak_memory_bytes", memory["peak_rss_bytes"]}}}};
+    return job_result(job, std::move(generated), plan, run_start, run_end, environment);
   } catch (const sdk::Error& error) {
     throw as_upscale_message_error(error);
   }
