@@ -44,7 +44,21 @@ case "$mode" in
     fi
     work="$out/corpus/$target"
     mkdir -p "$work"
+    # Binary seeds are not kept in the repository: real files of that format are taken from
+    # ../shared/goldens (the same data the parity tests read) into the working corpus.
+    shared="${SDXLHOST_SHARED_DIR:-$root/../shared}/goldens"
+    case "$target" in
+      image_decode) golden_seeds=("$shared"/canny/img0_gray_64x64.png "$shared"/refiner/img2img_input.png) ;;
+      safetensors) golden_seeds=("$shared"/upscaler/rrdbnet_x2_tiny.safetensors) ;;
+      torch_file) golden_seeds=("$shared"/upscaler/rrdbnet_x2_tiny.pth "$shared"/upscaler/rrdbnet_x2_tiny_params_ema.pth) ;;
+      *) golden_seeds=() ;;
+    esac
+    for seed in "${golden_seeds[@]}"; do
+      [ -f "$seed" ] || { echo "fuzz: seed $seed is missing (../shared/goldens)"; exit 1; }
+      cp "$seed" "$work/seed-$(basename "$seed")"
+    done
     seeds="$here/corpus/$target"
+    [ -d "$seeds" ] || seeds="$work"  # no text seeds for this target: the working corpus alone
     # -rss_limit_mb bounds memory; -timeout flags an input that takes over 10 s.
     status=0
     ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}" \
