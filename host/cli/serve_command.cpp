@@ -1,5 +1,7 @@
 // `sdxl-host serve`: the pipe server (or --stdio) around one HostService, with signals:
-// SIGHUP = reload_config, SIGINT/SIGTERM = graceful shutdown.
+// SIGHUP = reload_config, SIGINT/SIGTERM = graceful shutdown. cluster.role picks what feeds the
+// service: the pipe (standalone), the pipe with jobs forwarded to the broker (gateway), or the
+// broker's jobs queue and no pipe (worker); docs/scale-out.md.
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -7,6 +9,8 @@
 #include <boost/asio.hpp>
 
 #include "host/cli/commands.hpp"
+#include "host/cluster/gateway.hpp"
+#include "host/cluster/worker.hpp"
 #include "host/metrics/metrics_http.hpp"
 #include "host/runtime/device_check.hpp"
 #include "host/runtime/host_service.hpp"
@@ -84,6 +88,14 @@ int serve_command(const Arguments& args) {
   asio::io_context io;
   auto guard = asio::make_work_guard(io);
   runtime::HostService host(config, warnings);
+  std::unique_ptr<cluster::Gateway> gateway;  // cluster.role = gateway: jobs go to the broker
+  std::unique_ptr<cluster::Worker> worker;    // cluster.role = worker: jobs come from the broker
+  if (config.cluster.role == "gateway") {
+    gateway = std::make_unique<cluster::Gateway>(config);
+    host.set_job_forwarder(gateway.get());
+  } else if (config.cluster.role == "worker") {
+    worker = std::make_unique<cluster::Worker>(config, host, io);
+  }
   std::unique_ptr<transport::PipeServer> server;
   std::unique_ptr<transport::StdioChannel> stdio;
 #if defined(SIGHUP)
@@ -93,6 +105,7 @@ int serve_command(const Arguments& args) {
 #endif
 
   host.set_on_stopped([&] {
+    if (worker) worker->stop();  // after the last job answered: its answer is published first
     asio::post(io, [&] {
       if (server) server->stop();
       if (stdio) stdio->stop();  // a client still writing must not keep the io_context busy
@@ -108,7 +121,11 @@ int serve_command(const Arguments& args) {
   });
   host.set_client_count([&]() -> std::size_t { return server ? server->client_count() : (stdio ? 1 : 0); });
   host.start();
-  if (args.has_flag("--stdio")) {
+  if (gateway) gateway->start();
+  if (worker) {
+    worker->start();
+    log->info("serving as a cluster worker (no pipe): jobs from {}", config.cluster.jobs_queue);
+  } else if (args.has_flag("--stdio")) {
     stdio = std::make_unique<transport::StdioChannel>(io, host, config.limits.max_message_bytes, 0,
                                                       reserve_stdout_for_protocol());
     stdio->start([&host] { host.request_shutdown("stdin closed", /*drain=*/true); });
@@ -125,7 +142,9 @@ int serve_command(const Arguments& args) {
     metrics_http = std::make_unique<metrics::HttpListener>(
         config.metrics.listen, metrics::HttpHandlers{[&host] { return host.metrics_text(); },
                                                      [&host] { return !host.stopping(); },
-                                                     [&host] { return host.ready(); }});
+                                                     [&host, &worker] {
+                                                       return host.ready() && (!worker || worker->connected());
+                                                     }});
   wait_for_signal(signals, host);
   io.run();
   host.wait_stopped();

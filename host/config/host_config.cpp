@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "host/cluster/amqp.hpp"
 #include "host/metrics/metrics_http.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
@@ -176,6 +177,30 @@ void read_metrics(Section& root, MetricsSettings& settings, std::vector<std::str
   s.warn_unknown(warnings);
 }
 
+void read_cluster(Section& root, ClusterSettings& cluster, std::vector<std::string>& warnings) {
+  static const json kEmpty = json::object();
+  Section s(sub_object(root, "cluster", kEmpty), "cluster");
+  s.read_choice("role", cluster.role, {"standalone", "gateway", "worker"});
+  s.read("broker", cluster.broker);
+  host::cluster::parse_broker_url(cluster.broker, "cluster.broker");
+  for (auto [name, value] : {std::pair<const char*, std::string*>{"jobs_queue", &cluster.jobs_queue},
+                             {"cancel_exchange", &cluster.cancel_exchange},
+                             {"heartbeat_exchange", &cluster.heartbeat_exchange}}) {
+    s.read(name, *value);
+    if (value->empty() || value->size() > 255) bad_key(s.key(name), "must be a name of 1..255 characters");
+  }
+  s.read("reply_queue", cluster.reply_queue);
+  if (cluster.reply_queue.size() > 255) bad_key("cluster.reply_queue", "must be at most 255 characters");
+  s.read("node_name", cluster.node_name);
+  s.read_number("heartbeat_s", cluster.heartbeat_s, 0.1, 600.0);
+  s.read_number("worker_timeout_s", cluster.worker_timeout_s, 0.2, 3600.0);
+  s.read_number("reconnect_max_s", cluster.reconnect_max_s, 0.1, 600.0);
+  s.read_number("reply_queue_expires_s", cluster.reply_queue_expires_s, 1.0, 7 * 24 * 3600.0);
+  if (cluster.worker_timeout_s <= cluster.heartbeat_s)
+    bad_key("cluster.worker_timeout_s", "must be longer than cluster.heartbeat_s");
+  s.warn_unknown(warnings);
+}
+
 void read_plugins(Section& root, PluginsConfig& plugins, const std::filesystem::path& base_dir,
                   std::vector<std::string>& warnings) {
   static const json kEmpty = json::object();
@@ -272,6 +297,7 @@ HostConfig parse_config(const json& document, const std::filesystem::path& base_
   read_queue(root, config.queue, warnings);
   read_cache(root, config.cache, warnings);
   read_metrics(root, config.metrics, warnings);
+  read_cluster(root, config.cluster, warnings);
   read_device(root, config);
   read_dtype(root, config);
   root.read_int("threads", config.threads, 0, 1024);
@@ -342,6 +368,18 @@ nlohmann::json HostConfig::to_json() const {
       {"cache", {{"max_models", cache.max_models}, {"max_bytes", cache.max_bytes},
                  {"max_memory_fraction", cache.max_memory_fraction}}},
       {"metrics", {{"listen", metrics.listen}}},
+      {"cluster",
+       {{"role", cluster.role},
+        {"broker", host::cluster::parse_broker_url(cluster.broker, "cluster.broker").display()},  // no password
+        {"jobs_queue", cluster.jobs_queue},
+        {"cancel_exchange", cluster.cancel_exchange},
+        {"heartbeat_exchange", cluster.heartbeat_exchange},
+        {"reply_queue", cluster.reply_queue},
+        {"node_name", cluster.node_name},
+        {"heartbeat_s", cluster.heartbeat_s},
+        {"worker_timeout_s", cluster.worker_timeout_s},
+        {"reconnect_max_s", cluster.reconnect_max_s},
+        {"reply_queue_expires_s", cluster.reply_queue_expires_s}}},
       {"device", device},
       {"dtype", dtype},
       {"threads", threads},

@@ -60,6 +60,24 @@ struct MetricsSettings {
   std::string listen;  ///< "127.0.0.1:9464"; empty = off (the default)
 };
 
+/// `cluster.*`: scale-out over a message broker (docs/scale-out.md). Restart-only.
+struct ClusterSettings {
+  /// standalone (serve the pipe and run jobs here) | gateway (serve the pipe, validate, publish
+  /// jobs to the broker, relay answers) | worker (consume jobs from the broker and run them).
+  std::string role = "standalone";
+  std::string broker = "amqp://guest:guest@127.0.0.1:5672/";  ///< AMQP URL of the broker
+  std::string jobs_queue = "sdxl.jobs";             ///< durable priority queue of jobs
+  std::string cancel_exchange = "sdxl.cancel";      ///< fanout: gateway -> every worker
+  std::string heartbeat_exchange = "sdxl.heartbeats";  ///< fanout: worker -> every gateway
+  /// The gateway's reply queue; empty = "sdxl.replies.<hostname>.<pipe_name>".
+  std::string reply_queue;
+  std::string node_name;          ///< this process in logs and status; empty = <hostname>-<pid>
+  double heartbeat_s = 2.0;       ///< how often a worker says what it serves
+  double worker_timeout_s = 6.0;  ///< a worker silent for this long is no longer live
+  double reconnect_max_s = 5.0;   ///< longest wait between two reconnect attempts
+  double reply_queue_expires_s = 3600.0;  ///< a reply queue unused this long is deleted by the broker
+};
+
 /// `plugins.*`: which plugins load and with what settings.
 struct PluginsConfig {
   std::filesystem::path dir;              ///< folder scanned for *.so / *.dll
@@ -84,6 +102,7 @@ struct HostConfig {
   QueueSettings queue;    ///< `queue.*`
   CacheSettings cache;    ///< `cache.*`
   MetricsSettings metrics;  ///< `metrics.*`
+  ClusterSettings cluster;  ///< `cluster.*`
   std::string device = "cpu";      ///< cpu | cuda | cuda:N
   std::string dtype = "fp32";      ///< fp32 | bf16 | fp16 (float32 | bfloat16 | float16 accepted and normalized)
   int threads = 0;                 ///< intra-op threads; 0 = hardware_concurrency

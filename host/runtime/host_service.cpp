@@ -72,7 +72,7 @@ std::pair<std::string, std::string> model_reference(const json& data) {
 
 json error_code_names() {
   json names = json::array();
-  for (int code = 0; code <= static_cast<int>(ErrorCode::InternalError); ++code)
+  for (int code = 0; code <= static_cast<int>(sdk::kLastErrorCode); ++code)
     names.push_back(sdk::to_string(static_cast<ErrorCode>(code)));
   return names;
 }
@@ -104,6 +104,14 @@ std::shared_ptr<const sdk::Preprocessor> find_preprocessor(const sdk::Registries
   return preprocessor;
 }
 
+/// load_model / unload_model on a gateway: it runs no job, so it has no model cache to act on.
+Error gateway_has_no_cache(const std::string& message) {
+  return Error(ErrorCode::FeatureDisabled,
+               message + " acts on one host's model cache; this host is a gateway (cluster.role) and runs no "
+                         "model: workers load models on first use",
+               "message_type");
+}
+
 json stages_of(const sdk::Registries& registries) {
   json stages = json::array();
   for (const auto& stage : registries.stages())
@@ -119,7 +127,7 @@ json stages_of(const sdk::Registries& registries) {
 /// Lists what differs between two configs among keys applied only at start.
 void restart_only_changes(const HostConfig& before, const HostConfig& after, std::vector<std::string>& warnings) {
   json a = before.to_json(), b = after.to_json();
-  for (const char* key : {"pipe_name", "socket_mode", "models_root", "cache", "metrics", "device", "dtype", "threads"})
+  for (const char* key : {"pipe_name", "socket_mode", "models_root", "cache", "metrics", "cluster", "device", "dtype", "threads"})
     if (a[key] != b[key]) warnings.push_back(std::string("config key '") + key + "' changed: takes effect after a restart");
   if (a["queue"]["executors"] != b["queue"]["executors"])
     warnings.push_back("config key 'queue.executors' changed: takes effect after a restart");
@@ -191,7 +199,7 @@ void HostService::on_line(const ConnectionPtr& connection, std::string&& line) {
     reply(connection, protocol::error_response("", Error(ErrorCode::InternalError, client_message(error))));
     return;
   }
-  dispatch(connection, envelope);
+  dispatch(connection, envelope, line);
 }
 
 void HostService::on_oversized(const ConnectionPtr& connection, std::size_t bytes) {
@@ -206,9 +214,10 @@ void HostService::on_oversized(const ConnectionPtr& connection, std::size_t byte
 void HostService::on_disconnect(const ConnectionPtr& connection) {
   component_logger("transport")->debug("client {} went away", connection->id());
   runner_.drop_connection(connection->id());
+  if (forwarder_) forwarder_->drop_connection(connection->id());
 }
 
-void HostService::dispatch(const ConnectionPtr& connection, Envelope& envelope) {
+void HostService::dispatch(const ConnectionPtr& connection, Envelope& envelope, const std::string& line) {
   auto log = component_logger("protocol");
   log->debug("[{}] {} from client {}", envelope.request_id, protocol::to_string(envelope.type), connection->id());
   try {
@@ -218,18 +227,21 @@ void HostService::dispatch(const ConnectionPtr& connection, Envelope& envelope) 
                         envelope.type != MessageType::Capabilities;
     if (busy_refused) throw Error(ErrorCode::ShuttingDown, "the host is shutting down");
     switch (envelope.type) {
-      case MessageType::InferenceRequest: data = handle_inference(connection, envelope, queued); break;
+      case MessageType::InferenceRequest: data = handle_inference(connection, envelope, queued, line); break;
       case MessageType::Cancel: data = handle_cancel(envelope); break;
       case MessageType::Ping: data = ping(); break;
       case MessageType::Capabilities: data = capabilities(); break;
-      case MessageType::ListModels: data = models_->list_models(); break;
+      case MessageType::ListModels:
+        data = models_->list_models();
+        if (forwarder_) forwarder_->describe_models(data);
+        break;
       case MessageType::LoadModel: data = handle_load_model(connection, envelope, queued); break;
       case MessageType::UnloadModel: data = handle_unload_model(envelope); break;
       case MessageType::Status: data = status(); break;
       case MessageType::ReloadConfig: data = reload_config(envelope.warnings); break;
       case MessageType::Shutdown: data = {{"shutting_down", true}}; break;
-      case MessageType::Preprocess: data = handle_preprocess(connection, envelope, queued); break;
-      case MessageType::Upscale: data = handle_upscale(connection, envelope, queued); break;
+      case MessageType::Preprocess: data = handle_preprocess(connection, envelope, queued, line); break;
+      case MessageType::Upscale: data = handle_upscale(connection, envelope, queued, line); break;
       case MessageType::Metrics: data = {{"content_type", metrics::kContentType}, {"text", metrics_text()}}; break;
     }
     if (queued) return;  // the job answers when it ends
@@ -249,7 +261,8 @@ void HostService::dispatch(const ConnectionPtr& connection, Envelope& envelope) 
   }
 }
 
-json HostService::handle_inference(const ConnectionPtr& connection, Envelope& envelope, bool& queued) {
+json HostService::handle_inference(const ConnectionPtr& connection, Envelope& envelope, bool& queued,
+                                   const std::string& line) {
   auto config = this->config();
   auto plugins = plugins_->current();
   auto request = std::make_shared<sdk::GenerationRequest>(protocol::parse_generation_request(
@@ -261,7 +274,15 @@ json HostService::handle_inference(const ConnectionPtr& connection, Envelope& en
   if (request->dry_run) return dry_run_data(*request, *plugins, policy, envelope.warnings);
   {
     std::vector<std::string> ignored;  // the executor plans again with the set current then
-    plan_request(*plugins, *request, policy, ignored);
+    Plan plan = plan_request(*plugins, *request, policy, ignored);
+    if (forwarder_) {
+      std::set<std::string> features;
+      for (const auto& stage : plan.stages) features.insert(stage->feature());
+      forward(connection, envelope, "generation", request->metadata.priority, request->metadata.timeout_s,
+              std::move(features), line);
+      queued = true;
+      return nullptr;
+    }
   }
   std::shared_ptr<const sdk::GenerationRequest> frozen = request;
   JobWork work = [this, frozen](Job& job) {
@@ -295,11 +316,20 @@ GenerationEnvironment HostService::environment() const {
   return environment;
 }
 
-json HostService::handle_upscale(const ConnectionPtr& connection, Envelope& envelope, bool& queued) {
+json HostService::handle_upscale(const ConnectionPtr& connection, Envelope& envelope, bool& queued,
+                                 const std::string& line) {
   auto config = this->config();
   auto parsed = protocol::parse_upscale_request(envelope.data, envelope.request_id, config->limits,
                                                 config->queue.default_timeout_s, envelope.warnings);
-  plan_upscale(*plugins_->current(), parsed.request);  // refuse bad options / a disabled upscaler now
+  Plan plan = plan_upscale(*plugins_->current(), parsed.request);  // refuse bad options / a disabled upscaler now
+  if (forwarder_) {
+    std::set<std::string> features;
+    for (const auto& stage : plan.stages) features.insert(stage->feature());
+    forward(connection, envelope, "upscale", parsed.request.metadata.priority, parsed.request.metadata.timeout_s,
+            std::move(features), line);
+    queued = true;
+    return nullptr;
+  }
   std::shared_ptr<const sdk::GenerationRequest> request =
       std::make_shared<sdk::GenerationRequest>(std::move(parsed.request));
   JobWork work = [this, request, image = std::move(parsed.image)](Job& job) {
@@ -311,6 +341,21 @@ json HostService::handle_upscale(const ConnectionPtr& connection, Envelope& enve
   runner_.submit(job);
   queued = true;
   return nullptr;
+}
+
+void HostService::forward(const ConnectionPtr& connection, const Envelope& envelope, const std::string& kind,
+                          const std::string& priority, double timeout_s, std::set<std::string> features,
+                          const std::string& line) {
+  ForwardedJob job;
+  job.request_id = envelope.request_id;
+  job.kind = kind;
+  job.priority = priority_from_string(priority);
+  job.timeout_s = timeout_s;
+  job.line = line;
+  job.features = std::move(features);
+  job.connection = connection;
+  job.warnings = envelope.warnings;
+  forwarder_->forward(std::move(job));
 }
 
 json HostService::handle_cancel(const Envelope& envelope) {
@@ -327,13 +372,14 @@ json HostService::handle_cancel(const Envelope& envelope) {
   }
   if (target.empty())
     throw Error(ErrorCode::ValidationError, "is required: the request_id of the job to cancel", "data.request_id");
-  std::string state = runner_.cancel(target);
+  std::string state = forwarder_ ? forwarder_->cancel(target) : runner_.cancel(target);
   if (state.empty()) throw Error(ErrorCode::NotFound, "no queued or running job '" + target + "'", "data.request_id");
   return {{"cancelled", true}, {"request_id", target}, {"state", state}};
 }
 
 json HostService::handle_load_model(const ConnectionPtr& connection, Envelope& envelope, bool& queued) {
   auto [kind, name] = model_reference(envelope.data);
+  if (forwarder_) throw gateway_has_no_cache("load_model");
   models_->resolve(kind, name, "data.name");
   auto plugins = plugins_->current();
   if (!plugins->registries().model_preloader(kind))
@@ -354,14 +400,22 @@ json HostService::handle_load_model(const ConnectionPtr& connection, Envelope& e
 
 json HostService::handle_unload_model(const Envelope& envelope) {
   auto [kind, name] = model_reference(envelope.data);
+  if (forwarder_) throw gateway_has_no_cache("unload_model");
   bool unloaded = models_->unload(kind, name, "data.name");
   return {{"kind", kind}, {"name", name}, {"unloaded", unloaded}, {"cache", models_->stats()}};
 }
 
-json HostService::handle_preprocess(const ConnectionPtr& connection, Envelope& envelope, bool& queued) {
+json HostService::handle_preprocess(const ConnectionPtr& connection, Envelope& envelope, bool& queued,
+                                    const std::string& line) {
   auto request = protocol::parse_preprocess_request(envelope.data, envelope.warnings);
   auto plugins = plugins_->current();
   auto preprocessor = find_preprocessor(plugins->registries(), request);
+  if (forwarder_) {
+    forward(connection, envelope, "preprocess", "normal", config()->queue.default_timeout_s,
+            {"preprocessor:" + request.name}, line);
+    queued = true;
+    return nullptr;
+  }
   // The job holds the plugin set, so the preprocessor's library stays loaded while it runs.
   JobWork work = [plugins, preprocessor, request = std::move(request)](Job&) {
     const sdk::Image input = nn::decode_base64_image(request.image, "data.image");
@@ -398,7 +452,7 @@ json HostService::capabilities() const {
   json kinds = json::array();
   for (const auto& kind : model_kinds())
     if (registries.model_preloader(kind)) kinds.push_back(kind);
-  return {{"host", {{"name", "sdxl-host"}, {"version", kHostVersion}, {"abi_version", sdk::kAbiVersion},
+  json capabilities = {{"host", {{"name", "sdxl-host"}, {"version", kHostVersion}, {"abi_version", sdk::kAbiVersion},
                     {"build_id", sdk::kBuildId}}},
           {"message_types", protocol::message_type_names()},
           {"error_codes", error_code_names()},
@@ -415,10 +469,13 @@ json HostService::capabilities() const {
           {"device", config->device},
           {"dtype", config->dtype},
           {"cpu", cpu_report()}};
+  if (forwarder_) forwarder_->describe_capabilities(capabilities);
+  return capabilities;
 }
 
 bool HostService::ready() const {
   if (stopping()) return false;
+  if (forwarder_) return forwarder_->ready();  // a gateway runs nothing: ready when a worker is
   const json models = models_->list_models();
   if (!models.contains("checkpoints") || models["checkpoints"].empty()) return false;
   try {  // the loaded plugins can plan a plain generation with a checkpoint that is there
@@ -458,7 +515,7 @@ std::string HostService::metrics_text() const {
 
 json HostService::status() const {
   json runner = runner_.describe();
-  return {{"queue", runner["queue"]},
+  json status = {{"queue", runner["queue"]},
           {"running", runner["running"]},
           {"executors", runner["executors"]},
           {"clients", client_count_ ? client_count_() : 0},
@@ -468,6 +525,8 @@ json HostService::status() const {
           {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count()},
           {"shutting_down", stopping()},
           {"config_file", config()->source_file.string()}};
+  if (forwarder_) forwarder_->describe_status(status);
+  return status;
 }
 
 json HostService::reload_config(std::vector<std::string>& warnings) {
@@ -489,6 +548,7 @@ json HostService::reload_config(std::vector<std::string>& warnings) {
   next.models_root = current->models_root;
   next.cache = current->cache;
   next.metrics = current->metrics;
+  next.cluster = current->cluster;
   next.device = current->device;
   next.dtype = current->dtype;
   next.threads = current->threads;
@@ -520,6 +580,7 @@ void HostService::request_shutdown(const std::string& reason, bool drain) {
   shutdown_thread_ = std::thread([this, grace, drain] {
     if (drain) runner_.wait_idle();
     runner_.shutdown(grace);
+    if (forwarder_) forwarder_->shutdown();
     if (on_stopped_) on_stopped_();
   });
 }

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "host/plugins/plugin_manager.hpp"
 #include "host/protocol/envelope.hpp"
 #include "host/runtime/generation.hpp"
+#include "host/runtime/job_forwarder.hpp"
 #include "host/runtime/job_runner.hpp"
 #include "host/transport/connection.hpp"
 
@@ -65,6 +67,10 @@ class HostService : public transport::MessageHandler {
   /// How `status` learns the number of connected clients (the transport's count). Set before
   /// start(); without it `status` reports 0.
   void set_client_count(std::function<std::size_t()> fn) { client_count_ = std::move(fn); }
+  /// Gateway mode (cluster.role = gateway): validated jobs (generation, upscale, preprocess)
+  /// go to `forwarder` instead of the local executors, and cancel, status, capabilities,
+  /// list_models and readiness include it. Set before start(); it must outlive the service.
+  void set_job_forwarder(JobForwarder* forwarder) { forwarder_ = forwarder; }
   /// Begins a graceful shutdown on a thread of its own: new work is refused, queued jobs are
   /// answered SHUTTING_DOWN, running jobs get queue.shutdown_grace_s; then on_stopped runs.
   /// With `drain`, the queued and running jobs are first allowed to finish (stdin closed).
@@ -91,14 +97,21 @@ class HostService : public transport::MessageHandler {
  private:
   using ConnectionPtr = std::shared_ptr<transport::Connection>;
 
-  void dispatch(const ConnectionPtr& connection, protocol::Envelope& envelope);
-  nlohmann::json handle_inference(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued);
-  nlohmann::json handle_upscale(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued);
+  void dispatch(const ConnectionPtr& connection, protocol::Envelope& envelope, const std::string& line);
+  nlohmann::json handle_inference(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued,
+                                  const std::string& line);
+  nlohmann::json handle_upscale(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued,
+                                const std::string& line);
+  /// Gateway mode: hands a validated job to the forwarder (which answers it).
+  void forward(const ConnectionPtr& connection, const protocol::Envelope& envelope, const std::string& kind,
+               const std::string& priority, double timeout_s, std::set<std::string> features,
+               const std::string& line);
   GenerationEnvironment environment() const;
   nlohmann::json handle_cancel(const protocol::Envelope& envelope);
   nlohmann::json handle_load_model(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued);
   nlohmann::json handle_unload_model(const protocol::Envelope& envelope);
-  nlohmann::json handle_preprocess(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued);
+  nlohmann::json handle_preprocess(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued,
+                                   const std::string& line);
   nlohmann::json ping() const;
   void reply(const ConnectionPtr& connection, const nlohmann::json& message) const;
 
@@ -111,6 +124,7 @@ class HostService : public transport::MessageHandler {
   std::function<void()> on_stopped_;
   std::function<void(std::size_t)> on_limits_changed_;
   std::function<std::size_t()> client_count_;
+  JobForwarder* forwarder_ = nullptr;
   std::atomic<bool> shutdown_requested_{false};
   std::thread shutdown_thread_;
 };

@@ -62,6 +62,9 @@ namespace SdxlHost.Client
 
         /// <summary>A bug in the host or a plugin.</summary>
         InternalError,
+
+        /// <summary>A service the host needs is unreachable (a gateway's message broker); retry later.</summary>
+        Unavailable,
     }
 
     /// <summary>Conversions between <see cref="SdxlHostErrorCode"/> and the wire's text.</summary>

@@ -1,0 +1,113 @@
+#pragma once
+/// @file worker.hpp
+/// cluster.role = worker: a HostService fed from the broker instead of a pipe. Each job message
+/// carries the client's original line; it reaches HostService::on_line (on the io_context, like
+/// a pipe line) with a Connection of its own whose send() publishes every line (progress, the
+/// final response) to the gateway's reply queue. The final response is published with a
+/// publisher confirm, and only then is the job message acknowledged: a worker that dies before
+/// that leaves it unacknowledged, and the broker gives it to another worker. So a worker behaves
+/// exactly as a standalone host does; only the transport differs.
+///
+/// Also: consumes with prefetch = queue.executors (1 by default: a busy GPU takes no more),
+/// listens to the cancel fanout (cancels a running job, drops a cancelled one that arrives
+/// later), heartbeats what it serves every cluster.heartbeat_s, stops taking jobs when the host
+/// shuts down (a job refused with SHUTTING_DOWN goes back to the queue), and reconnects with
+/// backoff. One broker thread owns the AMQP connections.
+/// Thread-safety: start/stop from the owner's thread; connected() from any thread.
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "host/cluster/amqp.hpp"
+#include "host/config/host_config.hpp"
+#include "host/runtime/host_service.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace sdxlhost::host::cluster {
+
+/// Consumes jobs for one HostService.
+class Worker {
+ public:
+  /// `host` and `io` (where on_line runs) must outlive the worker.
+  Worker(const HostConfig& config, runtime::HostService& host, boost::asio::io_context& io);
+  /// Stops (see stop()).
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  /// Starts the broker thread.
+  void start();
+  /// Publishes what is still waiting to go (answers of jobs that finished), says it is leaving,
+  /// closes the connections and joins the broker thread. Unacknowledged jobs go back to the queue.
+  void stop();
+  /// True while connected to the broker.
+  bool connected() const { return connected_.load(); }
+
+ private:
+  class JobConnection;
+  struct Mailbox;
+  /// A line for the gateway (or, for a final, what to do with the job message).
+  struct Outgoing {
+    std::uint64_t generation = 0;  ///< the connection the job message came on
+    std::uint64_t delivery_tag = 0;
+    std::string key;
+    std::string reply_to;
+    std::string type;  ///< kStarted | kProgress | kResponse
+    std::string body;
+    bool requeue = false;  ///< a final refused because this host is stopping: give the job back
+  };
+  /// A job message this worker holds (maybe several deliveries of the same key after a broker
+  /// restart: all are acknowledged by its one answer).
+  struct Active {
+    std::string request_id;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> deliveries;  ///< (generation, tag)
+  };
+
+  void broker_loop();
+  void connect();
+  void disconnect(const std::string& why);
+  void publish_outbox();
+  void on_delivery(const Delivery& delivery);
+  void on_job(const Delivery& delivery);
+  void on_cancel(const Delivery& delivery);
+  void send_heartbeat(const std::string& state);
+  void sleep_unless_stopping(double seconds);
+
+  ClusterSettings settings_;
+  BrokerAddress broker_;
+  std::string node_;
+  int prefetch_;
+  double cancelled_memory_s_;
+  runtime::HostService& host_;
+  boost::asio::io_context& io_;
+
+  // Broker thread only.
+  std::unique_ptr<AmqpConnection> publisher_;
+  std::unique_ptr<AmqpConnection> consumer_;
+  std::string consumer_tag_;
+  std::uint64_t generation_ = 0;
+  runtime::Clock::time_point next_heartbeat_{};
+  std::map<std::string, runtime::Clock::time_point> cancelled_;  ///< job keys cancelled, when
+
+  std::map<std::string, Active> active_;  ///< by job key
+  std::uint64_t jobs_done_ = 0;
+  /// Lines from the jobs' connections (executor threads) to the broker thread; shared with
+  /// every JobConnection, so a late line after stop() lands nowhere harmful.
+  std::shared_ptr<Mailbox> mailbox_;
+
+  std::atomic<bool> connected_{false};
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
+}  // namespace sdxlhost::host::cluster
