@@ -3,7 +3,11 @@
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <map>
+#include <set>
 #include <sys/time.h>
 #include <vector>
 
@@ -92,6 +96,48 @@ BrokerAddress parse_broker_url(const std::string& url, const std::string& field)
 struct AmqpConnection::State {
   amqp_connection_state_t connection = nullptr;
   bool logged_in = false;
+  /// Per confirm channel: the sequence number of the last publish (the broker numbers them 1, 2, ...).
+  std::map<std::uint16_t, std::uint64_t> published;
+  /// Per confirm channel: what the broker confirmed so far (everything <= it when it said
+  /// "multiple"; single tags otherwise).
+  std::map<std::uint16_t, std::uint64_t> confirmed_up_to;
+  std::map<std::uint16_t, std::set<std::uint64_t>> confirmed_single;
+
+  bool is_confirmed(std::uint16_t channel, std::uint64_t tag) {
+    return confirmed_up_to[channel] >= tag || confirmed_single[channel].count(tag);
+  }
+
+  /// Handles one frame read outside a consume: confirms are recorded, closes throw.
+  void on_frame(const amqp_frame_t& frame) {
+    if (frame.frame_type != AMQP_FRAME_METHOD) return;
+    switch (frame.payload.method.id) {
+      case AMQP_BASIC_ACK_METHOD: {
+        auto* ack = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
+        if (ack->multiple) {
+          auto& up_to = confirmed_up_to[frame.channel];
+          up_to = std::max(up_to, ack->delivery_tag);
+          auto& singles = confirmed_single[frame.channel];
+          singles.erase(singles.begin(), singles.upper_bound(up_to));
+        } else {
+          confirmed_single[frame.channel].insert(ack->delivery_tag);
+        }
+        break;
+      }
+      case AMQP_BASIC_NACK_METHOD: {
+        auto* nack = static_cast<amqp_basic_nack_t*>(frame.payload.method.decoded);
+        if (nack->delivery_tag >= published[frame.channel] || nack->multiple)
+          throw AmqpError("the broker refused (nack) a published message");
+        break;  // a nack of an earlier best-effort message (progress): nothing to do
+      }
+      case AMQP_CHANNEL_CLOSE_METHOD: {
+        auto* close = static_cast<amqp_channel_close_t*>(frame.payload.method.decoded);
+        throw AmqpError("the broker closed channel " + std::to_string(frame.channel) + ": " +
+                        to_string(close->reply_text));
+      }
+      case AMQP_CONNECTION_CLOSE_METHOD: throw AmqpError("the broker closed the connection");
+      default: break;  // basic.return of an unroutable message and the like
+    }
+  }
 
   void check_rpc(const std::string& what) const {
     amqp_rpc_reply_t reply = amqp_get_rpc_reply(connection);
@@ -142,6 +188,7 @@ void AmqpConnection::open_channel(std::uint16_t channel) {
 void AmqpConnection::confirm_select(std::uint16_t channel) {
   amqp_confirm_select(state_->connection, channel);
   state_->check_rpc("confirm.select");
+  state_->published[channel] = 0;
 }
 
 void AmqpConnection::qos(std::uint16_t channel, std::uint16_t prefetch) {
@@ -220,29 +267,32 @@ void AmqpConnection::publish(std::uint16_t channel, const std::string& exchange,
   check_status(amqp_basic_publish(state_->connection, channel, bytes_of(exchange), bytes_of(routing_key), 0, 0,
                                   &p, bytes_of(body)),
                "basic.publish to '" + (exchange.empty() ? routing_key : exchange) + "'");
+  if (auto it = state_->published.find(channel); it != state_->published.end()) ++it->second;
 }
 
 void AmqpConnection::wait_confirm(std::uint16_t channel, double timeout_s) {
+  const std::uint64_t tag = state_->published[channel];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (!state_->is_confirmed(channel, tag)) {
+    const double left = std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) throw AmqpError("no publisher confirm within " + std::to_string(timeout_s) + " s");
+    amqp_frame_t frame;
+    timeval timeout = to_timeval(left);
+    int status = amqp_simple_wait_frame_noblock(state_->connection, &frame, &timeout);
+    if (status == AMQP_STATUS_TIMEOUT) continue;
+    check_status(status, "waiting for a publisher confirm");
+    state_->on_frame(frame);
+  }
+}
+
+void AmqpConnection::read_pending_frames() {
   for (;;) {
     amqp_frame_t frame;
-    timeval timeout = to_timeval(timeout_s);
-    int status = amqp_simple_wait_frame_noblock(state_->connection, &frame, &timeout);
-    if (status == AMQP_STATUS_TIMEOUT) throw AmqpError("no publisher confirm within the timeout");
-    check_status(status, "waiting for a publisher confirm");
-    if (frame.frame_type != AMQP_FRAME_METHOD) continue;
-    switch (frame.payload.method.id) {
-      case AMQP_BASIC_ACK_METHOD:
-        if (frame.channel == channel) return;
-        break;
-      case AMQP_BASIC_NACK_METHOD: throw AmqpError("the broker refused (nack) a published message");
-      case AMQP_CHANNEL_CLOSE_METHOD: {
-        auto* close = static_cast<amqp_channel_close_t*>(frame.payload.method.decoded);
-        throw AmqpError("the broker closed channel " + std::to_string(frame.channel) + ": " +
-                        to_string(close->reply_text));
-      }
-      case AMQP_CONNECTION_CLOSE_METHOD: throw AmqpError("the broker closed the connection");
-      default: break;  // basic.return of an unroutable message and the like
-    }
+    timeval none = to_timeval(0);
+    int status = amqp_simple_wait_frame_noblock(state_->connection, &frame, &none);
+    if (status == AMQP_STATUS_TIMEOUT) return;
+    check_status(status, "reading frames");
+    state_->on_frame(frame);
   }
 }
 

@@ -99,9 +99,13 @@ class AmqpConnection {
   /// basic.publish (returns once the frames are written, not once the broker has them).
   void publish(std::uint16_t channel, const std::string& exchange, const std::string& routing_key,
                const std::string& body, const MessageProperties& properties);
-  /// Waits for the broker's basic.ack of the last publish on a confirm channel; throws on a
-  /// nack, on a closed channel or after `timeout_s`.
+  /// Waits for the broker's basic.ack of the last publish on a confirm channel (acks of
+  /// earlier ones that arrive first are consumed on the way); throws on a nack of it, on a closed
+  /// channel or after `timeout_s`.
   void wait_confirm(std::uint16_t channel, double timeout_s);
+  /// Reads the frames already waiting (confirms of earlier publishes) without blocking, so they
+  /// do not pile up in the socket; throws when one says the channel or connection closed.
+  void read_pending_frames();
   /// The next delivery to any consumer of this connection, waiting at most `timeout_s`;
   /// nullopt on timeout.
   std::optional<Delivery> next_delivery(double timeout_s);

@@ -12,8 +12,11 @@ namespace {
 using nlohmann::json;
 using runtime::Clock;
 
-constexpr std::uint16_t kConfirmedChannel = 1;  // publisher: final responses (publisher confirms)
-constexpr std::uint16_t kPlainChannel = 2;      // publisher: progress, started, heartbeats
+// One channel for everything a job sends the gateway (started, progress, the final response), so
+// the broker keeps their order (it does not across channels); confirm mode, and only the final
+// response is waited for.
+constexpr std::uint16_t kConfirmedChannel = 1;
+constexpr std::uint16_t kPlainChannel = 2;      // publisher: heartbeats
 constexpr std::uint16_t kJobsChannel = 1;       // consumer: the jobs queue (manual ack, prefetch)
 constexpr std::uint16_t kCancelChannel = 2;     // consumer: the cancel fanout
 constexpr double kPollSeconds = 0.02;
@@ -203,8 +206,9 @@ void Worker::publish_outbox() {
     properties.correlation_id = message.key;
     properties.type = message.type;
     properties.app_id = node_;
-    if (message.type != kResponse) {  // progress: best effort, the next one supersedes it
-      publisher_->publish(kPlainChannel, "", message.reply_to, message.body, properties);
+    if (message.type != kResponse) {  // progress: not waited for (the final's confirm covers it)
+      publisher_->publish(kConfirmedChannel, "", message.reply_to, message.body, properties);
+      publisher_->read_pending_frames();
       continue;
     }
     std::vector<std::pair<std::uint64_t, std::uint64_t>> deliveries;
@@ -221,6 +225,7 @@ void Worker::publish_outbox() {
         // Only now is the job done as far as the broker knows.
         for (const auto& [generation, tag] : deliveries)
           if (generation == generation_) consumer_->ack(kJobsChannel, tag);
+        answered_[message.key] = Clock::now();
         ++jobs_done_;
       }
     } catch (const AmqpError&) {
@@ -242,10 +247,8 @@ void Worker::on_cancel(const Delivery& delivery) {
   if (!cancel.is_object()) return;
   const std::string key = cancel.value("key", "");
   if (key.empty()) return;
-  const auto now = Clock::now();
-  for (auto it = cancelled_.begin(); it != cancelled_.end();)  // forget what can no longer arrive
-    it = now - it->second > seconds(cancelled_memory_s_) ? cancelled_.erase(it) : std::next(it);
-  cancelled_[key] = now;
+  forget_old_keys();
+  cancelled_[key] = Clock::now();
   auto active = active_.find(key);
   if (active == active_.end()) return;
   const std::string request_id = active->second.request_id;
@@ -259,6 +262,13 @@ void Worker::on_cancel(const Delivery& delivery) {
   });
 }
 
+void Worker::forget_old_keys() {
+  const auto now = Clock::now();
+  for (auto* keys : {&cancelled_, &answered_})  // a job older than the longest timeout cannot come back
+    for (auto it = keys->begin(); it != keys->end();)
+      it = now - it->second > seconds(cancelled_memory_s_) ? keys->erase(it) : std::next(it);
+}
+
 void Worker::on_job(const Delivery& delivery) {
   auto log = component_logger("cluster");
   const std::string& key = delivery.properties.message_id;
@@ -267,8 +277,10 @@ void Worker::on_job(const Delivery& delivery) {
     consumer_->reject(kJobsChannel, delivery.delivery_tag, /*requeue=*/false);
     return;
   }
-  if (cancelled_.count(key)) {
-    log->info("[{}] dropped: cancelled before it started", delivery.properties.correlation_id);
+  forget_old_keys();
+  if (cancelled_.count(key) || answered_.count(key)) {
+    log->info("[{}] dropped: {}", delivery.properties.correlation_id,
+              cancelled_.count(key) ? "cancelled before it started" : "answered already (redelivered)");
     consumer_->ack(kJobsChannel, delivery.delivery_tag);
     return;
   }
@@ -281,7 +293,7 @@ void Worker::on_job(const Delivery& delivery) {
   started.correlation_id = key;
   started.type = kStarted;
   started.app_id = node_;
-  publisher_->publish(kPlainChannel, "", delivery.properties.reply_to,
+  publisher_->publish(kConfirmedChannel, "", delivery.properties.reply_to,
                       json{{"worker", node_}, {"redelivered", delivery.redelivered}}.dump(), started);
   log->info("[{}] job {} taken{}", delivery.properties.correlation_id, key,
             delivery.redelivered ? " (redelivered)" : "");

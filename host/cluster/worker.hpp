@@ -81,6 +81,8 @@ class Worker {
   void on_job(const Delivery& delivery);
   void on_cancel(const Delivery& delivery);
   void send_heartbeat(const std::string& state);
+  /// Forgets cancelled/answered keys older than limits.max_timeout_s.
+  void forget_old_keys();
   void sleep_unless_stopping(double seconds);
 
   ClusterSettings settings_;
@@ -98,6 +100,9 @@ class Worker {
   std::uint64_t generation_ = 0;
   runtime::Clock::time_point next_heartbeat_{};
   std::map<std::string, runtime::Clock::time_point> cancelled_;  ///< job keys cancelled, when
+  /// Job keys answered here, when: a redelivery of one (after a broker restart) is acknowledged
+  /// without running it again.
+  std::map<std::string, runtime::Clock::time_point> answered_;
 
   std::map<std::string, Active> active_;  ///< by job key
   std::uint64_t jobs_done_ = 0;
