@@ -133,14 +133,15 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 [ -S "$socket" ] || { echo "run_host_tests: no socket $socket after 30 s; host log:" >&2; cat "$work/host.log" >&2; exit 1; }
-if [ "$workers" -gt 0 ]; then  # the gateway is ready once every worker heartbeats
-  for _ in $(seq 600); do
-    ready=$("$host_bin" send --pipe "$socket" --message status 2>/dev/null | tail -1 |
-      python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(sum(1 for w in d["cluster"]["workers"] if w.get("ready")))' 2>/dev/null || echo 0)
-    [ "$ready" = "$workers" ] && break
-    sleep 0.1
+if [ "$workers" -gt 0 ]; then  # serving once every worker heartbeats (a live worker, models or not)
+  live=0
+  for _ in $(seq 60); do
+    live=$("$host_bin" send --pipe "$socket" --message status 2>/dev/null | tail -1 |
+      python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]["cluster"]["workers"]))' 2>/dev/null || echo 0)
+    [ "$live" = "$workers" ] && break
+    sleep 0.5
   done
-  [ "$ready" = "$workers" ] || { echo "run_host_tests: $workers workers not ready; gateway log:" >&2; tail -30 "$work/host.log" >&2; exit 1; }
+  [ "$live" = "$workers" ] || { echo "run_host_tests: $live of $workers workers live; gateway log:" >&2; tail -30 "$work/host.log" >&2; exit 1; }
 fi
 
 status=0
