@@ -96,6 +96,9 @@ void Gateway::forward(runtime::ForwardedJob job) {
     throw Error(ErrorCode::QueueFull, "queue is full (" + std::to_string(queued) +
                                           " jobs waiting, queue.max_pending = " + std::to_string(max_pending_) + ")");
   const auto live = live_workers_locked();
+  if (job.every_worker && live.empty())
+    throw Error(ErrorCode::Unavailable, "no live worker to run " + job.kind + " on (none heartbeat in the last " +
+                                            std::to_string(settings_.worker_timeout_s) + " s)");
   // With no live worker the job waits on the broker for one; with live workers, one of them
   // must serve everything the job needs, or nobody ever could run it.
   if (!live.empty() && std::none_of(live.begin(), live.end(),
@@ -106,6 +109,12 @@ void Gateway::forward(runtime::ForwardedJob job) {
 
   InFlight entry;
   entry.key = key_prefix_ + std::to_string(++next_sequence_);
+  if (job.every_worker) {  // not queued: every live worker gets it at once
+    for (const auto& worker : live) entry.expected.insert(worker.value("node", ""));
+    entry.running = true;
+    entry.started_at = entry.enqueued_at;
+    entry.worker = "every worker";
+  }
   if (job.timeout_s > 0) {
     entry.has_deadline = true;
     entry.deadline = entry.enqueued_at +
@@ -113,6 +122,7 @@ void Gateway::forward(runtime::ForwardedJob job) {
   }
   Outgoing message;
   message.is_job = true;
+  message.to_every_worker = job.every_worker;
   message.key = entry.key;
   message.body = job.line;
   message.properties.message_id = entry.key;
@@ -204,6 +214,7 @@ void Gateway::describe_status(json& status) const {
   }
   status["queue"] = queue;
   status["running"] = running;
+  status["models"] = cluster_cache_locked();
   status["executors"] = executors;
   status["cluster"] = {{"role", "gateway"},
                        {"node", node_},
@@ -236,8 +247,17 @@ void Gateway::describe_capabilities(json& capabilities) const {
 void Gateway::describe_models(json& models) const {
   std::lock_guard<std::mutex> lock(mutex_);
   json loaded = json::object();
-  for (const auto& worker : live_workers_locked())
-    loaded[worker.value("node", "")] = worker.value("models", json::object());
+  std::set<std::string> loaded_somewhere;  // "kind/name"
+  for (const auto& worker : live_workers_locked()) {
+    const json cache = worker.value("models", json::object());
+    loaded[worker.value("node", "")] = cache.value("models", json::array());
+    for (const auto& model : cache.value("models", json::array()))
+      loaded_somewhere.insert(model.value("kind", "") + "/" + model.value("name", ""));
+  }
+  for (auto& [kind, list] : models.items())
+    if (list.is_array())
+      for (auto& model : list)
+        if (loaded_somewhere.count(kind + "/" + model.value("name", ""))) model["loaded"] = true;
   models["cluster"] = {{"loaded", loaded}};
 }
 
@@ -405,7 +425,10 @@ void Gateway::publish_outbox() {
       continue;
     }
     try {
-      publisher_->publish(kJobsChannel, "", settings_.jobs_queue, message.body, message.properties);
+      if (message.to_every_worker)  // the fanout every worker listens to (it tells by `type`)
+        publisher_->publish(kJobsChannel, settings_.cancel_exchange, "", message.body, message.properties);
+      else
+        publisher_->publish(kJobsChannel, "", settings_.jobs_queue, message.body, message.properties);
       publisher_->wait_confirm(kJobsChannel, kConfirmTimeoutSeconds);
     } catch (const AmqpError& error) {
       answer_error(message.key, Error(ErrorCode::Unavailable, "the message broker " + broker_.display() +
@@ -437,7 +460,7 @@ void Gateway::on_reply(const Delivery& delivery) {
   const std::string& key = delivery.properties.correlation_id;
   const std::string& type = delivery.properties.type;
   std::shared_ptr<transport::Connection> connection;
-  std::string request_id;
+  std::string line = delivery.body;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = jobs_.find(key);
@@ -451,7 +474,7 @@ void Gateway::on_reply(const Delivery& delivery) {
       return;
     }
     InFlight& job = it->second;
-    request_id = job.job.request_id;
+    const std::string request_id = job.job.request_id;
     connection = job.job.connection;
     if (type == kStarted) {
       json started = json::parse(delivery.body, nullptr, false);
@@ -473,6 +496,19 @@ void Gateway::on_reply(const Delivery& delivery) {
         job.step = data.value("step", job.step);
         job.total_steps = data.value("total_steps", job.total_steps);
       }
+    } else if (type == kResponse && job.job.every_worker) {
+      json answer = json::parse(delivery.body, nullptr, false);
+      const std::string worker = delivery.properties.app_id;
+      if (answer.is_object() && answer.contains("data") && answer["data"].is_object() &&
+          answer["data"].contains("cache") && workers_.count(worker))
+        workers_[worker].heartbeat["models"] = answer["data"]["cache"];  // fresher than its heartbeat
+      job.answers[worker] = std::move(answer);
+      std::set<std::string> live;
+      for (const auto& w : live_workers_locked()) live.insert(w.value("node", ""));
+      line = combined_answer_locked(job, live);
+      if (line.empty()) return;  // more workers to hear from
+      keys_.erase(request_id);
+      jobs_.erase(it);
     } else if (type == kResponse) {
       keys_.erase(request_id);
       jobs_.erase(it);
@@ -480,20 +516,72 @@ void Gateway::on_reply(const Delivery& delivery) {
       return;
     }
   }
-  if (connection) connection->send(delivery.body);
+  if (connection) connection->send(std::move(line));
+}
+
+std::string Gateway::combined_answer_locked(InFlight& job, const std::set<std::string>& live) const {
+  if (job.answers.empty()) return "";
+  for (const auto& worker : job.expected)  // a worker that left owes no answer
+    if (!job.answers.count(worker) && live.count(worker)) return "";
+  for (const auto& [worker, answer] : job.answers)
+    if (!answer.is_object() || !answer.value("success", false)) return answer.dump();
+  json combined = job.answers.begin()->second;
+  json workers = json::array();
+  bool all_loaded = true, any_unloaded = false;
+  for (const auto& [worker, answer] : job.answers) {
+    workers.push_back(worker);
+    all_loaded = all_loaded && answer["data"].value("loaded", false);
+    any_unloaded = any_unloaded || answer["data"].value("unloaded", false);
+  }
+  combined["data"]["workers"] = workers;
+  if (combined["data"].contains("loaded")) combined["data"]["loaded"] = all_loaded;
+  if (combined["data"].contains("unloaded")) combined["data"]["unloaded"] = any_unloaded;
+  return protocol::to_line(combined);
+}
+
+json Gateway::cluster_cache_locked() const {
+  json merged = json::object();
+  json models = json::array();
+  std::set<std::string> seen;
+  for (const auto& worker : live_workers_locked()) {
+    const json cache = worker.value("models", json::object());
+    if (merged.empty()) merged = cache;
+    for (const auto& model : cache.value("models", json::array())) {
+      const std::string id = model.value("kind", "") + "/" + model.value("name", "") + "/" + model.value("variant", "");
+      if (seen.insert(id).second) models.push_back(model);
+    }
+  }
+  merged["models"] = models;
+  merged["loaded_models"] = models.size();
+  return merged;
 }
 
 void Gateway::expire_deadlines() {
   std::vector<std::pair<std::string, bool>> expired;  // key, was running
+  std::vector<std::pair<std::shared_ptr<transport::Connection>, std::string>> finished;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     const auto now = Clock::now();
+    std::set<std::string> live;
+    for (const auto& w : live_workers_locked()) live.insert(w.value("node", ""));
+    for (auto it = jobs_.begin(); it != jobs_.end();) {  // every_worker jobs whose last workers left
+      std::string line = it->second.job.every_worker ? combined_answer_locked(it->second, live) : "";
+      if (line.empty()) {
+        ++it;
+        continue;
+      }
+      finished.emplace_back(it->second.job.connection, std::move(line));
+      keys_.erase(it->second.job.request_id);
+      it = jobs_.erase(it);
+    }
     for (const auto& [key, job] : jobs_)
       if (job.has_deadline && now >= job.deadline) {
         expired.emplace_back(key, job.running);
         queue_cancel_locked(job);
       }
   }
+  for (auto& [connection, line] : finished)
+    if (connection) connection->send(std::move(line));
   for (const auto& [key, running] : expired)
     answer_error(key, Error(ErrorCode::Timeout, running ? "timed out while running" : "timed out while queued",
                             "data.metadata.timeout"));

@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -67,6 +68,9 @@ class Gateway : public runtime::JobForwarder {
     std::string stage;
     int step = 0;
     int total_steps = 0;
+    /// every_worker jobs (load_model / unload_model): who must answer, and who did.
+    std::set<std::string> expected;
+    std::map<std::string, nlohmann::json> answers;
   };
   /// What the last heartbeat of a worker said.
   struct WorkerState {
@@ -76,6 +80,7 @@ class Gateway : public runtime::JobForwarder {
   /// A message for the broker thread to publish.
   struct Outgoing {
     bool is_job = false;  ///< a job (confirmed, answered UNAVAILABLE if it cannot go) or a cancel
+    bool to_every_worker = false;  ///< a job for every worker: on the fanout exchange, not the queue
     std::string key;
     std::string body;
     MessageProperties properties;
@@ -91,6 +96,12 @@ class Gateway : public runtime::JobForwarder {
   void expire_deadlines();
   /// Removes the job and answers its client with `error` (nothing when it is gone already).
   void answer_error(const std::string& key, const sdk::Error& error);
+  /// An every_worker job's answer once all its workers answered (or left): the first failure
+  /// as it came, or the first success with `workers` and the combined loaded/unloaded. Empty
+  /// while answers are missing. Caller holds mutex_.
+  std::string combined_answer_locked(InFlight& job, const std::set<std::string>& live) const;
+  /// The loaded-model stats of the live workers as one (status.models). Caller holds mutex_.
+  nlohmann::json cluster_cache_locked() const;
   /// Queues a cancel for every worker (caller holds mutex_).
   void queue_cancel_locked(const InFlight& job);
   /// Live workers' heartbeats (caller holds mutex_).

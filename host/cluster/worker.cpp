@@ -243,6 +243,15 @@ void Worker::on_delivery(const Delivery& delivery) {
 }
 
 void Worker::on_cancel(const Delivery& delivery) {
+  if (delivery.properties.type == "load_model" || delivery.properties.type == "unload_model") {
+    // For every worker (its own model cache): run it, answer like any job, nothing to ack.
+    auto connection = std::make_shared<JobConnection>(mailbox_, delivery.properties.message_id,
+                                                      delivery.properties.reply_to);
+    boost::asio::post(io_, [this, connection, line = delivery.body]() mutable {
+      host_.on_line(connection, std::move(line));
+    });
+    return;
+  }
   const json cancel = json::parse(delivery.body, nullptr, /*allow_exceptions=*/false);
   if (!cancel.is_object()) return;
   const std::string key = cancel.value("key", "");

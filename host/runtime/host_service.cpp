@@ -104,14 +104,6 @@ std::shared_ptr<const sdk::Preprocessor> find_preprocessor(const sdk::Registries
   return preprocessor;
 }
 
-/// load_model / unload_model on a gateway: it runs no job, so it has no model cache to act on.
-Error gateway_has_no_cache(const std::string& message) {
-  return Error(ErrorCode::FeatureDisabled,
-               message + " acts on one host's model cache; this host is a gateway (cluster.role) and runs no "
-                         "model: workers load models on first use",
-               "message_type");
-}
-
 json stages_of(const sdk::Registries& registries) {
   json stages = json::array();
   for (const auto& stage : registries.stages())
@@ -235,8 +227,8 @@ void HostService::dispatch(const ConnectionPtr& connection, Envelope& envelope, 
         data = models_->list_models();
         if (forwarder_) forwarder_->describe_models(data);
         break;
-      case MessageType::LoadModel: data = handle_load_model(connection, envelope, queued); break;
-      case MessageType::UnloadModel: data = handle_unload_model(envelope); break;
+      case MessageType::LoadModel: data = handle_load_model(connection, envelope, queued, line); break;
+      case MessageType::UnloadModel: data = handle_unload_model(connection, envelope, queued, line); break;
       case MessageType::Status: data = status(); break;
       case MessageType::ReloadConfig: data = reload_config(envelope.warnings); break;
       case MessageType::Shutdown: data = {{"shutting_down", true}}; break;
@@ -345,8 +337,9 @@ json HostService::handle_upscale(const ConnectionPtr& connection, Envelope& enve
 
 void HostService::forward(const ConnectionPtr& connection, const Envelope& envelope, const std::string& kind,
                           const std::string& priority, double timeout_s, std::set<std::string> features,
-                          const std::string& line) {
+                          const std::string& line, bool every_worker) {
   ForwardedJob job;
+  job.every_worker = every_worker;
   job.request_id = envelope.request_id;
   job.kind = kind;
   job.priority = priority_from_string(priority);
@@ -377,14 +370,19 @@ json HostService::handle_cancel(const Envelope& envelope) {
   return {{"cancelled", true}, {"request_id", target}, {"state", state}};
 }
 
-json HostService::handle_load_model(const ConnectionPtr& connection, Envelope& envelope, bool& queued) {
+json HostService::handle_load_model(const ConnectionPtr& connection, Envelope& envelope, bool& queued,
+                                    const std::string& line) {
   auto [kind, name] = model_reference(envelope.data);
-  if (forwarder_) throw gateway_has_no_cache("load_model");
   models_->resolve(kind, name, "data.name");
   auto plugins = plugins_->current();
   if (!plugins->registries().model_preloader(kind))
     throw Error(ErrorCode::FeatureDisabled, "no enabled plugin can load models of kind '" + kind + "'", "data.kind");
   double timeout = config()->queue.default_timeout_s;
+  if (forwarder_) {  // a gateway has no cache: every worker loads it into its own
+    forward(connection, envelope, "load_model", "normal", timeout, {}, line, /*every_worker=*/true);
+    queued = true;
+    return nullptr;
+  }
   JobWork work = [this, kind = kind, name = name](Job&) {
     // Through the plugin set, so the cached model anchors the code of the plugin that made it.
     plugins_->current()->preload_model(kind, *models_, name);
@@ -398,9 +396,16 @@ json HostService::handle_load_model(const ConnectionPtr& connection, Envelope& e
   return nullptr;
 }
 
-json HostService::handle_unload_model(const Envelope& envelope) {
+json HostService::handle_unload_model(const ConnectionPtr& connection, Envelope& envelope, bool& queued,
+                                      const std::string& line) {
   auto [kind, name] = model_reference(envelope.data);
-  if (forwarder_) throw gateway_has_no_cache("unload_model");
+  if (forwarder_) {  // every worker unloads it from its own cache
+    models_->resolve(kind, name, "data.name");
+    forward(connection, envelope, "unload_model", "normal", config()->queue.default_timeout_s, {}, line,
+            /*every_worker=*/true);
+    queued = true;
+    return nullptr;
+  }
   bool unloaded = models_->unload(kind, name, "data.name");
   return {{"kind", kind}, {"name", name}, {"unloaded", unloaded}, {"cache", models_->stats()}};
 }

@@ -105,11 +105,13 @@ class HostService : public transport::MessageHandler {
   /// Gateway mode: hands a validated job to the forwarder (which answers it).
   void forward(const ConnectionPtr& connection, const protocol::Envelope& envelope, const std::string& kind,
                const std::string& priority, double timeout_s, std::set<std::string> features,
-               const std::string& line);
+               const std::string& line, bool every_worker = false);
   GenerationEnvironment environment() const;
   nlohmann::json handle_cancel(const protocol::Envelope& envelope);
-  nlohmann::json handle_load_model(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued);
-  nlohmann::json handle_unload_model(const protocol::Envelope& envelope);
+  nlohmann::json handle_load_model(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued,
+                                   const std::string& line);
+  nlohmann::json handle_unload_model(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued,
+                                     const std::string& line);
   nlohmann::json handle_preprocess(const ConnectionPtr& connection, protocol::Envelope& envelope, bool& queued,
                                    const std::string& line);
   nlohmann::json ping() const;

@@ -30,6 +30,9 @@ struct ForwardedJob {
   std::set<std::string> features;
   std::shared_ptr<transport::Connection> connection;  ///< where progress and the answer go
   std::vector<std::string> warnings;  ///< the gateway's parse warnings (the worker's answer has its own)
+  /// load_model / unload_model: every live worker runs it (their model caches), and the answer
+  /// comes once all of them answered.
+  bool every_worker = false;
 };
 
 /// Takes validated jobs to workers and relays their answers.
@@ -44,12 +47,13 @@ class JobForwarder {
   virtual std::string cancel(const std::string& request_id) = 0;
   /// The client went away: its in-flight jobs are cancelled and their answers dropped.
   virtual void drop_connection(std::uint64_t connection_id) = 0;
-  /// Replaces the queue/running/executors of a `status` answer with the cluster's and adds
-  /// `cluster` (broker, workers).
+  /// Replaces the queue/running/executors/models of a `status` answer with the cluster's and
+  /// adds `cluster` (broker, workers).
   virtual void describe_status(nlohmann::json& status) const = 0;
   /// Adds `cluster` (workers and what each serves) to a `capabilities` answer.
   virtual void describe_capabilities(nlohmann::json& capabilities) const = 0;
-  /// Adds `cluster.loaded` (each worker's loaded models) to a `list_models` answer.
+  /// Marks as loaded, in a `list_models` answer, what any live worker has loaded, and adds
+  /// `cluster.loaded` (each worker's loaded models).
   virtual void describe_models(nlohmann::json& models) const = 0;
   /// Connected to the broker with at least one live worker.
   virtual bool ready() const = 0;

@@ -144,8 +144,11 @@ TEST_F(GatewayWithoutBroker, ValidatesAndPlansAsStandalone_AndAnswersJobsUnavail
   EXPECT_EQ(answer.value("error_code", ""), "UNAVAILABLE") << answer.dump();
   EXPECT_NE(answer.value("error", "").find("amqp://guest@127.0.0.1:1/"), std::string::npos) << answer.dump();
 
+  // load_model goes to every worker: checked here first like on a standalone host, then refused.
+  answer = ask({{"message_type", "load_model"}, {"request_id", "load"}, {"data", {{"name", "absent"}}}});
+  EXPECT_EQ(answer.value("error_code", ""), "MODEL_NOT_FOUND") << answer.dump();
   answer = ask({{"message_type", "load_model"}, {"request_id", "load"}, {"data", {{"name", "tiny"}}}});
-  EXPECT_EQ(answer.value("error_code", ""), "FEATURE_DISABLED") << answer.dump();
+  EXPECT_EQ(answer.value("error_code", ""), "UNAVAILABLE") << answer.dump();
   answer = ask({{"message_type", "cancel"}, {"request_id", "c"}, {"data", {{"request_id", "real"}}}});
   EXPECT_EQ(answer.value("error_code", ""), "NOT_FOUND") << answer.dump();
 
