@@ -43,6 +43,14 @@ std::string random_hex(int digits) {
   return out;
 }
 
+/// The error response UNAVAILABLE (a wire code of gateways; see topology.hpp).
+std::string unavailable_line(const std::string& request_id, const std::string& message,
+                             const std::vector<std::string>& warnings) {
+  json response = protocol::error_response(request_id, Error(ErrorCode::InternalError, message), warnings);
+  response["error_code"] = kUnavailable;
+  return protocol::to_line(response);
+}
+
 bool serves_all(const json& heartbeat, const std::set<std::string>& features) {
   const json served = heartbeat.value("features", json::array());
   for (const auto& feature : features)
@@ -81,12 +89,19 @@ void Gateway::start() {
 
 void Gateway::forward(runtime::ForwardedJob job) {
   if (stopping_) throw Error(ErrorCode::ShuttingDown, "the host is shutting down");
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (!connected_) {
-    throw Error(ErrorCode::Unavailable,
-                "the message broker " + broker_.display() + " is unreachable" +
-                    (last_error_.empty() ? "" : " (" + last_error_ + ")") +
-                    "; the gateway keeps reconnecting, retry later");
+  std::unique_lock<std::mutex> lock(mutex_);
+  std::string unavailable;
+  if (!connected_)
+    unavailable = "the message broker " + broker_.display() + " is unreachable" +
+                  (last_error_.empty() ? "" : " (" + last_error_ + ")") + "; the gateway keeps reconnecting, retry later";
+  else if (job.every_worker && live_workers_locked().empty())
+    unavailable = "no live worker to run " + job.kind + " on (none heartbeat in the last " +
+                  std::to_string(static_cast<int>(settings_.worker_timeout_s)) + " s)";
+  if (!unavailable.empty()) {  // answered here, at once: the job goes nowhere
+    lock.unlock();
+    component_logger("cluster")->info("[{}] refused: {} ({})", job.request_id, unavailable, kUnavailable);
+    if (job.connection) job.connection->send(unavailable_line(job.request_id, unavailable, job.warnings));
+    return;
   }
   if (keys_.count(job.request_id))
     throw Error(ErrorCode::ValidationError, "a job with this request_id is already queued or running", "request_id");
@@ -96,9 +111,6 @@ void Gateway::forward(runtime::ForwardedJob job) {
     throw Error(ErrorCode::QueueFull, "queue is full (" + std::to_string(queued) +
                                           " jobs waiting, queue.max_pending = " + std::to_string(max_pending_) + ")");
   const auto live = live_workers_locked();
-  if (job.every_worker && live.empty())
-    throw Error(ErrorCode::Unavailable, "no live worker to run " + job.kind + " on (none heartbeat in the last " +
-                                            std::to_string(settings_.worker_timeout_s) + " s)");
   // With no live worker the job waits on the broker for one; with live workers, one of them
   // must serve everything the job needs, or nobody ever could run it.
   if (!live.empty() && std::none_of(live.begin(), live.end(),
@@ -241,6 +253,9 @@ void Gateway::describe_capabilities(json& capabilities) const {
                        {"preprocessors", worker.value("preprocessors", json::array())},
                        {"device", worker.value("device", "")},
                        {"executors", worker.value("executors", 0)}});
+  json& codes = capabilities["error_codes"];  // a gateway also answers its own wire code
+  if (codes.is_array() && std::find(codes.begin(), codes.end(), kUnavailable) == codes.end())
+    codes.push_back(kUnavailable);
   capabilities["cluster"] = {{"role", "gateway"}, {"connected", connected_.load()}, {"workers", workers}};
 }
 
@@ -298,6 +313,20 @@ void Gateway::answer_error(const std::string& key, const Error& error) {
   component_logger("cluster")->info("[{}] answered here: {} ({})", job.request_id, error.what(),
                                     sdk::to_string(error.code()));
   if (job.connection) job.connection->send(protocol::to_line(protocol::error_response(job.request_id, error, job.warnings)));
+}
+
+void Gateway::answer_unavailable(const std::string& key, const std::string& message) {
+  runtime::ForwardedJob job;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = jobs_.find(key);
+    if (it == jobs_.end()) return;
+    job = std::move(it->second.job);
+    keys_.erase(job.request_id);
+    jobs_.erase(it);
+  }
+  component_logger("cluster")->info("[{}] answered here: {} ({})", job.request_id, message, kUnavailable);
+  if (job.connection) job.connection->send(unavailable_line(job.request_id, message, job.warnings));
 }
 
 void Gateway::queue_cancel_locked(const InFlight& job) {
@@ -406,8 +435,8 @@ void Gateway::disconnect(const std::string& why) {
   // Jobs the broker confirmed stay in flight: they are safe in the durable queue and their
   // answers come through the durable reply queue once both sides are back.
   for (const auto& key : unsent)
-    answer_error(key, Error(ErrorCode::Unavailable, "lost the message broker " + broker_.display() +
-                                                        " before the job was handed over (" + why + "); retry"));
+    answer_unavailable(key, "lost the message broker " + broker_.display() + " before the job was handed over (" +
+                                why + "); retry");
 }
 
 void Gateway::publish_outbox() {
@@ -431,8 +460,8 @@ void Gateway::publish_outbox() {
         publisher_->publish(kJobsChannel, "", settings_.jobs_queue, message.body, message.properties);
       publisher_->wait_confirm(kJobsChannel, kConfirmTimeoutSeconds);
     } catch (const AmqpError& error) {
-      answer_error(message.key, Error(ErrorCode::Unavailable, "the message broker " + broker_.display() +
-                                                                  " did not take the job (" + error.what() + "); retry"));
+      answer_unavailable(message.key, "the message broker " + broker_.display() + " did not take the job (" +
+                                          error.what() + "); retry");
       throw;
     }
     std::lock_guard<std::mutex> lock(mutex_);

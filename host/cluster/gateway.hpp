@@ -96,6 +96,8 @@ class Gateway : public runtime::JobForwarder {
   void expire_deadlines();
   /// Removes the job and answers its client with `error` (nothing when it is gone already).
   void answer_error(const std::string& key, const sdk::Error& error);
+  /// Removes the job and answers its client UNAVAILABLE with `message`.
+  void answer_unavailable(const std::string& key, const std::string& message);
   /// An every_worker job's answer once all its workers answered (or left): the first failure
   /// as it came, or the first success with `workers` and the combined loaded/unloaded. Empty
   /// while answers are missing. Caller holds mutex_.

@@ -24,6 +24,10 @@ namespace sdxlhost::host::cluster {
 inline constexpr const char* kStarted = "started";    ///< a worker took the job (body: {"worker"})
 inline constexpr const char* kProgress = "progress";  ///< a progress line for the client
 inline constexpr const char* kResponse = "response";  ///< the final response line for the client
+/// The wire `error_code` of a gateway that cannot reach its broker (or has no live worker for a
+/// model message); retry later. Not an sdk::ErrorCode: only a gateway answers it, no plugin can
+/// raise it.
+inline constexpr const char* kUnavailable = "UNAVAILABLE";
 /// x-max-priority of the jobs queue (classic queues; quorum queues have none in RabbitMQ 3.10).
 inline constexpr int kMaxPriority = 2;
 

@@ -72,7 +72,7 @@ std::pair<std::string, std::string> model_reference(const json& data) {
 
 json error_code_names() {
   json names = json::array();
-  for (int code = 0; code <= static_cast<int>(sdk::kLastErrorCode); ++code)
+  for (int code = 0; code <= static_cast<int>(ErrorCode::InternalError); ++code)
     names.push_back(sdk::to_string(static_cast<ErrorCode>(code)));
   return names;
 }

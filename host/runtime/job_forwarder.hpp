@@ -39,8 +39,9 @@ struct ForwardedJob {
 class JobForwarder {
  public:
   virtual ~JobForwarder() = default;
-  /// Takes the job, or throws sdk::Error: UNAVAILABLE (no broker), FEATURE_DISABLED (no live
-  /// worker serves a feature it needs), QUEUE_FULL, VALIDATION_ERROR (request id in flight).
+  /// Takes the job (and answers it, in the end), or throws sdk::Error: FEATURE_DISABLED (no live
+  /// worker serves a feature it needs), QUEUE_FULL, VALIDATION_ERROR (request id in flight). A
+  /// job that cannot be handed over (no broker) is taken and answered UNAVAILABLE at once.
   virtual void forward(ForwardedJob job) = 0;
   /// Cancels an in-flight job: returns "queued" or "running" (the state it was in), or "" when
   /// no such job is in flight.

@@ -26,7 +26,6 @@ constexpr CodeName kNames[] = {
     {ErrorCode::OutputError, "OUTPUT_ERROR"},
     {ErrorCode::ShuttingDown, "SHUTTING_DOWN"},
     {ErrorCode::InternalError, "INTERNAL_ERROR"},
-    {ErrorCode::Unavailable, "UNAVAILABLE"},
 };
 
 std::string with_field(const std::string& message, const std::string& field) {

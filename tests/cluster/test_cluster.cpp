@@ -386,6 +386,8 @@ TEST_F(ClusterTest, Cancel_OfQueuedAndRunningJobs) {
     EXPECT_EQ(client.finals[id][0].value("error_code", ""), "CANCELLED") << client.finals[id][0].dump();
   }
   EXPECT_LT(seconds, 5.0) << "running jobs stop within a step or so, not after their 10 s";
+  std::cout << "cancel: 1 queued + 3 running jobs answered CANCELLED within " << std::fixed << std::setprecision(3)
+            << seconds << " s of the cancels\n";
   const json unknown = other.request(
       {{"message_type", "cancel"}, {"request_id", "c2"}, {"data", {{"request_id", queued}}}});
   EXPECT_EQ(unknown.value("error_code", ""), "NOT_FOUND");
@@ -435,6 +437,10 @@ TEST_F(ClusterTest, BrokerRestart_KeepsQueuedJobs_RefusesWhileDown_Reconnects) {
   ASSERT_TRUE(cluster_->wait_for_workers({"worker-1", "worker-2", "worker-3"})) << cluster_->logs();
   const json after = client.request(test_job(cluster_->next_id("after"), 2, 1));
   EXPECT_TRUE(after.value("success", false)) << after.dump();
+  const json counters = cluster_->status()["cluster"];
+  std::cout << "broker restart: 9 jobs answered once each; the gateway saw " << counters.value("redeliveries", 0)
+            << " redelivered job(s) in this suite and dropped " << counters.value("duplicates_dropped", 0)
+            << " duplicate final answer(s); " << counters.value("reconnects", 0) << " reconnect(s)\n";
 }
 
 // One real generation: the sdxl plugin on the goldens' tiny model, through a gateway and a

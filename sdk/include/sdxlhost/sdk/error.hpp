@@ -29,13 +29,7 @@ enum class ErrorCode {
   OutputError,         ///< encoding or saving the image failed (path escape, exists, disk)
   ShuttingDown,        ///< the host is stopping and takes no new work
   InternalError,       ///< a bug: anything not covered above
-  /// a service the host needs is unreachable (a gateway's message broker); retry later.
-  /// Last, so the codes before it keep their numbers (plugins built earlier).
-  Unavailable,
 };
-
-/// The last code (for code that lists them all).
-inline constexpr ErrorCode kLastErrorCode = ErrorCode::Unavailable;
 
 /// Wire spelling of a code, e.g. ErrorCode::QueueFull -> "QUEUE_FULL".
 SDXLHOST_API const char* to_string(ErrorCode code) noexcept;
