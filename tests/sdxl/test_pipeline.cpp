@@ -593,6 +593,16 @@ TEST(SdxlPipeline, VaeTilingSettingTilesOnlyImagesLargerThanTheTile) {
   EXPECT_THROW(pipeline::PipelineSettings::from_json({{"vae_tile_size", -1}}), Error);
 }
 
+TEST(SdxlPipeline, TheVaeRunsWholeUpTo1024PixelsAndTiledPastItByDefault) {
+  const pipeline::PipelineSettings defaults;
+  EXPECT_FALSE(defaults.tiling_for(1024, 1024).has_value());
+  const auto tiled = defaults.tiling_for(1024, 1536);
+  ASSERT_TRUE(tiled.has_value());
+  EXPECT_EQ(tiled->tile, 1024);
+  EXPECT_EQ(tiled->overlap, 64);
+  EXPECT_FALSE(pipeline::PipelineSettings::from_json({{"vae_tile_size", 0}}).tiling_for(4096, 4096).has_value());
+}
+
 TEST(SdxlPipeline, TilingSettingsTheVaeCannotCutFailInitializationNamingTheSetting) {
   // initialize() reads the settings with from_json: a bad pair fails the plugin, not each request.
   auto field_of = [](int tile, int overlap) -> std::string {
