@@ -11,6 +11,7 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/version.h>
+#include <dlfcn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -78,10 +79,17 @@ std::shared_ptr<nn::UNet2DConditionModel> make_unet(const nn::UNetConfig& config
   return nn::UNet2DConditionModel::create(config, init, dtype);
 }
 
+/// "tcmalloc" when this process runs on it (the "ours" modes preload it, as sdxl-host links it).
+const char* allocator() {
+  return dlsym(RTLD_DEFAULT, "MallocExtension_ReleaseFreeMemory") ? "tcmalloc" : "glibc";
+}
+
+bool is_ours(const std::string& mode) { return mode != "defaults" && mode != "threads"; }
+
 int run_child(const std::string& mode, const std::string& config_name, int pixels, int steps, int threads,
               const std::string& output_file) {
-  // "defaults": nothing set, as the libraries start. "threads": our thread count, the library's
-  // BLAS core. "ours" / "bf16": our core (chosen by the parent's environment) and threads.
+  // "defaults": nothing set, as the libraries start. "threads": our thread count only.
+  // "ours" / "bf16": what sdxl-host's start does (the child calls select_blas_kernels in main).
   if (mode != "defaults") nn::apply_threads(threads);
   const at::ScalarType dtype = mode == "bf16" ? at::kBFloat16 : at::kFloat;
   const tools::SdxlSpec spec = spec_named(config_name);
@@ -110,7 +118,9 @@ int run_child(const std::string& mode, const std::string& config_name, int pixel
   std::ofstream(output_file, std::ios::binary)
       .write(reinterpret_cast<const char*>(values.data_ptr<float>()),
              static_cast<std::streamsize>(values.numel() * sizeof(float)));
-  std::printf("%.6f %d %s\n", times[times.size() / 2], at::get_num_threads(), nn::blas_core().c_str());
+  const std::string threading = nn::blas_threading();
+  std::printf("%.6f %d %s %s %s\n", times[times.size() / 2], at::get_num_threads(), nn::blas_core().c_str(),
+              threading.empty() ? "-" : threading.c_str(), allocator());
   return 0;
 }
 
@@ -120,11 +130,13 @@ struct Sample {
   double seconds = 0;
   int threads = 0;
   std::string core;
+  std::string threading;  ///< OpenBLAS's threads: openmp / pthreads
+  std::string allocator;  ///< tcmalloc / glibc
 };
 
 /// Runs one measurement in a fresh process of this program with the mode's environment.
 Sample run_mode(const char* self, const std::string& mode, const std::string& config, int pixels, const Options& o,
-                const std::string& output_file, const std::string& better_core) {
+                const std::string& output_file) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) throw std::runtime_error("pipe failed");
   const pid_t child = fork();
@@ -132,13 +144,14 @@ Sample run_mode(const char* self, const std::string& mode, const std::string& co
   if (child == 0) {
     dup2(pipe_fds[1], 1);
     close(pipe_fds[0]);
-    unsetenv("SDXLHOST_BLAS_REEXEC");
-    // "ours" / "bf16" get the environment sdxl-host's start gives itself (cpu_runtime.hpp)
-    const bool ours = mode != "defaults" && mode != "threads";
-    if (!ours || better_core.empty()) unsetenv("OPENBLAS_CORETYPE");
-    else setenv("OPENBLAS_CORETYPE", better_core.c_str(), 1);
-    if (ours) setenv("GOMP_SPINCOUNT", "0", 1);
-    else unsetenv("GOMP_SPINCOUNT");
+    // Each child starts from the libraries' defaults; the "ours" modes then select as
+    // sdxl-host's main does (select_blas_kernels re-executes the child) on sdxl-host's allocator.
+    for (const char* name : {"SDXLHOST_BLAS_REEXEC", "SDXLHOST_BLAS_SWITCHED_FROM", "OPENBLAS_CORETYPE",
+                             "GOMP_SPINCOUNT", "LD_PRELOAD"})
+      unsetenv(name);
+#ifdef SDXLHOST_TCMALLOC_PATH
+    if (is_ours(mode)) setenv("LD_PRELOAD", SDXLHOST_TCMALLOC_PATH, 1);
+#endif
     const std::string pixels_text = std::to_string(pixels), steps_text = std::to_string(o.steps),
                       threads_text = std::to_string(o.threads);
     execl(self, self, "--child", mode.c_str(), config.c_str(), pixels_text.c_str(), steps_text.c_str(),
@@ -156,7 +169,7 @@ Sample run_mode(const char* self, const std::string& mode, const std::string& co
     throw std::runtime_error("the " + mode + " run of " + config + " failed");
   Sample s;
   std::istringstream in(text);
-  in >> s.seconds >> s.threads >> s.core;
+  in >> s.seconds >> s.threads >> s.core >> s.threading >> s.allocator;
   return s;
 }
 
@@ -182,27 +195,28 @@ std::pair<double, double> difference(const std::vector<float>& a, const std::vec
 int run_parent(const char* self, const Options& o) {
   const nn::CpuInfo cpu = nn::cpu_info();
   const std::string library_core = nn::blas_core();
-  std::string better = nn::better_blas_core(cpu, library_core);
-  if (const char* given = std::getenv("OPENBLAS_CORETYPE"); given && *given) better = given;
+  const std::string better = nn::better_blas_core(cpu, library_core);
   std::printf("bench_cpu  libtorch %s  %s  (%d logical / %d physical cores%s%s%s)\n", TORCH_VERSION,
               cpu.model.c_str(), cpu.logical_cpus, cpu.physical_cores, cpu.avx2 ? ", avx2" : "",
               cpu.avx512f ? ", avx512f" : "", cpu.avx512_bf16 ? ", avx512_bf16" : "");
   std::printf("OpenBLAS core: library's choice %s; ours %s\n", library_core.c_str(),
               better.empty() ? "(the same)" : better.c_str());
   std::printf("modes: defaults = libraries as they load (libtorch's and OpenBLAS's own thread counts, "
-              "the library's BLAS core, libgomp's spinning); threads = our thread count only; ours = "
-              "our threads, core and GOMP_SPINCOUNT=0 (what sdxl-host runs); bf16 = ours with bf16 "
+              "the library's BLAS core and build, libgomp's spinning, glibc malloc); threads = our thread "
+              "count only; ours = what sdxl-host runs (select_blas_kernels at start: core, OpenBLAS on "
+              "OpenMP when installed, spinning policy; our threads; tcmalloc); bf16 = ours with bf16 "
               "weights and activations\n");
-  std::printf("| %-10s | %-7s | %-8s | %7s | %-9s | %9s | %8s | %10s | %10s |\n", "UNet", "pixels", "mode",
-              "threads", "BLAS core", "s/step", "speed-up", "max |diff|", "rel diff");
-  std::printf("|------------|---------|----------|---------|-----------|-----------|----------|------------|------------|\n");
+  std::printf("| %-10s | %-7s | %-8s | %7s | %-9s | %-9s | %-8s | %9s | %8s | %10s | %10s |\n", "UNet", "pixels",
+              "mode", "threads", "BLAS core", "BLAS pool", "malloc", "s/step", "speed-up", "max |diff|", "rel diff");
+  std::printf("|------------|---------|----------|---------|-----------|-----------|----------|-----------|----------|"
+              "------------|------------|\n");
   const std::string prefix = "/tmp/bench_cpu_" + std::to_string(::getpid()) + "_";
   for (const std::string& config : o.configs) {
     const int pixels = config == "tiny" ? o.tiny_pixels : o.pixels;
     std::map<std::string, std::vector<Sample>> samples;
     for (int r = 0; r < o.repeats; ++r)
       for (const std::string& mode : o.modes)  // modes alternate: drift hits them alike
-        samples[mode].push_back(run_mode(self, mode, config, pixels, o, prefix + mode + ".bin", better));
+        samples[mode].push_back(run_mode(self, mode, config, pixels, o, prefix + mode + ".bin"));
     const std::vector<float> reference = read_floats(prefix + o.modes.front() + ".bin");
     double reference_seconds = 0;
     for (const std::string& mode : o.modes) {
@@ -211,9 +225,9 @@ int run_parent(const char* self, const Options& o) {
       const Sample& median = list[list.size() / 2];
       if (reference_seconds == 0) reference_seconds = median.seconds;
       const auto [diff, relative] = difference(reference, read_floats(prefix + mode + ".bin"));
-      std::printf("| %-10s | %-7d | %-8s | %7d | %-9s | %9.3f | %7.2fx | %10.3g | %10.3g |\n", config.c_str(), pixels,
-                  mode.c_str(), median.threads, median.core.c_str(), median.seconds,
-                  reference_seconds / median.seconds, diff, relative);
+      std::printf("| %-10s | %-7d | %-8s | %7d | %-9s | %-9s | %-8s | %9.3f | %7.2fx | %10.3g | %10.3g |\n",
+                  config.c_str(), pixels, mode.c_str(), median.threads, median.core.c_str(), median.threading.c_str(),
+                  median.allocator.c_str(), median.seconds, reference_seconds / median.seconds, diff, relative);
     }
     for (const std::string& mode : o.modes) std::remove((prefix + mode + ".bin").c_str());
   }
@@ -227,8 +241,10 @@ int run_parent(const char* self, const Options& o) {
 
 int main(int argc, char** argv) {
   try {
-    if (argc == 8 && std::string(argv[1]) == "--child")
+    if (argc == 8 && std::string(argv[1]) == "--child") {
+      if (is_ours(argv[2])) nn::select_blas_kernels(argv);  // as sdxl-host's main
       return run_child(argv[2], argv[3], std::stoi(argv[4]), std::stoi(argv[5]), std::stoi(argv[6]), argv[7]);
+    }
     Options o;
     for (int i = 1; i + 1 < argc; i += 2) {
       const std::string key = argv[i], value = argv[i + 1];

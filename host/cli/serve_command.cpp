@@ -15,6 +15,7 @@
 #include "host/runtime/device_check.hpp"
 #include "host/runtime/host_service.hpp"
 #include "host/runtime/logging.hpp"
+#include "host/runtime/memory.hpp"
 #include "host/runtime/threads.hpp"
 #include "host/transport/pipe_path.hpp"
 #include "host/transport/pipe_server.hpp"
@@ -83,7 +84,8 @@ int serve_command(const Arguments& args) {
   int threads = runtime::apply_thread_count(config.threads);
   log->info("sdxl-host starting (config {}, {} threads, device {})",
             config.source_file.empty() ? "<defaults>" : config.source_file.string(), threads, config.device);
-  log->info("BLAS: {}; OpenMP: {}", nn::blas_choice().detail, nn::blas_choice().openmp);
+  log->info("BLAS: {}; {}; OpenMP: {}; allocator: {}", nn::blas_choice().detail, nn::blas_choice().threading_detail,
+            nn::blas_choice().openmp, host::allocator_name());
 
   asio::io_context io;
   auto guard = asio::make_work_guard(io);

@@ -127,6 +127,7 @@ void check_size(int value, int min, int max, const std::string& field) {
 void read_dimensions(FieldReader& data, const Limits& limits, sdk::GenerationRequest& request,
                      std::vector<std::string>& warnings) {
   if (auto reader = data.child("dimensions")) {
+    request.dimensions_given = true;
     // The configured range in the message (limits.min_width..max_width), not a wider one.
     reader->read_int("width", request.width, limits.min_width, limits.max_width);
     reader->read_int("height", request.height, limits.min_height, limits.max_height);

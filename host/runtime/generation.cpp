@@ -139,15 +139,20 @@ OnDisabledFeature planner_policy(DisabledFeaturePolicy policy) {
 void check_init_image(const sdk::GenerationRequest& request, const Limits& limits) {
   if (request.init_image.empty()) return;
   const std::string field = "data.init_image";
+  // Read from the header: an image over limits.max_image_pixels is refused here, undecoded.
   const nn::ImageSize size = nn::read_image_size(nn::decode_base64(request.init_image, field), field);
-  if (size.width < limits.min_width || size.width > limits.max_width || size.height < limits.min_height ||
-      size.height > limits.max_height)
+  // With data.dimensions the image is resized to them (already checked against the limits).
+  if (request.dimensions_given) return;
+  const int width = size.width - size.width % 8, height = size.height - size.height % 8;
+  if (width < limits.min_width || width > limits.max_width || height < limits.min_height ||
+      height > limits.max_height)
     throw sdk::Error(sdk::ErrorCode::ValidationError,
-                     "image-to-image runs at the init image's own size, " + std::to_string(size.width) + "x" +
-                         std::to_string(size.height) + ", which is outside limits.min_width..max_width (" +
-                         std::to_string(limits.min_width) + ".." + std::to_string(limits.max_width) +
-                         ") x limits.min_height..max_height (" + std::to_string(limits.min_height) + ".." +
-                         std::to_string(limits.max_height) + "); resize it",
+                     "without data.dimensions image-to-image runs at the init image's own size, " +
+                         std::to_string(size.width) + "x" + std::to_string(size.height) +
+                         ", which is outside limits.min_width..max_width (" + std::to_string(limits.min_width) +
+                         ".." + std::to_string(limits.max_width) + ") x limits.min_height..max_height (" +
+                         std::to_string(limits.min_height) + ".." + std::to_string(limits.max_height) +
+                         "); give data.dimensions to resize it",
                      field);
 }
 

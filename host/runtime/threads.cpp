@@ -2,9 +2,12 @@
 
 #include <ATen/Parallel.h>
 
+#include "host/runtime/memory.hpp"
 #include "sdxlhost/nn/cpu_runtime.hpp"
 
 namespace sdxlhost::host::runtime {
+
+using host::allocator_name;
 
 int apply_thread_count(int threads) { return nn::apply_threads(threads); }
 
@@ -24,7 +27,10 @@ nlohmann::json cpu_report() {
           {"blas_core", blas.core},
           {"blas_core_selected", blas.selected},
           {"blas_detail", blas.detail},
-          {"openmp_wait", blas.openmp}};
+          {"openmp_wait", blas.openmp},
+          {"blas_threading", blas.threading},
+          {"blas_threading_detail", blas.threading_detail},
+          {"allocator", allocator_name()}};
 }
 
 }  // namespace sdxlhost::host::runtime

@@ -57,15 +57,7 @@ class PrepareLatentsStage final : public SdxlStage {
       image = pipeline::image_to_tensor(context.has(sdk::slots::kInitImage)
                                             ? context.get<sdk::Image>(sdk::slots::kInitImage)
                                             : nn::decode_base64_image(r.init_image, "data.init_image"));
-      if (image.size(2) % factor != 0 || image.size(3) % factor != 0) {
-        // diffusers' VaeImageProcessor would resize it down to the next multiple; we do not
-        // resample silently: the client resizes (or crops) and gets exactly what it sent.
-        throw Error(ErrorCode::ValidationError,
-                    "the init image is " + std::to_string(image.size(3)) + "x" + std::to_string(image.size(2)) +
-                        "; its width and height must be multiples of " + std::to_string(factor) +
-                        " (resize or crop it; img2img uses the image's own size)",
-                    "data.init_image");
-      }
+      image = fit_init_image(context, image, factor);
     } else {
       for (auto [value, field] : {std::pair<int, const char*>{r.width, "data.dimensions.width"},
                                   {r.height, "data.dimensions.height"}}) {
@@ -104,6 +96,29 @@ class PrepareLatentsStage final : public SdxlStage {
   }
 
  private:
+  /// The init image at the size the job runs at (pipeline::init_image_target_size), resized when
+  /// it differs. Rounding the image's own size down (no dimensions given) is said in a warning:
+  /// the client gets a smaller image than it sent.
+  static at::Tensor fit_init_image(sdk::Context& context, const at::Tensor& image, std::int64_t factor) {
+    const auto& r = context.request();
+    const std::int64_t from_h = image.size(2), from_w = image.size(3);
+    const auto [height, width] = pipeline::init_image_target_size(r, from_h, from_w, factor);
+    for (auto [value, field] : {std::pair<std::int64_t, const char*>{width, "data.dimensions.width"},
+                                {height, "data.dimensions.height"}}) {
+      if (value % factor != 0)
+        throw Error(ErrorCode::ValidationError, "must be a multiple of " + std::to_string(factor) + " for this model",
+                    field);
+    }
+    if (height == from_h && width == from_w) return image;
+    if (!r.dimensions_given) {
+      context.add_warning("data.init_image is " + std::to_string(from_w) + "x" + std::to_string(from_h) +
+                          "; resized to " + std::to_string(width) + "x" + std::to_string(height) +
+                          " (a multiple of " + std::to_string(factor) +
+                          " a side); give data.dimensions to choose the size");
+    }
+    return pipeline::resize_image_tensor(image, height, width);
+  }
+
   /// img2img start: per image, VAE posterior sample (eps from its generator) x scaling factor,
   /// then add_noise with a second draw at the first timestep (diffusers' prepare_latents).
   static at::Tensor noised_image_latents(const nn::AutoencoderKL& vae, sdk::Scheduler& scheduler,

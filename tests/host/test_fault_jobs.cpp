@@ -180,23 +180,31 @@ TEST(FaultJobs, ASilentStageGetsAProgressHeartbeat) {
 }
 
 
-// Issue 14, item 2: image-to-image runs at the init image's own size (as diffusers' SDXL img2img
-// pipeline), so an init image outside the configured size limits is refused from its header,
-// before queueing and in a dry run, instead of running a 64x64 request at the image's size.
-TEST(FaultJobs, AnInitImageOutsideTheSizeLimitsIsRefusedFromItsHeader) {
-  HostFixture fixture(json{{"limits", {{"max_width", 64}, {"max_height", 64}}}});
+// Issue 14, item 2: with data.dimensions an init image is resized to them (its own size only has
+// to pass the decompression-bomb guard); without them image-to-image runs at the image's own size
+// (as diffusers' SDXL img2img pipeline), so an image outside the configured size limits is refused
+// from its header, before queueing and in a dry run.
+TEST(FaultJobs, AnInitImageIsResizedToTheDimensionsOrRefusedFromItsHeaderWhenItsOwnSizeIsOutsideTheLimits) {
+  HostFixture fixture;  // limits.max_width 4096
   auto client = fixture.client();
+  auto without_dimensions = [](json request) {
+    request["data"].erase("dimensions");
+    return request;
+  };
+  const std::string wide = nn::encode_base64(black_png(4104, 8));
   for (const bool dry_run : {true, false}) {
-    const json response = client->request(generation(dry_run ? "big-dry" : "big", 1, 1,
-        {{"init_image", nn::encode_base64(black_png(128, 64))}, {"dry_run", dry_run},
-         {"dimensions", {{"width", 64}, {"height", 64}}}}));
-    EXPECT_EQ(response["error_code"], "VALIDATION_ERROR") << response.dump();
-    EXPECT_EQ(response["field"], "data.init_image");
-    EXPECT_NE(response["error"].get<std::string>().find("128x64"), std::string::npos) << response.dump();
+    const std::string id = dry_run ? "wide-dry" : "wide";
+    const json refused = client->request(
+        without_dimensions(generation(id, 1, 1, {{"init_image", wide}, {"dry_run", dry_run}})));
+    EXPECT_EQ(refused["error_code"], "VALIDATION_ERROR") << refused.dump();
+    EXPECT_EQ(refused["field"], "data.init_image");
+    EXPECT_NE(refused["error"].get<std::string>().find("4104x8"), std::string::npos) << refused.dump();
+    const json resized = client->request(generation(id + "-sized", 1, 1, {{"init_image", wide}, {"dry_run", dry_run}}));
+    EXPECT_TRUE(resized["success"].get<bool>()) << resized.dump();
   }
-  const json ok = client->request(generation("fits", 1, 1,
-      {{"init_image", nn::encode_base64(black_png(64, 32))}, {"dimensions", {{"width", 64}, {"height", 64}}}}));
-  EXPECT_TRUE(ok["success"].get<bool>()) << ok.dump();
+  const json fits = client->request(
+      without_dimensions(generation("fits", 1, 1, {{"init_image", nn::encode_base64(black_png(64, 32))}})));
+  EXPECT_TRUE(fits["success"].get<bool>()) << fits.dump();
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // blas_probe: the process test_cpu_runtime starts with different environments. It selects the
 // BLAS kernels as sdxl-host's main does (unless --no-select), runs one forward of the tiny UNet
 // (random weights from a fixed seed; GEMM-bound, so it exercises the BLAS core) and prints
-// "<core> <selected> <threads> <GOMP_SPINCOUNT>" then writes the output as raw float32 to argv's file.
+// "<core> <selected> <threads> <GOMP_SPINCOUNT> <OpenBLAS threading>" then writes the output as raw float32 to argv's file.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
       .write(reinterpret_cast<const char*>(out.data_ptr<float>()), static_cast<std::streamsize>(out.numel() * 4));
   const nn::BlasChoice choice = nn::blas_choice();
   const char* spin = std::getenv("GOMP_SPINCOUNT");
-  std::printf("%s %s %d %s\n", choice.core.c_str(), choice.selected.c_str(), at::get_num_threads(),
-              spin && *spin ? spin : "unset");
+  std::printf("%s %s %d %s %s\n", choice.core.c_str(), choice.selected.c_str(), at::get_num_threads(),
+              spin && *spin ? spin : "unset", choice.threading.empty() ? "-" : choice.threading.c_str());
   return 0;
 }

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iterator>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -50,7 +51,7 @@ TEST(CpuRuntime, CpuInfoCountsCores) {
 }
 
 struct Probe {
-  std::string core, selected, spin;
+  std::string core, selected, spin, threading;
   int threads = 0;
   std::vector<float> output;
 };
@@ -59,17 +60,19 @@ struct Probe {
 Probe run_probe(const std::string& environment, const std::string& extra = "") {
   test_support::TempDir dir;
   const std::string out = (dir.path() / "out.bin").string();
-  const std::string command = "env -u OPENBLAS_CORETYPE -u SDXLHOST_BLAS_CORE -u SDXLHOST_BLAS_REEXEC -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY " +
+  const std::string command = "env -u OPENBLAS_CORETYPE -u SDXLHOST_BLAS_CORE -u SDXLHOST_BLAS_REEXEC -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY "
+                              "-u SDXLHOST_BLAS_THREADING -u SDXLHOST_BLAS_SWITCHED_FROM " +
                               environment + " " SDXLHOST_BLAS_PROBE " " + out + " " + extra;
   FILE* pipe = popen(command.c_str(), "r");
   EXPECT_NE(pipe, nullptr);
   Probe probe;
-  char core[64] = {0}, selected[64] = {0}, spin[64] = {0};
-  EXPECT_EQ(std::fscanf(pipe, "%63s %63s %d %63s", core, selected, &probe.threads, spin), 4) << command;
+  char core[64] = {0}, selected[64] = {0}, spin[64] = {0}, threading[64] = {0};
+  EXPECT_EQ(std::fscanf(pipe, "%63s %63s %d %63s %63s", core, selected, &probe.threads, spin, threading), 5) << command;
   EXPECT_EQ(pclose(pipe), 0) << command;
   probe.core = core;
   probe.selected = selected;
   probe.spin = spin;
+  probe.threading = threading;
   std::ifstream in(out, std::ios::binary);
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   probe.output.resize(bytes.size() / sizeof(float));
@@ -98,12 +101,25 @@ TEST(CpuRuntime, SelectionInAFreshProcessKeepsOutputsWithin1e5) {
     EXPECT_EQ(selected.selected, "auto");
   }
   EXPECT_LE(max_difference(library.output, selected.output), 1e-5);
-  // libgomp's workers stop spinning after parallel regions (set before it loads, by the same
-  // re-execution); an operator's OpenMP policy is kept
   EXPECT_EQ(library.spin, "unset");
-  EXPECT_EQ(selected.spin, "0");
   EXPECT_EQ(run_probe("OMP_WAIT_POLICY=ACTIVE").spin, "unset");
   EXPECT_EQ(run_probe("GOMP_SPINCOUNT=1000").spin, "1000");
+  // OpenBLAS's pthreads build is swapped for its OpenMP build when that is installed beside it
+  // (one pool: libgomp's workers may spin); kept with SDXLHOST_BLAS_THREADING=library, and then
+  // libgomp's workers stop spinning after parallel regions (they would take the cores OpenBLAS's
+  // own threads need). Either way the outputs stay within 1e-5.
+  const Probe own_pool = run_probe("SDXLHOST_BLAS_THREADING=library");
+  EXPECT_EQ(own_pool.threading, library.threading);
+  EXPECT_LE(max_difference(library.output, own_pool.output), 1e-5);
+  if (library.threading == "pthreads") EXPECT_EQ(own_pool.spin, "0");
+  const bool openmp_installed = std::filesystem::exists("/usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3") ||
+                                std::filesystem::exists("/usr/lib/aarch64-linux-gnu/openblas-openmp/libblas.so.3");
+  if (library.threading == "pthreads" && openmp_installed) {
+    EXPECT_EQ(selected.threading, "openmp");
+    EXPECT_EQ(selected.spin, "unset");
+  } else if (library.threading == "pthreads") {
+    EXPECT_EQ(selected.spin, "0");
+  }
 
   // The operator's choice wins, even a slower one.
   const Probe forced = run_probe("OPENBLAS_CORETYPE=PRESCOTT");

@@ -24,6 +24,7 @@
 #include "sdxlhost/nn/unet.hpp"
 #include "schedulers.hpp"
 #include "sdxlhost/pipeline/denoise_loop.hpp"
+#include "sdxlhost/pipeline/init_image.hpp"
 #include "sdxlhost/pipeline/sdxl_models.hpp"
 #include "sdxlhost/pipeline/time_ids.hpp"
 #include "sdxlhost/sdk/context.hpp"
@@ -235,9 +236,10 @@ TEST(SdxlPipeline, Img2ImgMatchesTheGoldenFromBase64PngAndFromTheInitImageSlot) 
   }
 }
 
-TEST(SdxlPipeline, InitImagesOfOtherSizesOrUndecodableAreRefusedOnTheField) {
-  // diffusers would resize an image to a multiple of the VAE's factor (8 for SDXL, 2 for the
-  // tiny model); we refuse a 63 x 63 image and say why
+TEST(SdxlPipeline, InitImagesAreResizedToTheDimensionsOrRoundedDownAndUndecodableOnesRefused) {
+  // As diffusers' VaeImageProcessor: without dimensions an image is rounded down to a multiple of
+  // the VAE's factor (2 for the tiny model; 8 for SDXL), said in a warning; with dimensions it is
+  // resized to them.
   std::vector<std::uint8_t> gray(63 * 63, 128);
   png_image png;
   std::memset(&png, 0, sizeof png);
@@ -249,6 +251,30 @@ TEST(SdxlPipeline, InitImagesOfOtherSizesOrUndecodableAreRefusedOnTheField) {
   ASSERT_TRUE(png_image_write_to_memory(&png, nullptr, &size, 0, gray.data(), 0, nullptr));
   std::string bytes(size, '\0');
   ASSERT_TRUE(png_image_write_to_memory(&png, bytes.data(), &size, 0, gray.data(), 0, nullptr));
+  auto request = cat_request(2);
+  request.hyperparameters.strength = 0.5;
+  request.init_image = nn::encode_base64(bytes);
+  struct Case {
+    bool dimensions_given;
+    int width, height;
+    std::int64_t latent_width, latent_height;
+    bool warns;
+  };
+  for (const Case& c : {Case{false, 64, 64, 31, 31, true}, Case{true, 64, 32, 32, 16, false}}) {
+    SCOPED_TRACE(c.dimensions_given);
+    request.dimensions_given = c.dimensions_given;
+    request.width = c.width;
+    request.height = c.height;
+    Harness h;
+    auto ctx = h.context(request);
+    h.stages[0]->run(*ctx);
+    h.stages[1]->run(*ctx);
+    const at::Tensor latents = ctx->get<at::Tensor>(sdk::slots::kLatents);
+    EXPECT_EQ(latents.size(3), c.latent_width);
+    EXPECT_EQ(latents.size(2), c.latent_height);
+    ASSERT_EQ(ctx->warnings().size(), c.warns ? 1u : 0u);
+    if (c.warns) EXPECT_NE(ctx->warnings()[0].find("63x63; resized to 62x62"), std::string::npos) << ctx->warnings()[0];
+  }
   auto refusal = [](const std::string& init_image) -> std::string {
     auto request = cat_request(2);
     request.hyperparameters.strength = 0.5;
@@ -263,10 +289,20 @@ TEST(SdxlPipeline, InitImagesOfOtherSizesOrUndecodableAreRefusedOnTheField) {
     }
     return "(accepted)";
   };
-  const std::string message = refusal(nn::encode_base64(bytes));
-  EXPECT_NE(message.find("63x63; its width and height must be multiples of 2"), std::string::npos) << message;
   EXPECT_NE(refusal(nn::encode_base64("\xFF\xD8\xFF\xE0 not really a jpeg")), "(accepted)");
   EXPECT_NE(refusal(nn::encode_base64("plain text")), "(accepted)");
+}
+
+TEST(SdxlPipeline, ResizeImageTensorKeepsFlatImagesFlatAndTheRange) {
+  const at::Tensor flat = at::full({1, 3, 63, 63}, 0.25);
+  const at::Tensor down = pipeline::resize_image_tensor(flat, 32, 16);
+  EXPECT_EQ(down.sizes(), at::IntArrayRef({1, 3, 32, 16}));
+  EXPECT_LT((down - 0.25).abs().max().item<double>(), 1e-6);
+  const at::Tensor up = pipeline::resize_image_tensor(at::rand({1, 3, 8, 8}) * 2 - 1, 40, 24);
+  EXPECT_EQ(up.sizes(), at::IntArrayRef({1, 3, 40, 24}));
+  EXPECT_LE(up.abs().max().item<double>(), 1.0);  // bicubic overshoot clamped
+  const at::Tensor same = at::rand({1, 3, 8, 8});
+  EXPECT_TRUE(pipeline::resize_image_tensor(same, 8, 8).is_same(same));
 }
 
 TEST(SdxlPipeline, DenoisingEndStopsAtTheDiscreteCutoffForARefiner) {
@@ -555,6 +591,16 @@ TEST(SdxlPipeline, VaeTilingSettingTilesOnlyImagesLargerThanTheTile) {
   EXPECT_FALSE(at::equal(image_tensor(tiled[0]), image_tensor(reference[0])));
   EXPECT_THROW(pipeline::PipelineSettings::from_json({{"vae_tile_size", 32}, {"vae_tile_overlap", 20}}), Error);
   EXPECT_THROW(pipeline::PipelineSettings::from_json({{"vae_tile_size", -1}}), Error);
+}
+
+TEST(SdxlPipeline, TheVaeRunsWholeUpTo1024PixelsAndTiledPastItByDefault) {
+  const pipeline::PipelineSettings defaults;
+  EXPECT_FALSE(defaults.tiling_for(1024, 1024).has_value());
+  const auto tiled = defaults.tiling_for(1024, 1536);
+  ASSERT_TRUE(tiled.has_value());
+  EXPECT_EQ(tiled->tile, 1024);
+  EXPECT_EQ(tiled->overlap, 64);
+  EXPECT_FALSE(pipeline::PipelineSettings::from_json({{"vae_tile_size", 0}}).tiling_for(4096, 4096).has_value());
 }
 
 TEST(SdxlPipeline, TilingSettingsTheVaeCannotCutFailInitializationNamingTheSetting) {

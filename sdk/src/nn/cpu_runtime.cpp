@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <string>
@@ -23,6 +24,10 @@ namespace {
 constexpr const char* kReexecMarker = "SDXLHOST_BLAS_REEXEC";
 // "library" keeps OpenBLAS's own detection.
 constexpr const char* kBlasCoreSetting = "SDXLHOST_BLAS_CORE";
+// "library" keeps the OpenBLAS build that loaded; "auto" (default) prefers the OpenMP build.
+constexpr const char* kBlasThreadingSetting = "SDXLHOST_BLAS_THREADING";
+// Set beside kReexecMarker when we switched to the OpenMP build (holds the folder we left).
+constexpr const char* kThreadingMarker = "SDXLHOST_BLAS_SWITCHED_FROM";
 
 std::string lower(std::string text) {
   std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -106,6 +111,18 @@ CpuInfo cpu_info() {
   return info;
 }
 
+std::string blas_threading() {
+  using GetParallel = int (*)();
+  const auto parallel = openblas_symbol<GetParallel>("openblas_get_parallel");
+  if (!parallel) return "";
+  switch (parallel()) {
+    case 0: return "sequential";
+    case 1: return "pthreads";
+    case 2: return "openmp";
+    default: return "";
+  }
+}
+
 std::string blas_core() {
   using CoreName = char* (*)();
   const auto corename = openblas_symbol<CoreName>("openblas_get_corename");
@@ -185,20 +202,63 @@ std::string openmp_spin_to_select(BlasChoice& choice) {
   return "0";
 }
 
+/// The folder of OpenBLAS's OpenMP build when the loaded OpenBLAS is its pthreads build and the
+/// OpenMP one is installed beside it (Debian: .../openblas-pthread/ and .../openblas-openmp/);
+/// "" otherwise, with `choice.threading_detail` saying why.
+std::string openmp_blas_to_select(BlasChoice& choice) {
+  choice.threading = blas_threading();
+  if (choice.threading.empty()) return "";
+  if (const char* from = std::getenv(kThreadingMarker); from && *from) {
+    choice.threading_detail = "OpenBLAS on " + choice.threading + " (its OpenMP build, selected at start; " + from +
+                              " was loaded first)";
+    return "";
+  }
+  choice.threading_detail = "OpenBLAS on " + choice.threading + " (the build that loaded)";
+  if (choice.threading != "pthreads") return "";
+  const char* setting = std::getenv(kBlasThreadingSetting);
+  if (setting && lower(setting) == "library") {
+    choice.threading_detail += "; " + std::string(kBlasThreadingSetting) + "=library";
+    return "";
+  }
+  Dl_info info{};
+  const auto corename = openblas_symbol<char* (*)()>("openblas_get_corename");
+  if (!corename || dladdr(reinterpret_cast<void*>(corename), &info) == 0 || !info.dli_fname) return "";
+  std::error_code error;
+  const std::filesystem::path loaded = std::filesystem::canonical(info.dli_fname, error);
+  if (error || loaded.parent_path().filename() != "openblas-pthread") return "";
+  const std::filesystem::path openmp = loaded.parent_path().parent_path() / "openblas-openmp";
+  if (!std::filesystem::exists(openmp / "libblas.so.3", error)) {
+    choice.threading_detail += "; install libopenblas0-openmp to share libtorch's OpenMP pool";
+    return "";
+  }
+  return openmp.string();
+}
+
 }  // namespace
 
 void select_blas_kernels(char** argv) {
   BlasChoice& choice = current_choice();
   choice.core = blas_core();
   const std::string core = blas_core_to_select(choice);
-  const std::string spin = openmp_spin_to_select(choice);
-  if (core.empty() && spin.empty()) return;
+  const std::string openmp_blas = openmp_blas_to_select(choice);
+  // One OpenMP pool: its workers may spin (the next parallel region is theirs too).
+  const bool one_pool = !openmp_blas.empty() || choice.threading == "openmp";
+  const std::string spin = one_pool ? std::string() : openmp_spin_to_select(choice);
+  if (core.empty() && spin.empty() && openmp_blas.empty()) return;
   if (std::getenv(kReexecMarker)) {  // never loop, whatever happened to the variables
     if (!core.empty()) choice.detail = "OpenBLAS core " + choice.core + ": OPENBLAS_CORETYPE=" + core + " was not taken";
+    if (!openmp_blas.empty()) choice.threading_detail += "; " + openmp_blas + " was not taken";
     return;
   }
+  const char* library_path = std::getenv("LD_LIBRARY_PATH");
+  const std::string old_library_path = library_path ? library_path : "";
   if (!core.empty()) setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
   if (!spin.empty()) setenv("GOMP_SPINCOUNT", spin.c_str(), 1);
+  if (!openmp_blas.empty()) {
+    const std::string path = old_library_path.empty() ? openmp_blas : openmp_blas + ":" + old_library_path;
+    setenv("LD_LIBRARY_PATH", path.c_str(), 1);
+    setenv(kThreadingMarker, "openblas-pthread", 1);
+  }
   // the marker holds the library's core when we changed it, for the log ("" otherwise)
   setenv(kReexecMarker, core.empty() ? "" : choice.core.c_str(), 1);
   execv("/proc/self/exe", argv);
@@ -206,6 +266,11 @@ void select_blas_kernels(char** argv) {
   const int error = errno;
   if (!core.empty()) unsetenv("OPENBLAS_CORETYPE");
   if (!spin.empty()) unsetenv("GOMP_SPINCOUNT");
+  if (!openmp_blas.empty()) {
+    if (library_path) setenv("LD_LIBRARY_PATH", old_library_path.c_str(), 1);
+    else unsetenv("LD_LIBRARY_PATH");
+    unsetenv(kThreadingMarker);
+  }
   unsetenv(kReexecMarker);
   choice.detail += std::string("; re-executing with the selected environment failed (") + std::strerror(error) + ")";
   choice.openmp = "libgomp's default spinning (re-executing failed)";
@@ -218,6 +283,10 @@ BlasChoice blas_choice() {
     const char* given = std::getenv("OPENBLAS_CORETYPE");
     choice.selected = given && *given ? "operator" : "library";
     choice.detail = "OpenBLAS core " + choice.core;
+  }
+  if (choice.threading.empty()) {
+    choice.threading = blas_threading();
+    if (!choice.threading.empty()) choice.threading_detail = "OpenBLAS on " + choice.threading;
   }
   if (choice.openmp.empty()) {
     const char* spin = std::getenv("GOMP_SPINCOUNT");

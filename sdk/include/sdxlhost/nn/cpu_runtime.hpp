@@ -10,6 +10,13 @@
 /// `OPENBLAS_CORETYPE` always wins; `SDXLHOST_BLAS_CORE` is `auto` (default: a better core only
 /// when the library fell back to a generic one), `library` (keep its choice) or a core type
 /// name (`SKYLAKEX`, `HASWELL`, ...) to select through the same re-execution.
+///
+/// OpenBLAS's threads: Debian ships OpenBLAS built with its own pthreads pool (the default
+/// alternative) and built on OpenMP (`libopenblas0-openmp`). With the pthreads build two pools
+/// take turns on the cores (OpenBLAS's for GEMMs, libgomp's for libtorch and oneDNN), each
+/// spinning while the other works. When the OpenMP build is installed beside the loaded one, the
+/// same re-execution puts it first on `LD_LIBRARY_PATH`, so every kernel runs on one pool
+/// (`SDXLHOST_BLAS_THREADING=library` keeps the library that loaded).
 
 #include <string>
 
@@ -46,14 +53,23 @@ struct BlasChoice {
                          ///< core), "library" (its own detection was kept)
   std::string detail;    ///< one line: what was chosen and why
   std::string openmp;    ///< OpenMP's wait policy in force ("GOMP_SPINCOUNT=0 (set at start)", ...)
+  std::string threading;  ///< OpenBLAS's threads: "openmp" (libtorch's pool), "pthreads" (its
+                          ///< own pool), "sequential", or "" when the BLAS is not OpenBLAS
+  std::string threading_detail;  ///< one line: which OpenBLAS build and why
 };
 
+/// OpenBLAS's threading in this process ("openmp", "pthreads", "sequential"; "" when the BLAS
+/// is not OpenBLAS).
+SDXLHOST_API std::string blas_threading();
+
 /// Call first in main(): when OpenBLAS chose a generic core on a CPU that has a better one (or
-/// SDXLHOST_BLAS_CORE names another core) and OPENBLAS_CORETYPE is not set, sets it; when
-/// neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set, sets GOMP_SPINCOUNT=0 (libgomp's
-/// spinning workers otherwise take the cores OpenBLAS's threads need); then re-executes
-/// /proc/self/exe with the same arguments, once (a marker variable prevents a loop). Both are
-/// read by the libraries only when they load, hence the re-execution.
+/// SDXLHOST_BLAS_CORE names another core) and OPENBLAS_CORETYPE is not set, sets it; when the
+/// loaded OpenBLAS runs its own pthreads and its OpenMP build is installed beside it, puts that
+/// build first on LD_LIBRARY_PATH; when OpenBLAS keeps its own pool and neither
+/// OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set, sets GOMP_SPINCOUNT=0 (libgomp's spinning workers
+/// otherwise take the cores OpenBLAS's threads need); then re-executes /proc/self/exe with the
+/// same arguments, once (a marker variable prevents a loop). All are read by the loader or the
+/// libraries only when they load, hence the re-execution.
 /// Returns only when no re-exec happened (or it failed).
 SDXLHOST_API void select_blas_kernels(char** argv);
 

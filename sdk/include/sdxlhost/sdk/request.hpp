@@ -76,6 +76,10 @@ struct GenerationRequest {
   Hyperparameters hyperparameters;
   int width = 1024;
   int height = 1024;
+  /// True when the client sent data.dimensions (or the legacy top-level width/height):
+  /// image-to-image then resizes the init image to width x height. Without them it runs at the
+  /// init image's own size (rounded down to the VAE's factor), as diffusers' img2img does.
+  bool dimensions_given = false;
 
   std::string scheduler = "EulerDiscreteScheduler";  ///< class name or accepted alias
   nlohmann::json scheduler_options = nlohmann::json::object();  ///< overrides of its config
