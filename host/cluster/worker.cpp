@@ -66,7 +66,8 @@ class Worker::JobConnection : public transport::Connection {
     if (final) {
       answered_ = true;
       // Refused only because this host is stopping: another worker should run it.
-      message.requeue = !parsed.value("success", true) && parsed.value("error_code", "") == "SHUTTING_DOWN";
+      if (!parsed.value("success", true)) message.error_code = parsed.value("error_code", "");
+      message.requeue = message.error_code == "SHUTTING_DOWN";
     }
     message.body = std::move(line);
     std::lock_guard<std::mutex> lock(mailbox_->mutex);
@@ -213,6 +214,10 @@ void Worker::publish_outbox() {
     }
     std::vector<std::pair<std::uint64_t, std::uint64_t>> deliveries;
     if (auto it = active_.find(message.key); it != active_.end()) deliveries = it->second.deliveries;
+    // Cancelled by this host's own shutdown (its grace ran out), not by the gateway: another
+    // worker should run it.
+    if (message.error_code == "CANCELLED" && host_.stopping() && !cancelled_.count(message.key))
+      message.requeue = true;
     try {
       if (message.requeue) {
         for (const auto& [generation, tag] : deliveries)

@@ -65,6 +65,7 @@ class Worker {
     std::string type;  ///< kStarted | kProgress | kResponse
     std::string body;
     bool requeue = false;  ///< a final refused because this host is stopping: give the job back
+    std::string error_code;  ///< of a final response that failed ("" on success)
   };
   /// A job message this worker holds (maybe several deliveries of the same key after a broker
   /// restart: all are acknowledged by its one answer).
