@@ -42,7 +42,7 @@ set(CPACK_DEBIAN_PACKAGE_SECTION misc)
 set(CPACK_DEBIAN_HOST_PACKAGE_NAME sdxl-host)
 set(CPACK_COMPONENT_HOST_DESCRIPTION "SDXL image generation host (JSON over a Unix socket): the host, its SDK runtime, config and systemd unit")
 set(CPACK_DEBIAN_HOST_PACKAGE_DEPENDS
-    "libtorch1.13, libopenblas0-pthread, libopenblas0-openmp, libtcmalloc-minimal4, libspdlog1.10, libpng16-16, libjpeg62-turbo, libwebp7, libicu72, adduser")
+    "libtorch1.13, libopenblas0-pthread, libopenblas0-openmp, libtcmalloc-minimal4, librabbitmq4, libspdlog1.10, libpng16-16, libjpeg62-turbo, libwebp7, libicu72, adduser")
 set(CPACK_DEBIAN_HOST_PACKAGE_PROVIDES "${_abi_package}")
 set(CPACK_DEBIAN_HOST_PACKAGE_CONTROL_EXTRA
     "${PROJECT_SOURCE_DIR}/packaging/debian/postinst;${PROJECT_SOURCE_DIR}/packaging/debian/prerm;${PROJECT_SOURCE_DIR}/packaging/debian/postrm;${PROJECT_SOURCE_DIR}/packaging/debian/conffiles")
