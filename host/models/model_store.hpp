@@ -34,7 +34,8 @@ struct ModelStoreSettings {
   /// 0 = off.
   double max_memory_fraction = 0.8;
   /// Bytes the system can still give (default: MemAvailable of /proc/meminfo; 0 = unknown,
-  /// which turns the fraction check off). Replaceable for tests.
+  /// which turns the fraction check off). The host sets it to the CUDA device's free memory
+  /// when `device` is a GPU (host_service.cpp); replaceable for tests.
   std::function<std::uint64_t()> available_memory;
 };
 

@@ -8,6 +8,7 @@
 #include "host/protocol/request_parser.hpp"
 #include "host/runtime/logging.hpp"
 #include "host/runtime/progress_throttle.hpp"
+#include "sdxlhost/nn/device_runtime.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/error.hpp"
@@ -97,7 +98,12 @@ sdk::ContextServices make_services(Job& job, const GenerationEnvironment& enviro
 /// shape for generation and the upscale message).
 json job_result(const Job& job, json generated, const Plan& plan, Clock::time_point run_start,
                 Clock::time_point run_end, const GenerationEnvironment& environment) {
-  json memory = process_memory();
+  const json memory = process_memory();
+  const json device = device_memory(environment.device);
+  // device_*: the device's own memory (CUDA allocator) where there is one; on a CPU the device's
+  // memory is the host's (RSS). host_* are always the host's.
+  const json& device_used = device.is_null() ? memory["rss_bytes"] : device["allocated_bytes"];
+  const json& device_peak = device.is_null() ? memory["peak_rss_bytes"] : device["peak_allocated_bytes"];
   return {{"request_id", job.request_id()},
           {"generated_images", std::move(generated)},
           {"stages", plan.names()},
@@ -107,10 +113,8 @@ json job_result(const Job& job, json generated, const Plan& plan, Clock::time_po
             {"inference_time", seconds_between(run_start, run_end)},
             {"output_time", seconds_between(run_end, Clock::now())},
             {"device_name", environment.device},
-            // on a CPU the device's memory is the host's (RSS); host_* are always the host's, so a
-            // CUDA build can report its allocator here without losing them
-            {"device_memory_used", memory["rss_bytes"]},
-            {"peak_memory_bytes", memory["peak_rss_bytes"]},
+            {"device_memory_used", device_used},
+            {"peak_memory_bytes", device_peak},
             {"host_memory_used", memory["rss_bytes"]},
             {"host_peak_memory_bytes", memory["peak_rss_bytes"]}}}};
 }
@@ -263,6 +267,17 @@ json run_upscale(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& 
 
 json process_memory() {
   return {{"rss_bytes", kib_field_bytes("VmRSS")}, {"peak_rss_bytes", kib_field_bytes("VmHWM")}};
+}
+
+json device_memory(const std::string& device) {
+  if (device == "cpu") return nullptr;
+  const auto memory = nn::device_memory(c10::Device(device));
+  if (!memory) return nullptr;
+  return {{"allocated_bytes", memory->allocated},
+          {"peak_allocated_bytes", memory->peak_allocated},
+          {"reserved_bytes", memory->reserved},
+          {"free_bytes", memory->free},
+          {"total_bytes", memory->total}};
 }
 
 }  // namespace sdxlhost::host::runtime

@@ -1,5 +1,6 @@
 #include "host/runtime/host_service.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include "host/common/client_text.hpp"
@@ -11,6 +12,7 @@
 #include "host/runtime/logging.hpp"
 #include "host/runtime/memory.hpp"
 #include "host/runtime/threads.hpp"
+#include "sdxlhost/nn/device_runtime.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/sdk/abi.hpp"
 #include "sdxlhost/sdk/error.hpp"
@@ -35,8 +37,21 @@ std::set<std::string> loaded_plugin_names(const PluginSet& plugins) {
   return names;
 }
 
+/// What cache.max_memory_fraction is a fraction of: on a CUDA device what the process can still
+/// use there (driver's free memory + the allocator's unused cache); on a CPU the ModelStore's
+/// default (MemAvailable).
+std::function<std::uint64_t()> available_memory(const std::string& device) {
+  if (device == "cpu") return {};
+  return [device] {
+    const auto memory = nn::device_memory(c10::Device(device));
+    return memory ? static_cast<std::uint64_t>(std::max<std::int64_t>(memory->usable(), 0))
+                  : std::uint64_t{0};  // unknown: the fraction check is off
+  };
+}
+
 ModelStoreSettings model_settings(const HostConfig& config) {
-  return {config.models_root, config.cache.max_models, config.cache.max_bytes, config.cache.max_memory_fraction, {}};
+  return {config.models_root, config.cache.max_models, config.cache.max_bytes, config.cache.max_memory_fraction,
+          available_memory(config.device)};
 }
 
 protocol::EnvelopeLimits envelope_limits(const HostConfig& config) {
@@ -451,6 +466,8 @@ std::string HostService::metrics_text() const {
   const json memory = process_memory();
   live.resident_bytes = memory.value("rss_bytes", std::uint64_t{0});
   live.peak_resident_bytes = memory.value("peak_rss_bytes", std::uint64_t{0});
+  const json device = device_memory(config()->device);
+  if (!device.is_null()) live.device_memory_bytes = device["allocated_bytes"].get<std::int64_t>();
   live.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
   live.ready = ready();
   return metrics::Registry::global().render(live);
@@ -458,16 +475,19 @@ std::string HostService::metrics_text() const {
 
 json HostService::status() const {
   json runner = runner_.describe();
-  return {{"queue", runner["queue"]},
-          {"running", runner["running"]},
-          {"executors", runner["executors"]},
-          {"clients", client_count_ ? client_count_() : 0},
-          {"memory", process_memory()},
-          {"cpu", cpu_report()},
-          {"models", models_->stats()},
-          {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count()},
-          {"shutting_down", stopping()},
-          {"config_file", config()->source_file.string()}};
+  json status = {{"queue", runner["queue"]},
+               {"running", runner["running"]},
+               {"executors", runner["executors"]},
+               {"clients", client_count_ ? client_count_() : 0},
+               {"memory", process_memory()},
+               {"cpu", cpu_report()},
+               {"models", models_->stats()},
+               {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count()},
+               {"shutting_down", stopping()},
+               {"config_file", config()->source_file.string()}};
+  // a CUDA device's own memory (allocator and driver); absent on a CPU, whose memory is `memory`
+  if (json device = device_memory(config()->device); !device.is_null()) status["device_memory"] = std::move(device);
+  return status;
 }
 
 json HostService::reload_config(std::vector<std::string>& warnings) {

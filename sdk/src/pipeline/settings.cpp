@@ -75,6 +75,10 @@ PipelineSettings PipelineSettings::from_json(const nlohmann::json& config, const
   number("vae_tile_size", s.vae_tile_size);
   number("vae_tile_overlap", s.vae_tile_overlap);
   number("patched_sets", s.patched_sets);
+  if (config.contains("channels_last")) {
+    if (!config["channels_last"].is_boolean()) bad_setting(plugin, "channels_last", "channels_last must be true or false");
+    s.channels_last = config["channels_last"].get<bool>();
+  }
   check_tiling_settings(s, plugin);
   if (s.dtype != "fp32" && s.dtype != "bf16" && s.dtype != "fp16") {
     bad_setting(plugin, "dtype", "dtype must be fp32, bf16 or fp16");
@@ -84,6 +88,11 @@ PipelineSettings PipelineSettings::from_json(const nlohmann::json& config, const
     if (!device.is_cpu() && !device.is_cuda()) bad_setting(plugin, "device", "device must be cpu or cuda:N");
   } catch (const c10::Error&) {
     bad_setting(plugin, "device", "device must be cpu or cuda:N, not '" + s.device + "'");
+  }
+  if (s.channels_last && s.device == "cpu") {
+    // It only costs there (oneDNN reorders), and libtorch 1.13's CPU bf16 kernels lose precision
+    // in that order (tests/device): a GPU setting.
+    bad_setting(plugin, "channels_last", "channels_last is for CUDA devices; on the CPU it is slower (and less exact in bf16)");
   }
   if (s.dtype == "fp16" && s.device == "cpu") {
     bad_setting(plugin, "dtype", "fp16 is not implemented on the CPU by this libtorch; use fp32 or bf16");
