@@ -41,6 +41,10 @@ find_package(Torch REQUIRED)
 # for a CUDA build of libtorch.
 if(TORCH_CUDA_LIBRARIES)
   set(SDXLHOST_WITH_CUDA ON)
+  # libtorch_cuda registers the CUDA kernels from its static initialisers; nothing of ours calls
+  # it by name, so a linker that drops unreferenced libraries (--as-needed, the default on some
+  # distributions) would leave a build where every CUDA tensor fails.
+  add_link_options(LINKER:--no-as-needed)
 else()
   set(SDXLHOST_WITH_CUDA OFF)
 endif()
