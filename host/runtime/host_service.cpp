@@ -476,15 +476,15 @@ std::string HostService::metrics_text() const {
 json HostService::status() const {
   json runner = runner_.describe();
   json status = {{"queue", runner["queue"]},
-               {"running", runner["running"]},
-               {"executors", runner["executors"]},
-               {"clients", client_count_ ? client_count_() : 0},
-               {"memory", process_memory()},
-               {"cpu", cpu_report()},
-               {"models", models_->stats()},
-               {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count()},
-               {"shutting_down", stopping()},
-               {"config_file", config()->source_file.string()}};
+                 {"running", runner["running"]},
+                 {"executors", runner["executors"]},
+                 {"clients", client_count_ ? client_count_() : 0},
+                 {"memory", process_memory()},
+                 {"cpu", cpu_report()},
+                 {"models", models_->stats()},
+                 {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count()},
+                 {"shutting_down", stopping()},
+                 {"config_file", config()->source_file.string()}};
   // a CUDA device's own memory (allocator and driver); absent on a CPU, whose memory is `memory`
   if (json device = device_memory(config()->device); !device.is_null()) status["device_memory"] = std::move(device);
   return status;
