@@ -7,11 +7,11 @@
 #include <boost/asio.hpp>
 
 #include "host/cli/commands.hpp"
+#include "host/common/logging.hpp"
+#include "host/common/memory.hpp"
 #include "host/metrics/metrics_http.hpp"
 #include "host/runtime/device_check.hpp"
 #include "host/runtime/host_service.hpp"
-#include "host/runtime/logging.hpp"
-#include "host/runtime/memory.hpp"
 #include "host/runtime/threads.hpp"
 #include "host/transport/pipe_path.hpp"
 #include "host/transport/pipe_server.hpp"

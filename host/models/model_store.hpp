@@ -1,6 +1,6 @@
 #pragma once
 /// @file model_store.hpp
-/// Resolves model names under models_root/{checkpoints,loras,controlnet,vae,upscalers}/ (a
+/// Resolves model names under models_root/<kind>/ (sdk::kModelKinds) (a
 /// NAME file, NAME.safetensors, or a NAME folder), refusing names that escape their folder, and
 /// caches loaded objects in an LRU bounded by count and bytes. Only entries no job holds are
 /// evicted; concurrent loads of the same (file, variant) load once.

@@ -3,16 +3,19 @@
 #include <fstream>
 #include <sstream>
 
+#include "host/common/logging.hpp"
+#include "host/graph/plan_runner.hpp"
 #include "host/metrics/metrics.hpp"
 #include "host/protocol/envelope.hpp"
 #include "host/protocol/request_parser.hpp"
-#include "host/runtime/logging.hpp"
 #include "host/runtime/progress_throttle.hpp"
 #include "sdxlhost/nn/device_runtime.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/image.hpp"
+#include "sdxlhost/sdk/registries.hpp"
+#include "sdxlhost/sdk/request_features.hpp"
 #include "sdxlhost/sdk/stage.hpp"
 
 namespace sdxlhost::host::runtime {
@@ -119,6 +122,14 @@ json job_result(const Job& job, json generated, const Plan& plan, Clock::time_po
             {"host_peak_memory_bytes", memory["peak_rss_bytes"]}}}};
 }
 
+/// The feature whose request field is `field` (request_features.hpp); `field` itself when none
+/// declares it, so the error names what is missing.
+std::string feature_of_field(const PluginSet& plugins, const std::string& field) {
+  for (const auto& feature : plugins.request_features())
+    if (feature.field == field) return feature.name;
+  return field;
+}
+
 std::string read_status_field(const std::string& key) {
   std::ifstream status("/proc/self/status");
   std::string line;
@@ -161,12 +172,7 @@ void check_init_image(const sdk::GenerationRequest& request, const Limits& limit
 }
 
 void check_model_names(const sdk::GenerationRequest& request, const ModelStore& models) {
-  if (!request.models.base.empty()) models.resolve(sdk::kCheckpoints, request.models.base, "data.models.base");
-  if (!request.models.refiner.empty())
-    models.resolve(sdk::kCheckpoints, request.models.refiner, "data.models.refiner");
-  if (!request.models.vae.empty()) models.resolve(sdk::kVae, request.models.vae, "data.models.vae");
-  for (std::size_t i = 0; i < request.loras.size(); ++i)
-    models.resolve(sdk::kLoras, request.loras[i].name, "data.lora.models[" + std::to_string(i) + "].name");
+  for (const auto& model : sdk::model_references(request)) models.resolve(model.kind, model.name, model.field);
 }
 
 json dry_run_data(const sdk::GenerationRequest& request, const PluginSet& plugins,
@@ -184,7 +190,7 @@ json dry_run_data(const sdk::GenerationRequest& request, const PluginSet& plugin
           {"request_id", request.request_id},
           {"stages", plan.names()},
           {"plan", stages},
-          {"features", required_features(request)},
+          {"features", required_features(plugins, request)},
           {"normalized_request", request.data}};
 }
 
@@ -236,7 +242,7 @@ std::string as_upscale_message_text(std::string text) {
 
 Plan plan_upscale(const PluginSet& plugins, const sdk::GenerationRequest& request) {
   try {
-    return plan_postprocess(plugins, request, "upscaler", kUpscaleMessageField);
+    return plan_postprocess(plugins, request, feature_of_field(plugins, kUpscaleRequestField), kUpscaleMessageField);
   } catch (const sdk::Error& error) {
     throw as_upscale_message_error(error);
   }

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "common/test_model_access.hpp"
-#include "golden_util.hpp"
+#include "common/goldens.hpp"
 #include "schedulers.hpp"
 #include "sdxlhost/nn/clip_text_model.hpp"
 #include "sdxlhost/nn/device_runtime.hpp"
@@ -38,9 +38,9 @@
 #include "stages.hpp"
 
 using namespace sdxlhost;
-using sdxl_test::golden;
-using sdxl_test::load_tensors;
-using sdxl_test::read_json;
+using test_support::golden;
+using test_support::load_tensors;
+using test_support::read_json;
 
 namespace {
 
