@@ -48,8 +48,9 @@ endfunction()
 function(sdxlhost_add_test name)
   cmake_parse_arguments(T "" "TIMEOUT" "LABELS;SOURCES;LIBS" ${ARGN})
   add_executable(${name} ${T_SOURCES})
-  target_link_libraries(${name} PRIVATE GTest::gtest GTest::gtest_main ${T_LIBS})
-  # Helpers shared by every test area live in tests/common/ ("common/temp_dir.hpp").
+  target_link_libraries(${name} PRIVATE GTest::gtest GTest::gtest_main sdxlhost_test_support ${T_LIBS})
+  # Helpers shared by every test area live in tests/common/ ("common/temp_dir.hpp"), built as
+  # the library sdxlhost_test_support (tests/common/CMakeLists.txt).
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
   target_compile_definitions(${name} PRIVATE
     SDXLHOST_SHARED_DIR="${SDXLHOST_SHARED_DIR}"

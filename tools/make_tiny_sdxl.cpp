@@ -15,8 +15,10 @@ namespace {
 void usage() {
   std::cerr << "usage: make_tiny_sdxl --models-root DIR [--name tiny-sdxl] [--preset tiny|sdxl-width|sdxl]\n"
                "                      [--seed N] [--dtype f32|f16|bf16] [--tokenizer-from DIR | --shared DIR]\n"
+               "                      [--layouts both|diffusers]\n"
                "Writes DIR/checkpoints/NAME/ (diffusers folder), DIR/checkpoints/NAME-single.safetensors\n"
-               "and DIR/checkpoints/tokenizers/ (the tokenizers for single files).\n"
+               "and DIR/checkpoints/tokenizers/ (the tokenizers for single files); --layouts diffusers\n"
+               "writes the folder only (half the disk and time at full size).\n"
                "Tokenizers: by default a small built-in CLIP BPE tokenizer (the text encoders get its\n"
                "vocabulary size); --tokenizer-from copies DIR/tokenizer and DIR/tokenizer_2 instead (the text\n"
                "encoders then have 1000 tokens, the goldens' tiny tokenizer); --shared DIR is\n"
@@ -28,7 +30,7 @@ void usage() {
 int main(int argc, char** argv) {
   namespace fs = std::filesystem;
   fs::path root;
-  std::string name = "tiny-sdxl", preset = "tiny", dtype_name = "f32";
+  std::string name = "tiny-sdxl", preset = "tiny", dtype_name = "f32", layouts = "both";
   std::uint64_t seed = 0;
   fs::path tokenizer_source;  // empty: the built-in tokenizer
   for (int i = 1; i < argc; ++i) {
@@ -45,13 +47,14 @@ int main(int argc, char** argv) {
     else if (arg == "--dtype") dtype_name = value;
     else if (arg == "--shared") tokenizer_source = fs::path(value) / "goldens" / "models" / "tiny_sdxl";
     else if (arg == "--tokenizer-from") tokenizer_source = value;
+    else if (arg == "--layouts") layouts = value;
     else {
       usage();
       return 2;
     }
   }
   if (root.empty() || (preset != "tiny" && preset != "sdxl-width" && preset != "sdxl") ||
-      (dtype_name != "f32" && dtype_name != "f16" && dtype_name != "bf16")) {
+      (dtype_name != "f32" && dtype_name != "f16" && dtype_name != "bf16") || (layouts != "both" && layouts != "diffusers")) {
     usage();
     return 2;
   }
@@ -65,6 +68,10 @@ int main(int argc, char** argv) {
     const SdxlWeights weights = make_weights(spec, seed, dtype);
     const fs::path checkpoints = root / "checkpoints";
     write_diffusers_folder(checkpoints / name, spec, weights, tokenizer_source);
+    if (layouts == "diffusers") {
+      std::cout << "wrote " << (checkpoints / name).string() << "/ (" << spec.name << ", seed " << seed << ")\n";
+      return 0;
+    }
     write_single_file(checkpoints / (name + "-single.safetensors"), weights);
     // single files carry no tokenizer: the sdxl plugin looks in a tokenizers/ folder beside them
     for (const char* tokenizer : {"tokenizer", "tokenizer_2"}) {

@@ -5,7 +5,7 @@
 #include <stdexcept>
 
 #include "host/cli/commands.hpp"
-#include "host/runtime/logging.hpp"
+#include "host/common/logging.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
 namespace sdxlhost::host::cli {

@@ -9,7 +9,7 @@
 
 #include "host/cluster/topology.hpp"
 #include "host/protocol/envelope.hpp"
-#include "host/runtime/logging.hpp"
+#include "host/common/logging.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
 namespace sdxlhost::host::cluster {

@@ -4,7 +4,7 @@
 #include <boost/asio/post.hpp>
 
 #include "host/cluster/topology.hpp"
-#include "host/runtime/logging.hpp"
+#include "host/common/logging.hpp"
 
 namespace sdxlhost::host::cluster {
 namespace {

@@ -1,10 +1,12 @@
 #pragma once
 /// @file paths.hpp
 /// Path checks shared by the model store and the image writer (names and save paths that must
-/// stay inside their root folder).
+/// stay inside their root folder). The checks of the text are the SDK's (relative_path.hpp).
 
 #include <filesystem>
 #include <string>
+
+#include "sdxlhost/sdk/relative_path.hpp"
 
 namespace sdxlhost::host {
 
@@ -12,10 +14,8 @@ namespace sdxlhost::host {
 /// canonical: no `..`, no links, same spelling).
 bool is_within(const std::filesystem::path& inner, const std::filesystem::path& outer);
 
-/// The one check of a request's `output.save_path` (at parse time, so dry_run and a real run
-/// agree; the image writer repeats it). Throws sdk::Error(ValidationError, `field`) when it is
-/// absolute, holds a `..` element, a control character (NUL, newline, ... DEL), a backslash, or
-/// bytes that are not UTF-8. An empty path is accepted (not saved).
-void check_save_path(const std::string& save_path, const std::string& field);
+/// The check of a request's `output.save_path`: the SDK's one relative-path check
+/// (sdxlhost/sdk/relative_path.hpp), which the parser runs and the image writer repeats.
+using sdk::check_save_path;
 
 }  // namespace sdxlhost::host

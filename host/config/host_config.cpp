@@ -9,6 +9,7 @@
 #include "host/cluster/amqp.hpp"
 #include "host/metrics/metrics_http.hpp"
 #include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/field_reader.hpp"
 
 #ifndef SDXLHOST_DEFAULT_PLUGIN_DIR
 #define SDXLHOST_DEFAULT_PLUGIN_DIR "plugins"
@@ -25,93 +26,23 @@ using sdk::ErrorCode;
   throw Error(ErrorCode::ValidationError, why, key);
 }
 
-/// Reads the keys of one config object, remembering which were used so the rest are reported.
-class Section {
- public:
-  Section(const json& object, std::string prefix) : object_(object), prefix_(std::move(prefix)) {
-    if (!object_.is_object()) bad_key(prefix_.empty() ? "<root>" : prefix_, "must be a JSON object");
-  }
+using Section = sdk::FieldReader;  // one config object; its path is the key prefix ("limits")
 
-  std::string key(const std::string& name) const {
-    return prefix_.empty() ? name : prefix_ + "." + name;
-  }
+/// `name` as a path: empty is refused, relative paths are taken from `base_dir` (the config
+/// file's folder).
+void read_path(Section& section, const std::string& name, std::filesystem::path& out,
+               const std::filesystem::path& base_dir) {
+  std::string text;
+  section.read_string(name, text);
+  if (section.find(name) && text.empty()) bad_key(section.path_of(name), "must not be empty");
+  if (!text.empty()) out = text;
+  if (out.is_relative()) out = (base_dir / out).lexically_normal();
+}
 
-  const json* find(const std::string& name) {
-    known_.insert(name);
-    auto it = object_.find(name);
-    if (it == object_.end() || it->is_null()) return nullptr;
-    return &*it;
-  }
-
-  void read(const std::string& name, std::string& out) {
-    if (const json* v = find(name)) {
-      if (!v->is_string()) bad_key(key(name), "must be a string");
-      out = v->get<std::string>();
-    }
-  }
-
-  void read(const std::string& name, bool& out) {
-    if (const json* v = find(name)) {
-      if (!v->is_boolean()) bad_key(key(name), "must be true or false");
-      out = v->get<bool>();
-    }
-  }
-
-  template <class Int>
-  void read_int(const std::string& name, Int& out, long long min, long long max) {
-    if (const json* v = find(name)) {
-      if (!v->is_number_integer()) bad_key(key(name), "must be an integer");
-      long long value = v->is_number_unsigned() && v->get<unsigned long long>() > 9e18
-                            ? max + 1
-                            : v->get<long long>();
-      if (value < min || value > max)
-        bad_key(key(name), "must be in " + std::to_string(min) + ".." + std::to_string(max));
-      out = static_cast<Int>(value);
-    }
-  }
-
-  void read_number(const std::string& name, double& out, double min, double max) {
-    if (const json* v = find(name)) {
-      if (!v->is_number()) bad_key(key(name), "must be a number");
-      double value = v->get<double>();
-      if (!std::isfinite(value) || value < min || value > max) {
-        std::ostringstream range;
-        range << "must be in " << min << ".." << max;
-        bad_key(key(name), range.str());
-      }
-      out = value;
-    }
-  }
-
-  void read_path(const std::string& name, std::filesystem::path& out,
-                 const std::filesystem::path& base_dir) {
-    std::string text;
-    read(name, text);
-    if (find(name) && text.empty()) bad_key(key(name), "must not be empty");
-    if (!text.empty()) out = text;
-    if (out.is_relative()) out = (base_dir / out).lexically_normal();
-  }
-
-  void read_choice(const std::string& name, std::string& out, const std::set<std::string>& choices) {
-    read(name, out);
-    if (!choices.count(out)) {
-      std::string list;
-      for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
-      bad_key(key(name), "must be one of: " + list);
-    }
-  }
-
-  /// One warning per key of the object that no read() asked for.
-  void warn_unknown(std::vector<std::string>& warnings) const {
-    for (const auto& [name, value] : object_.items())
-      if (!known_.count(name)) warnings.push_back("unknown config key '" + key(name) + "' ignored");
-  }
-
- private:
-  const json& object_;
-  std::string prefix_;
-  std::set<std::string> known_;
-};
+/// One warning per key of the section that no read asked for.
+void warn_unknown_keys(const Section& section, std::vector<std::string>& warnings) {
+  for (const auto& key : section.unknown_fields()) warnings.push_back("unknown config key '" + key + "' ignored");
+}
 
 const json& sub_object(Section& parent, const std::string& name, const json& empty) {
   const json* v = parent.find(name);
@@ -145,7 +76,7 @@ void read_limits(Section& root, Limits& limits, std::vector<std::string>& warnin
                                                 {"limits.max_height", limits.max_height}};
   for (const auto& [key, value] : sizes)
     if (value % 8 != 0) bad_key(key, "must be a multiple of 8");
-  s.warn_unknown(warnings);
+  warn_unknown_keys(s, warnings);
 }
 
 void read_queue(Section& root, QueueSettings& queue, std::vector<std::string>& warnings) {
@@ -157,7 +88,7 @@ void read_queue(Section& root, QueueSettings& queue, std::vector<std::string>& w
   s.read_int("executors", queue.executors, 1, 64);
   s.read_number("default_timeout_s", queue.default_timeout_s, 0.001, 7 * 24 * 3600.0);
   s.read_number("shutdown_grace_s", queue.shutdown_grace_s, 0.0, 3600.0);
-  s.warn_unknown(warnings);
+  warn_unknown_keys(s, warnings);
 }
 
 void read_cache(Section& root, CacheSettings& cache, std::vector<std::string>& warnings) {
@@ -166,15 +97,15 @@ void read_cache(Section& root, CacheSettings& cache, std::vector<std::string>& w
   s.read_int("max_models", cache.max_models, 0, 1000);
   s.read_int("max_bytes", cache.max_bytes, 0, (1LL << 62));
   s.read_number("max_memory_fraction", cache.max_memory_fraction, 0.0, 1.0);
-  s.warn_unknown(warnings);
+  warn_unknown_keys(s, warnings);
 }
 
 void read_metrics(Section& root, MetricsSettings& settings, std::vector<std::string>& warnings) {
   static const json kEmpty = json::object();
   Section s(sub_object(root, "metrics", kEmpty), "metrics");
-  s.read("listen", settings.listen);
+  s.read_string("listen", settings.listen);
   if (!settings.listen.empty()) metrics::parse_listen(settings.listen, "metrics.listen");
-  s.warn_unknown(warnings);
+  warn_unknown_keys(s, warnings);
 }
 
 void read_cluster(Section& root, ClusterSettings& cluster, std::vector<std::string>& warnings) {
@@ -205,9 +136,9 @@ void read_plugins(Section& root, PluginsConfig& plugins, const std::filesystem::
                   std::vector<std::string>& warnings) {
   static const json kEmpty = json::object();
   Section s(sub_object(root, "plugins", kEmpty), "plugins");
-  s.read_path("dir", plugins.dir, base_dir);
-  s.read_path("run_dir", plugins.run_dir, base_dir);
-  s.read("enable_unlisted", plugins.enable_unlisted);
+  read_path(s, "dir", plugins.dir, base_dir);
+  read_path(s, "run_dir", plugins.run_dir, base_dir);
+  s.read_bool("enable_unlisted", plugins.enable_unlisted);
   if (const json* enabled = s.find("enabled")) {
     if (!enabled->is_object()) bad_key("plugins.enabled", "must be an object of name: true|false");
     for (const auto& [name, flag] : enabled->items()) {
@@ -221,7 +152,7 @@ void read_plugins(Section& root, PluginsConfig& plugins, const std::filesystem::
       if (!section.is_object()) bad_key("plugins.config." + name, "must be an object");
     plugins.config = *config;
   }
-  s.warn_unknown(warnings);
+  warn_unknown_keys(s, warnings);
 }
 
 unsigned parse_socket_mode(const std::string& text) {
@@ -234,7 +165,7 @@ unsigned parse_socket_mode(const std::string& text) {
 }
 
 void read_device(Section& root, HostConfig& config) {
-  root.read("device", config.device);
+  root.read_string("device", config.device);
   const std::string& d = config.device;
   bool cuda_index = d.rfind("cuda:", 0) == 0 && d.size() > 5 &&
                     d.find_first_not_of("0123456789", 5) == std::string::npos;
@@ -248,7 +179,7 @@ void read_dtype(Section& root, HostConfig& config) {
       {"fp32", "fp32"}, {"float32", "fp32"}, {"bf16", "bf16"},
       {"bfloat16", "bf16"}, {"fp16", "fp16"}, {"float16", "fp16"}};
   std::string text = config.dtype;
-  root.read("dtype", text);
+  root.read_string("dtype", text);
   const auto it = kSpellings.find(text);
   if (it == kSpellings.end())
     bad_key("dtype", "must be one of: fp32, bf16, fp16 (or float32, bfloat16, float16)");
@@ -286,12 +217,12 @@ HostConfig parse_config(const json& document, const std::filesystem::path& base_
   HostConfig config;
   config.plugins.dir = SDXLHOST_DEFAULT_PLUGIN_DIR;
   Section root(document, "");
-  root.read("pipe_name", config.pipe_name);
+  root.read_string("pipe_name", config.pipe_name);
   if (config.pipe_name.empty()) bad_key("pipe_name", "must not be empty");
   if (config.pipe_name.front() != '/' && config.pipe_name.find('/') != std::string::npos)
     bad_key("pipe_name", "must be a plain name or an absolute socket path");
-  root.read_path("models_root", config.models_root, base_dir);
-  root.read_path("output_root", config.output_root, base_dir);
+  read_path(root, "models_root", config.models_root, base_dir);
+  read_path(root, "output_root", config.output_root, base_dir);
   read_plugins(root, config.plugins, base_dir, warnings);
   read_limits(root, config.limits, warnings);
   read_queue(root, config.queue, warnings);
@@ -301,18 +232,17 @@ HostConfig parse_config(const json& document, const std::filesystem::path& base_
   read_device(root, config);
   read_dtype(root, config);
   root.read_int("threads", config.threads, 0, 1024);
-  root.read_choice("log_level", config.log_level,
-                   {"trace", "debug", "info", "warn", "error", "critical", "off"});
+  root.read_choice("log_level", config.log_level, {"critical", "debug", "error", "info", "off", "trace", "warn"});
   std::string policy = "error";
   root.read_choice("on_disabled_feature", policy, {"error", "warn"});
   config.on_disabled_feature =
       policy == "warn" ? DisabledFeaturePolicy::Warn : DisabledFeaturePolicy::Error;
   std::string mode = "0600";
-  root.read("socket_mode", mode);
+  root.read_string("socket_mode", mode);
   config.socket_mode = parse_socket_mode(mode);
   if (config.queue.default_timeout_s > config.limits.max_timeout_s)
     bad_key("queue.default_timeout_s", "must not exceed limits.max_timeout_s");
-  root.warn_unknown(warnings);
+  warn_unknown_keys(root, warnings);
   warn_missing_folders(config, warnings);
   return config;
 }

@@ -13,24 +13,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sdxlhost/sdk/request_parser.hpp"
+
 namespace sdxlhost::host {
 
-/// `limits.*`: bounds every request is validated against.
-struct Limits {
+/// `limits.*`: bounds every request is validated against (the request's own bounds are the
+/// SDK's RequestLimits, which the parser reads) and bounds of the transport.
+struct Limits : sdk::RequestLimits {
   std::size_t max_message_bytes = 64u * 1024u * 1024u;  ///< longest accepted NDJSON line
   /// Bytes of answers queued for one client that does not read before it is disconnected
   /// (restart-only).
   std::size_t max_client_backlog_bytes = 256u * 1024u * 1024u;
-  int min_width = 64;                                   ///< image width bounds (multiple of 8)
-  int max_width = 4096;
-  int min_height = 64;                                  ///< image height bounds (multiple of 8)
-  int max_height = 4096;
-  int max_steps = 200;                                  ///< num_inference_steps in 1..max_steps
-  double min_guidance = 0.0;                            ///< guidance_scale range
-  double max_guidance = 30.0;
-  int max_batch = 8;                                    ///< batch.size in 1..max_batch
   int max_json_depth = 64;                              ///< deepest accepted nesting of a line
-  double max_timeout_s = 3600.0;                        ///< largest metadata.timeout accepted
   /// Most pixels a request image (init, control, upscale, preprocess) may announce in its
   /// header; larger ones are refused before decoding. PIL's decompression-bomb limit.
   std::uint64_t max_image_pixels = 89478485;

@@ -1,17 +1,15 @@
 #include "host/graph/planner.hpp"
 
 #include <algorithm>
-#include <chrono>
-#include <map>
 #include <set>
 #include <utility>
 
 #include "host/common/client_text.hpp"
-#include "host/metrics/metrics.hpp"
 #include "host/plugins/plugin_manager.hpp"
 #include "sdxlhost/nn/scheduler_defaults.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/registries.hpp"
+#include "sdxlhost/sdk/request_features.hpp"
 
 namespace sdxlhost::host {
 namespace {
@@ -20,32 +18,19 @@ using sdk::Error;
 using sdk::ErrorCode;
 using StagePtr = std::shared_ptr<sdk::Stage>;
 
-/// A feature a request asks for, with the request field that asks.
-struct FeatureNeed {
-  std::string feature;
-  std::string field;
-};
-
-/// True when an optional JSON option is set: not null, not false, not empty, and not an object
-/// with "enabled": false.
-bool option_set(const nlohmann::json& value) {
-  if (value.is_null()) return false;
-  if (value.is_boolean()) return value.get<bool>();
-  if (value.is_object() || value.is_array()) {
-    if (value.empty()) return false;
-    if (value.is_object() && value.contains("enabled") && value["enabled"].is_boolean())
-      return value["enabled"].get<bool>();
-  }
-  return true;
+/// The features `request` asks for, among those the snapshot knows (request_features.hpp).
+std::vector<sdk::RequestFeature> feature_needs(const std::vector<sdk::RequestFeature>& features,
+                                               const sdk::GenerationRequest& request) {
+  std::vector<sdk::RequestFeature> needs;
+  for (const auto& feature : features)
+    if (sdk::feature_requested(feature, request)) needs.push_back(feature);
+  return needs;
 }
 
-std::vector<FeatureNeed> feature_needs(const sdk::GenerationRequest& request) {
-  std::vector<FeatureNeed> needs;
-  if (request.lora_enabled) needs.push_back({"lora", "data.lora.enabled"});
-  if (option_set(request.controlnet)) needs.push_back({"controlnet", "data.controlnet"});
-  if (!request.models.refiner.empty()) needs.push_back({"refiner", "data.models.refiner"});
-  if (option_set(request.output.upscale)) needs.push_back({"upscaler", "data.output.upscale"});
-  return needs;
+std::vector<std::string> names_of(const std::vector<sdk::RequestFeature>& features) {
+  std::vector<std::string> out;
+  for (const auto& feature : features) out.push_back(feature.name);
+  return out;
 }
 
 bool has(const std::vector<std::string>& items, const std::string& item) {
@@ -166,9 +151,11 @@ std::vector<std::string> Plan::names() const {
 }
 
 std::vector<std::string> required_features(const sdk::GenerationRequest& request) {
-  std::vector<std::string> out;
-  for (const auto& need : feature_needs(request)) out.push_back(need.feature);
-  return out;
+  return names_of(feature_needs(sdk::request_schema_features(), request));
+}
+
+std::vector<std::string> required_features(const PluginSet& plugins, const sdk::GenerationRequest& request) {
+  return names_of(feature_needs(plugins.request_features(), request));
 }
 
 /// The plan of `ordered` stages, each aliased onto the snapshot so the plan keeps its plugin loaded.
@@ -200,12 +187,12 @@ Plan plan_postprocess(const PluginSet& plugins, const sdk::GenerationRequest& re
 
 Plan plan_request(const PluginSet& plugins, const sdk::GenerationRequest& request,
                   OnDisabledFeature on_disabled, std::vector<std::string>& warnings) {
-  for (const auto& need : feature_needs(request)) {
-    if (plugins.feature_enabled(need.feature)) continue;
-    const std::string key = plugins.feature_config_key(need.feature);
+  for (const auto& need : feature_needs(plugins.request_features(), request)) {
+    if (plugins.feature_enabled(need.name)) continue;
+    const std::string key = plugins.feature_config_key(need.name);
     if (on_disabled == OnDisabledFeature::Error)
-      throw Error(ErrorCode::FeatureDisabled, disabled_message(plugins, need.feature), need.field);
-    warnings.push_back("feature '" + need.feature + "' is disabled or missing (" + key +
+      throw Error(ErrorCode::FeatureDisabled, disabled_message(plugins, need.name), need.field);
+    warnings.push_back("feature '" + need.name + "' is disabled or missing (" + key +
                        "); the request runs without it (" + need.field + " ignored)");
   }
 
@@ -213,53 +200,10 @@ Plan plan_request(const PluginSet& plugins, const sdk::GenerationRequest& reques
   auto ordered = order_stages(applicable_stages(plugins.registries(), request));
   if (!produces_images(ordered))
     throw Error(ErrorCode::FeatureDisabled,
-                "no enabled plugin generates images for this request: " + disabled_message(plugins, "sdxl"));
+                "no enabled plugin generates images for this request: " +
+                    disabled_message(plugins, sdk::kImageGenerationFeature));
   check_reads_written_earlier(ordered);
   return plan_of(plugins, ordered);
-}
-
-bool is_allocation_failure(const std::string& message) {
-  // libtorch's CPU allocator ("DefaultCPUAllocator: can't allocate memory"), CUDA's caching
-  // allocator ("CUDA out of memory"), and std::bad_alloc's own text.
-  for (const char* marker : {"can't allocate memory", "out of memory", "bad_alloc", "Cannot allocate memory"})
-    if (message.find(marker) != std::string::npos) return true;
-  return false;
-}
-
-sdk::Error out_of_memory(const std::string& stage, const std::string& detail) {
-  std::string text = detail;
-  if (auto newline = text.find('\n'); newline != std::string::npos) text.resize(newline);
-  return Error(ErrorCode::PluginError, "stage '" + stage + "' ran out of memory" +
-                                           (text.empty() ? std::string() : " (" + text + ")") +
-                                           "; the job was stopped and its memory freed (try a smaller size or batch)");
-}
-
-void run_plan(const Plan& plan, sdk::Context& context, const sdk::DetailSink* details) {
-  for (std::size_t i = 0; i < plan.stages.size(); ++i) {
-    const auto& stage = *plan.stages[i];
-    context.throw_if_cancelled();
-    ScopedCodeAnchor anchor(i < plan.code_anchors.size() ? plan.code_anchors[i] : nullptr);
-    sdk::JobScope job_scope(context, details);  // sdk::check_cancelled / report_detail inside models
-    context.report_progress(stage.name(), 0, 0);  // every stage reports its start
-    const auto start = std::chrono::steady_clock::now();
-    try {
-      stage.run(context);
-    } catch (const Error&) {
-      throw;
-    } catch (const std::bad_alloc&) {
-      throw out_of_memory(stage.name(), "");
-    } catch (const std::exception& e) {
-      if (is_allocation_failure(e.what())) throw out_of_memory(stage.name(), e.what());
-      context.log(sdk::LogLevel::Error, "stage " + stage.name() + " failed: " + e.what());  // with any backtrace
-      throw Error(ErrorCode::InternalError, "stage '" + stage.name() + "' failed: " + client_message(e));
-    } catch (...) {
-      throw Error(ErrorCode::InternalError,
-                  "stage '" + stage.name() + "' threw a non-standard exception");
-    }
-    const auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start);
-    context.log(sdk::LogLevel::Debug, "stage " + stage.name() + " took " + std::to_string(ms.count()) + " ms");
-    metrics::Registry::global().observe_stage(stage.name(), ms.count() / 1000.0);
-  }
 }
 
 }  // namespace sdxlhost::host

@@ -2,14 +2,13 @@
 /// @file planner.hpp
 /// The one place that decides what runs: picks the stages of enabled plugins that apply to a
 /// request, orders them (slot dependencies first, then Stage::order()), checks every slot read
-/// is written by an earlier stage, and refuses requests needing a disabled feature.
+/// is written by an earlier stage, and refuses requests needing a disabled feature. Running a
+/// plan is plan_runner.hpp's.
 
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "sdxlhost/sdk/job_scope.hpp"
-#include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/request.hpp"
 #include "sdxlhost/sdk/stage.hpp"
 
@@ -33,15 +32,17 @@ struct Plan {
 /// What to do when a request needs a disabled or missing feature (`on_disabled_feature`).
 enum class OnDisabledFeature { Error, Warn };
 
-/// Features a request needs beyond base generation: lora.enabled -> "lora", controlnet ->
-/// "controlnet", models.refiner -> "refiner", output.upscale -> "upscaler".
+/// Features a request needs beyond base generation, among those the SDK's request schema
+/// declares (sdk::request_schema_features(): data.lora.enabled, data.controlnet, ...).
 std::vector<std::string> required_features(const sdk::GenerationRequest& request);
+/// The same among every feature `plugins` knows (the schema's and those plugins declare).
+std::vector<std::string> required_features(const PluginSet& plugins, const sdk::GenerationRequest& request);
 
 /// Builds the plan for `request`. Ordering: a stage runs after every stage that produces a slot
 /// it reads (writes it without reading it); among the stages free to run, lower order() (then
 /// name) first, so stages that transform a slot (read and write it) keep their order() bands. Throws sdk::Error(FeatureDisabled) naming the feature and its
 /// config key `plugins.enabled.<name>` (with Warn: adds a warning to `warnings` and plans
-/// without it); FEATURE_DISABLED naming "sdxl" when no applicable stage writes "images";
+/// without it); FEATURE_DISABLED naming sdk::kImageGenerationFeature when no applicable stage writes "images";
 /// Error(PluginError) naming the stage and slot when a read slot is written by no earlier stage;
 /// Error(ValidationError, "data.scheduler" / "data.scheduler_options.<key>") for an unknown
 /// scheduler or a bad option when the snapshot has any scheduler registered.
@@ -54,21 +55,5 @@ Plan plan_request(const PluginSet& plugins, const sdk::GenerationRequest& reques
 /// when no enabled plugin provides `feature`, Error(PluginError) when none of its stages applies.
 Plan plan_postprocess(const PluginSet& plugins, const sdk::GenerationRequest& request, const std::string& feature,
                       const std::string& field);
-
-/// True when an exception message is an allocation failure (libtorch CPU/CUDA, std::bad_alloc).
-bool is_allocation_failure(const std::string& message);
-
-/// Error(PluginError) saying that `stage` ran out of memory (`detail`: the first line of the
-/// allocator's message, may be empty).
-sdk::Error out_of_memory(const std::string& stage, const std::string& detail);
-
-/// Runs the plan's stages in order over `context`, checking cancellation between stages.
-/// sdk::Error passes through; an allocation failure (std::bad_alloc, libtorch's "can't allocate
-/// memory") becomes Error(PluginError) "stage 'NAME' ran out of memory"; any other exception
-/// becomes Error(InternalError) naming the stage.
-/// Each stage runs inside an sdk::JobScope bound to `context` (and `details`, may be null), so
-/// code inside models can check cancellation and report progress within the stage; each stage's
-/// start is reported as progress (stage, step 0, total_steps 0).
-void run_plan(const Plan& plan, sdk::Context& context, const sdk::DetailSink* details = nullptr);
 
 }  // namespace sdxlhost::host

@@ -7,8 +7,8 @@
 #include <chrono>
 #include <utility>
 
+#include "host/common/logging.hpp"
 #include "host/metrics/metrics.hpp"
-#include "host/runtime/logging.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
 namespace sdxlhost::host::metrics {

@@ -10,11 +10,12 @@
 
 #include <spdlog/logger.h>
 
+#include "host/common/logging.hpp"
+#include "host/common/memory.hpp"
 #include "host/common/paths.hpp"
-#include "host/runtime/memory.hpp"
-#include "host/plugins/plugin_manager.hpp"
-#include "host/runtime/logging.hpp"
+#include "host/plugins/code_anchor.hpp"
 #include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/relative_path.hpp"
 
 namespace sdxlhost::host {
 
@@ -29,9 +30,6 @@ using sdk::ErrorCode;
 
 namespace {
 
-
-constexpr const char* kKinds[] = {sdk::kCheckpoints, sdk::kLoras, sdk::kControlnet, sdk::kVae,
-                                  sdk::kUpscalers};
 constexpr const char* kSafetensors = ".safetensors";
 
 /// A cached object together with the code anchor (plugin library) its destructor needs.
@@ -43,22 +41,17 @@ struct Holder {
 using HolderPtr = std::shared_ptr<Holder>;
 
 bool is_known_kind(const std::string& kind) {
-  return std::any_of(std::begin(kKinds), std::end(kKinds), [&](const char* k) { return kind == k; });
+  return std::any_of(std::begin(sdk::kModelKinds), std::end(sdk::kModelKinds),
+                     [&](const char* k) { return kind == k; });
 }
 
 /// Refuses names that could leave their folder, before touching the file system.
 void validate_name(const std::string& name, const std::string& field) {
-  if (name.empty()) throw Error(ErrorCode::ValidationError, "model name is empty", field);
-  if (name.find('\0') != std::string::npos || name.find('\\') != std::string::npos)
-    throw Error(ErrorCode::ValidationError, "model name must not contain NUL or backslash", field);
-  if (name.size() > 1024) throw Error(ErrorCode::ValidationError, "model name is too long", field);
-  const fs::path path(name);
-  if (path.is_absolute() || path.has_root_path() || name.front() == '/')
-    throw Error(ErrorCode::ValidationError,
-                "model name must be a name inside its folder, not an absolute path", field);
-  for (const auto& part : path)
-    if (part == "..")
-      throw Error(ErrorCode::ValidationError, "model name must not contain '..'", field);
+  sdk::RelativePathRules rules;
+  rules.subject = "model name ";
+  rules.max_bytes = 1024;
+  rules.require_utf8 = false;  // a file name in a legacy encoding is still a name
+  sdk::check_relative_path(name, field, rules);
 }
 
 std::uint64_t size_on_disk(const fs::path& path) {
@@ -355,7 +348,7 @@ void ModelStore::make_room_for(std::uint64_t incoming, const std::string& what,
 nlohmann::json ModelStore::list_models() const {
   nlohmann::json out = nlohmann::json::object();
   std::lock_guard<std::mutex> lock(mutex_);
-  for (const char* kind : kKinds) {
+  for (const char* kind : sdk::kModelKinds) {
     nlohmann::json models = nlohmann::json::array();
     const fs::path folder = settings_.models_root / kind;
     std::error_code ec;

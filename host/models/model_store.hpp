@@ -1,6 +1,6 @@
 #pragma once
 /// @file model_store.hpp
-/// Resolves model names under models_root/{checkpoints,loras,controlnet,vae,upscalers}/ (a
+/// Resolves model names under models_root/<kind>/ (sdk::kModelKinds) (a
 /// NAME file, NAME.safetensors, or a NAME folder), refusing names that escape their folder, and
 /// caches loaded objects in an LRU bounded by count and bytes. Only entries no job holds are
 /// evicted; concurrent loads of the same (file, variant) load once.
@@ -34,7 +34,8 @@ struct ModelStoreSettings {
   /// 0 = off.
   double max_memory_fraction = 0.8;
   /// Bytes the system can still give (default: MemAvailable of /proc/meminfo; 0 = unknown,
-  /// which turns the fraction check off). Replaceable for tests.
+  /// which turns the fraction check off). The host sets it to the CUDA device's free memory
+  /// when `device` is a GPU (host_service.cpp); replaceable for tests.
   std::function<std::uint64_t()> available_memory;
 };
 

@@ -9,10 +9,11 @@
 #include <boost/dll/shared_library.hpp>
 #include <spdlog/logger.h>
 
+#include "host/common/logging.hpp"
 #include "sdxlhost/sdk/abi.hpp"
-#include "host/runtime/logging.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/plugin.hpp"
+#include "sdxlhost/sdk/registries.hpp"
 
 namespace sdxlhost::host {
 
@@ -83,10 +84,16 @@ class LoadRefused : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-thread_local std::shared_ptr<const void> t_code_anchor;
-
 bool contains(const std::vector<std::string>& items, const std::string& item) {
   return std::find(items.begin(), items.end(), item) != items.end();
+}
+
+/// True when the plugin of `record` serves `feature`: its name, what it provides, or a request
+/// feature it declares.
+bool serves(const PluginRecord& record, const std::string& feature) {
+  return record.name == feature || contains(record.provides, feature) ||
+         std::any_of(record.request_features.begin(), record.request_features.end(),
+                     [&](const sdk::RequestFeature& declared) { return declared.name == feature; });
 }
 
 std::vector<fs::path> plugin_files(const fs::path& dir) {
@@ -151,15 +158,6 @@ void log_record(const PluginRecord& record) {
 
 }  // namespace
 
-// ---- ScopedCodeAnchor -----------------------------------------------------------------------
-
-ScopedCodeAnchor::ScopedCodeAnchor(std::shared_ptr<const void> anchor)
-    : previous_(std::exchange(t_code_anchor, std::move(anchor))) {}
-
-ScopedCodeAnchor::~ScopedCodeAnchor() { t_code_anchor = std::move(previous_); }
-
-std::shared_ptr<const void> current_code_anchor() { return t_code_anchor; }
-
 // ---- PluginSet ------------------------------------------------------------------------------
 
 PluginSet::PluginSet(std::vector<PluginRecord> records,
@@ -178,9 +176,21 @@ PluginSet::~PluginSet() {
   while (!plugins_.empty()) plugins_.pop_back();  // shutdown + release, last loaded first
 }
 
+std::vector<sdk::RequestFeature> PluginSet::request_features() const {
+  std::vector<sdk::RequestFeature> out = sdk::request_schema_features();
+  for (const auto& record : records_)
+    for (const auto& feature : record.request_features) {
+      const bool known = std::any_of(out.begin(), out.end(), [&](const auto& f) { return f.name == feature.name; });
+      if (!known) out.push_back(feature);
+    }
+  return out;
+}
+
 bool PluginSet::feature_enabled(const std::string& feature) const {
-  for (const auto& instance : plugins_)
-    if (instance->info.name == feature || contains(instance->info.provides, feature)) return true;
+  for (const auto& record : records_)
+    if (record.state == "loaded" && serves(record, feature) &&
+        std::any_of(plugins_.begin(), plugins_.end(), [&](const auto& p) { return p->info.name == record.name; }))
+      return true;
   for (const auto& stage : registries_->stages())
     if (stage->feature() == feature) return true;
   return false;
@@ -188,17 +198,14 @@ bool PluginSet::feature_enabled(const std::string& feature) const {
 
 std::string PluginSet::feature_config_key(const std::string& feature) const {
   for (const auto& record : records_)
-    if (record.state != "loaded" && !record.name.empty() &&
-        (record.name == feature || contains(record.provides, feature)))
+    if (record.state != "loaded" && !record.name.empty() && serves(record, feature))
       return "plugins.enabled." + record.name;
   return "plugins.enabled." + feature;
 }
 
 std::string PluginSet::unavailable_reason(const std::string& feature) const {
   for (const auto& record : records_) {
-    if (record.state == "loaded" || record.name.empty() ||
-        (record.name != feature && !contains(record.provides, feature)))
-      continue;
+    if (record.state == "loaded" || record.name.empty() || !serves(record, feature)) continue;
     if (record.state == "disabled")
       return "plugin '" + record.name + "' is disabled (enable it with plugins.enabled." + record.name + ")";
     return "plugin '" + record.name + "' failed to load: " + record.reason;
@@ -318,6 +325,7 @@ PluginRecord PluginManager::probe(const fs::path& file, const PluginSettings& se
     record.description = info.description;
     record.provides = info.provides;
     record.requires_plugins = info.requires_plugins;
+    record.request_features = info.request_features;
     if (!is_enabled(settings, info.name)) {
       record.state = "disabled";
       record.reason = settings.enabled.count(info.name)

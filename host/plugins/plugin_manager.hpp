@@ -18,8 +18,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include "host/plugins/code_anchor.hpp"
 #include "host/plugins/plugin_file.hpp"
-#include "sdxlhost/sdk/registries.hpp"
+#include "sdxlhost/sdk/request_features.hpp"
+
+// Declared only: the registries' stages, schedulers and hooks carry ATen types, which the host
+// files that merely hold a snapshot need not compile (include sdxlhost/sdk/registries.hpp to use
+// them).
+namespace sdxlhost::sdk {
+class ModelAccess;
+class Registries;
+}  // namespace sdxlhost::sdk
 
 namespace sdxlhost::host {
 
@@ -45,6 +54,7 @@ struct PluginRecord {
   std::string reason;    ///< why it is disabled or failed; empty when loaded
   std::vector<std::string> provides;
   std::vector<std::string> requires_plugins;
+  std::vector<sdk::RequestFeature> request_features;  ///< PluginInfo::request_features (read when disabled too)
   std::filesystem::path file;  ///< the library file (empty when no file was found)
   /// The private copy the library was loaded from (empty when the file was refused before).
   std::filesystem::path loaded_from;
@@ -72,6 +82,9 @@ class PluginSet : public std::enable_shared_from_this<PluginSet> {
 
   /// Stages, schedulers, preprocessors, hooks of the loaded plugins.
   const sdk::Registries& registries() const { return *registries_; }
+  /// The features a request can ask for: the SDK's request schema's, then those the plugin
+  /// files declare (PluginInfo::request_features, loaded or not), each name once.
+  std::vector<sdk::RequestFeature> request_features() const;
   /// True when a loaded plugin is named `feature`, provides it, or owns a stage whose
   /// `feature()` is `feature`.
   bool feature_enabled(const std::string& feature) const;
@@ -141,21 +154,5 @@ class PluginManager {
   // Keyed by private copy (content-addressed): the same content is mapped once.
   std::map<std::filesystem::path, std::weak_ptr<LoadedLibrary>> libraries_;  // under load_mutex_
 };
-
-/// Sets, for the current thread and this object's lifetime, the anchor that objects created
-/// now (e.g. cached models loaded by a stage) must keep alive so their code stays mapped.
-class ScopedCodeAnchor {
- public:
-  explicit ScopedCodeAnchor(std::shared_ptr<const void> anchor);
-  ~ScopedCodeAnchor();
-  ScopedCodeAnchor(const ScopedCodeAnchor&) = delete;
-  ScopedCodeAnchor& operator=(const ScopedCodeAnchor&) = delete;
-
- private:
-  std::shared_ptr<const void> previous_;
-};
-
-/// The anchor set by the innermost ScopedCodeAnchor of this thread (null when none).
-std::shared_ptr<const void> current_code_anchor();
 
 }  // namespace sdxlhost::host

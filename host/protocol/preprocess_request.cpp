@@ -1,7 +1,7 @@
 #include "host/protocol/preprocess_request.hpp"
 
-#include "host/protocol/field_reader.hpp"
 #include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/field_reader.hpp"
 
 namespace sdxlhost::host::protocol {
 namespace {
@@ -18,7 +18,7 @@ using sdk::ErrorCode;
 
 PreprocessRequest parse_preprocess_request(const json& data, std::vector<std::string>& warnings) {
   if (!data.is_object()) invalid("data", "must be an object");
-  FieldReader reader(data, "data");
+  sdk::FieldReader reader(data, "data");
   PreprocessRequest request;
   const json* preprocessor = reader.find("preprocessor");
   if (!preprocessor) invalid("data.preprocessor", "is required: a preprocessor name or {\"name\": ..., options}");

@@ -3,15 +3,19 @@
 #include <fstream>
 #include <sstream>
 
+#include "host/common/logging.hpp"
+#include "host/graph/plan_runner.hpp"
 #include "host/metrics/metrics.hpp"
 #include "host/protocol/envelope.hpp"
 #include "host/protocol/request_parser.hpp"
-#include "host/runtime/logging.hpp"
 #include "host/runtime/progress_throttle.hpp"
+#include "sdxlhost/nn/device_runtime.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/image.hpp"
+#include "sdxlhost/sdk/registries.hpp"
+#include "sdxlhost/sdk/request_features.hpp"
 #include "sdxlhost/sdk/stage.hpp"
 
 namespace sdxlhost::host::runtime {
@@ -97,7 +101,12 @@ sdk::ContextServices make_services(Job& job, const GenerationEnvironment& enviro
 /// shape for generation and the upscale message).
 json job_result(const Job& job, json generated, const Plan& plan, Clock::time_point run_start,
                 Clock::time_point run_end, const GenerationEnvironment& environment) {
-  json memory = process_memory();
+  const json memory = process_memory();
+  const json device = device_memory(environment.device);
+  // device_*: the device's own memory (CUDA allocator) where there is one; on a CPU the device's
+  // memory is the host's (RSS). host_* are always the host's.
+  const json& device_used = device.is_null() ? memory["rss_bytes"] : device["allocated_bytes"];
+  const json& device_peak = device.is_null() ? memory["peak_rss_bytes"] : device["peak_allocated_bytes"];
   return {{"request_id", job.request_id()},
           {"generated_images", std::move(generated)},
           {"stages", plan.names()},
@@ -107,12 +116,18 @@ json job_result(const Job& job, json generated, const Plan& plan, Clock::time_po
             {"inference_time", seconds_between(run_start, run_end)},
             {"output_time", seconds_between(run_end, Clock::now())},
             {"device_name", environment.device},
-            // on a CPU the device's memory is the host's (RSS); host_* are always the host's, so a
-            // CUDA build can report its allocator here without losing them
-            {"device_memory_used", memory["rss_bytes"]},
-            {"peak_memory_bytes", memory["peak_rss_bytes"]},
+            {"device_memory_used", device_used},
+            {"peak_memory_bytes", device_peak},
             {"host_memory_used", memory["rss_bytes"]},
             {"host_peak_memory_bytes", memory["peak_rss_bytes"]}}}};
+}
+
+/// The feature whose request field is `field` (request_features.hpp); `field` itself when none
+/// declares it, so the error names what is missing.
+std::string feature_of_field(const PluginSet& plugins, const std::string& field) {
+  for (const auto& feature : plugins.request_features())
+    if (feature.field == field) return feature.name;
+  return field;
 }
 
 std::string read_status_field(const std::string& key) {
@@ -157,12 +172,7 @@ void check_init_image(const sdk::GenerationRequest& request, const Limits& limit
 }
 
 void check_model_names(const sdk::GenerationRequest& request, const ModelStore& models) {
-  if (!request.models.base.empty()) models.resolve(sdk::kCheckpoints, request.models.base, "data.models.base");
-  if (!request.models.refiner.empty())
-    models.resolve(sdk::kCheckpoints, request.models.refiner, "data.models.refiner");
-  if (!request.models.vae.empty()) models.resolve(sdk::kVae, request.models.vae, "data.models.vae");
-  for (std::size_t i = 0; i < request.loras.size(); ++i)
-    models.resolve(sdk::kLoras, request.loras[i].name, "data.lora.models[" + std::to_string(i) + "].name");
+  for (const auto& model : sdk::model_references(request)) models.resolve(model.kind, model.name, model.field);
 }
 
 json dry_run_data(const sdk::GenerationRequest& request, const PluginSet& plugins,
@@ -180,7 +190,7 @@ json dry_run_data(const sdk::GenerationRequest& request, const PluginSet& plugin
           {"request_id", request.request_id},
           {"stages", plan.names()},
           {"plan", stages},
-          {"features", required_features(request)},
+          {"features", required_features(plugins, request)},
           {"normalized_request", request.data}};
 }
 
@@ -232,7 +242,7 @@ std::string as_upscale_message_text(std::string text) {
 
 Plan plan_upscale(const PluginSet& plugins, const sdk::GenerationRequest& request) {
   try {
-    return plan_postprocess(plugins, request, "upscaler", kUpscaleMessageField);
+    return plan_postprocess(plugins, request, feature_of_field(plugins, kUpscaleRequestField), kUpscaleMessageField);
   } catch (const sdk::Error& error) {
     throw as_upscale_message_error(error);
   }
@@ -263,6 +273,17 @@ json run_upscale(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& 
 
 json process_memory() {
   return {{"rss_bytes", kib_field_bytes("VmRSS")}, {"peak_rss_bytes", kib_field_bytes("VmHWM")}};
+}
+
+json device_memory(const std::string& device) {
+  if (device == "cpu") return nullptr;
+  const auto memory = nn::device_memory(c10::Device(device));
+  if (!memory) return nullptr;
+  return {{"allocated_bytes", memory->allocated},
+          {"peak_allocated_bytes", memory->peak_allocated},
+          {"reserved_bytes", memory->reserved},
+          {"free_bytes", memory->free},
+          {"total_bytes", memory->total}};
 }
 
 }  // namespace sdxlhost::host::runtime

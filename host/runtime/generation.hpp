@@ -75,4 +75,9 @@ nlohmann::json run_upscale(Job& job, const std::shared_ptr<const sdk::Generation
 /// Resident and peak memory of this process: {rss_bytes, peak_rss_bytes} (0 when unknown).
 nlohmann::json process_memory();
 
+/// Memory of the compute device `device` ("cuda", "cuda:N") from the CUDA caching allocator and
+/// the driver: {allocated_bytes, peak_allocated_bytes, reserved_bytes, free_bytes, total_bytes};
+/// null for "cpu" and in a CPU-only build (the CPU's memory is process_memory()).
+nlohmann::json device_memory(const std::string& device);
+
 }  // namespace sdxlhost::host::runtime

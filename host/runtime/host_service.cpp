@@ -1,20 +1,23 @@
 #include "host/runtime/host_service.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include "host/common/client_text.hpp"
+#include "host/common/logging.hpp"
+#include "host/common/memory.hpp"
 #include "host/metrics/metrics.hpp"
 #include "host/output/image_writer.hpp"
 #include "host/protocol/preprocess_request.hpp"
 #include "host/protocol/request_parser.hpp"
 #include "host/runtime/generation.hpp"
-#include "host/runtime/logging.hpp"
-#include "host/runtime/memory.hpp"
 #include "host/runtime/threads.hpp"
+#include "sdxlhost/nn/device_runtime.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/sdk/abi.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/models.hpp"
+#include "sdxlhost/sdk/registries.hpp"
 
 namespace sdxlhost::host::runtime {
 namespace {
@@ -28,25 +31,47 @@ using sdk::ErrorCode;
 constexpr const char* kHostVersion = "0.1.0";
 
 /// The names of the loaded plugins: `data.<name>` is that plugin's section of a request.
-std::set<std::string> loaded_plugin_names(const PluginSet& plugins) {
+/// The top-level keys of `data` that belong to plugins: each loaded plugin's own section
+/// (data.<name>) and the section of each feature a plugin declares (data.my_feature).
+std::set<std::string> plugin_sections(const PluginSet& plugins) {
   std::set<std::string> names;
-  for (const auto& record : plugins.records())
+  for (const auto& record : plugins.records()) {
     if (record.state == "loaded") names.insert(record.name);
+    for (const auto& feature : record.request_features)
+      if (feature.field.rfind("data.", 0) == 0) names.insert(feature.field.substr(5, feature.field.find('.', 5) - 5));
+  }
   return names;
 }
 
+/// What cache.max_memory_fraction is a fraction of: on a CUDA device what the process can still
+/// use there (driver's free memory + the allocator's unused cache); on a CPU the ModelStore's
+/// default (MemAvailable).
+std::function<std::uint64_t()> available_memory(const std::string& device) {
+  if (device == "cpu") return {};
+  return [device] {
+    const auto memory = nn::device_memory(c10::Device(device));
+    return memory ? static_cast<std::uint64_t>(std::max<std::int64_t>(memory->usable(), 0))
+                  : std::uint64_t{0};  // unknown: the fraction check is off
+  };
+}
+
 ModelStoreSettings model_settings(const HostConfig& config) {
-  return {config.models_root, config.cache.max_models, config.cache.max_bytes, config.cache.max_memory_fraction, {}};
+  return {config.models_root, config.cache.max_models, config.cache.max_bytes, config.cache.max_memory_fraction,
+          available_memory(config.device)};
 }
 
 protocol::EnvelopeLimits envelope_limits(const HostConfig& config) {
   return {config.limits.max_message_bytes, config.limits.max_json_depth};
 }
 
-const std::vector<std::string>& model_kinds() {
-  static const std::vector<std::string> kKinds = {sdk::kCheckpoints, sdk::kLoras, sdk::kControlnet, sdk::kVae,
-                                                  sdk::kUpscalers};
-  return kKinds;
+bool is_model_kind(const std::string& kind) {
+  return std::find(std::begin(sdk::kModelKinds), std::end(sdk::kModelKinds), kind) != std::end(sdk::kModelKinds);
+}
+
+std::string model_kind_list() {
+  std::string list;
+  for (const char* kind : sdk::kModelKinds) list += (list.empty() ? "" : ", ") + std::string(kind);
+  return list;
 }
 
 /// data.kind (default "checkpoints") and data.name of load_model / unload_model.
@@ -56,9 +81,7 @@ std::pair<std::string, std::string> model_reference(const json& data) {
     if (!it->is_string()) throw Error(ErrorCode::ValidationError, "must be a string", "data.kind");
     kind = it->get<std::string>();
   }
-  if (std::find(model_kinds().begin(), model_kinds().end(), kind) == model_kinds().end())
-    throw Error(ErrorCode::ValidationError,
-                "must be one of: checkpoints, loras, controlnet, vae, upscalers", "data.kind");
+  if (!is_model_kind(kind)) throw Error(ErrorCode::ValidationError, "must be one of: " + model_kind_list(), "data.kind");
   auto name = data.find("name");
   if (name != data.end() && !name->is_null() && !name->is_string())
     throw Error(ErrorCode::ValidationError,
@@ -259,7 +282,7 @@ json HostService::handle_inference(const ConnectionPtr& connection, Envelope& en
   auto plugins = plugins_->current();
   auto request = std::make_shared<sdk::GenerationRequest>(protocol::parse_generation_request(
       envelope.data, envelope.request_id, config->limits, config->queue.default_timeout_s, envelope.warnings,
-      loaded_plugin_names(*plugins)));
+      plugin_sections(*plugins)));
   check_model_names(*request, *models_);
   check_init_image(*request, config->limits);
   OnDisabledFeature policy = planner_policy(config->on_disabled_feature);
@@ -455,7 +478,7 @@ json HostService::capabilities() const {
     aliases[alias] = {{"class_name", target.class_name}, {"overrides", target.overrides}};
   auto config = this->config();
   json kinds = json::array();
-  for (const auto& kind : model_kinds())
+  for (const char* kind : sdk::kModelKinds)
     if (registries.model_preloader(kind)) kinds.push_back(kind);
   json capabilities = {{"host", {{"name", "sdxl-host"}, {"version", kHostVersion}, {"abi_version", sdk::kAbiVersion},
                     {"build_id", sdk::kBuildId}}},
@@ -513,6 +536,8 @@ std::string HostService::metrics_text() const {
   const json memory = process_memory();
   live.resident_bytes = memory.value("rss_bytes", std::uint64_t{0});
   live.peak_resident_bytes = memory.value("peak_rss_bytes", std::uint64_t{0});
+  const json device = device_memory(config()->device);
+  if (!device.is_null()) live.device_memory_bytes = device["allocated_bytes"].get<std::int64_t>();
   live.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
   live.ready = ready();
   return metrics::Registry::global().render(live);
@@ -521,15 +546,17 @@ std::string HostService::metrics_text() const {
 json HostService::status() const {
   json runner = runner_.describe();
   json status = {{"queue", runner["queue"]},
-          {"running", runner["running"]},
-          {"executors", runner["executors"]},
-          {"clients", client_count_ ? client_count_() : 0},
-          {"memory", process_memory()},
-          {"cpu", cpu_report()},
-          {"models", models_->stats()},
-          {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count()},
-          {"shutting_down", stopping()},
-          {"config_file", config()->source_file.string()}};
+                 {"running", runner["running"]},
+                 {"executors", runner["executors"]},
+                 {"clients", client_count_ ? client_count_() : 0},
+                 {"memory", process_memory()},
+                 {"cpu", cpu_report()},
+                 {"models", models_->stats()},
+                 {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count()},
+                 {"shutting_down", stopping()},
+                 {"config_file", config()->source_file.string()}};
+  // a CUDA device's own memory (allocator and driver); absent on a CPU, whose memory is `memory`
+  if (json device = device_memory(config()->device); !device.is_null()) status["device_memory"] = std::move(device);
   if (forwarder_) forwarder_->describe_status(status);
   return status;
 }

@@ -4,11 +4,12 @@
 #include <new>
 
 #include "host/common/client_text.hpp"
+#include "host/common/logging.hpp"
+#include "host/common/memory.hpp"
+#include "host/graph/plan_runner.hpp"
 #include "host/graph/planner.hpp"
 #include "host/metrics/metrics.hpp"
 #include "host/protocol/envelope.hpp"
-#include "host/runtime/logging.hpp"
-#include "host/runtime/memory.hpp"
 
 namespace sdxlhost::host::runtime {
 namespace {

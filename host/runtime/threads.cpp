@@ -2,7 +2,7 @@
 
 #include <ATen/Parallel.h>
 
-#include "host/runtime/memory.hpp"
+#include "host/common/memory.hpp"
 #include "sdxlhost/nn/cpu_runtime.hpp"
 
 namespace sdxlhost::host::runtime {

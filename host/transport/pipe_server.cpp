@@ -7,7 +7,7 @@
 
 #include <boost/asio.hpp>
 
-#include "host/runtime/logging.hpp"
+#include "host/common/logging.hpp"
 #include "host/transport/line_framer.hpp"
 #include "sdxlhost/sdk/error.hpp"
 

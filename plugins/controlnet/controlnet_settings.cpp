@@ -3,6 +3,7 @@
 #include <c10/core/Device.h>
 
 #include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/field_reader.hpp"
 
 namespace sdxlhost::controlnet {
 namespace {
@@ -12,14 +13,6 @@ using sdk::ErrorCode;
 
 [[noreturn]] void bad_setting(const std::string& key, const std::string& message) {
   throw Error(ErrorCode::ValidationError, message, "plugins.config.controlnet" + (key.empty() ? "" : "." + key));
-}
-
-void read_positive(const nlohmann::json& config, const char* key, int& out) {
-  if (!config.contains(key)) return;
-  const auto& value = config[key];
-  if (!value.is_number_integer() || value.get<long long>() < 1 || value.get<long long>() > (1 << 20))
-    bad_setting(key, std::string(key) + " must be a positive integer");
-  out = value.get<int>();
 }
 
 }  // namespace
@@ -37,12 +30,9 @@ std::string ControlNetSettings::cache_variant() const { return "controlnet:" + d
 ControlNetSettings ControlNetSettings::from_json(const nlohmann::json& config) {
   ControlNetSettings s;
   if (config.is_null()) return s;
-  if (!config.is_object()) bad_setting("", "plugins.config.controlnet must be an object");
-  for (const char* key : {"device", "dtype"}) {
-    if (!config.contains(key)) continue;
-    if (!config[key].is_string()) bad_setting(key, std::string(key) + " must be a string");
-    (std::string(key) == "device" ? s.device : s.dtype) = config[key].get<std::string>();
-  }
+  sdk::FieldReader reader(config, "plugins.config.controlnet");
+  reader.read_string("device", s.device);
+  reader.read_string("dtype", s.dtype);
   if (s.dtype != "fp32" && s.dtype != "bf16" && s.dtype != "fp16") bad_setting("dtype", "dtype must be fp32, bf16 or fp16");
   try {
     const at::Device device(s.device);
@@ -52,17 +42,18 @@ ControlNetSettings ControlNetSettings::from_json(const nlohmann::json& config) {
   }
   if (s.dtype == "fp16" && s.device == "cpu")
     bad_setting("dtype", "fp16 is not implemented on the CPU by this libtorch; use fp32 or bf16");
-  if (config.contains("types")) {
-    const auto& types = config["types"];
-    if (!types.is_object()) bad_setting("types", "types must be an object {type: model name}");
-    for (const auto& [type, model] : types.items()) {
-      if (!model.is_string() || model.get<std::string>().empty())
-        bad_setting("types." + type, "must be a model name (a non-empty string)");
-      s.types[type] = model.get<std::string>();
+  if (const nlohmann::json* types = reader.find("types")) {
+    if (!types->is_object()) bad_setting("types", "types must be an object {type: model name}");
+    sdk::FieldReader models(*types, reader.path_of("types"));
+    for (const auto& item : types->items()) {
+      std::string model;
+      models.read_string(item.key(), model);
+      if (model.empty()) models.fail(item.key(), "must be a model name (a non-empty string)");
+      s.types[item.key()] = model;
     }
   }
-  read_positive(config, "max_units", s.max_units);
-  read_positive(config, "max_image_side", s.max_image_side);
+  reader.read_int("max_units", s.max_units, 1, 1 << 20);
+  reader.read_int("max_image_side", s.max_image_side, 1, 1 << 20);
   return s;
 }
 

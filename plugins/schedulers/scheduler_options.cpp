@@ -1,29 +1,21 @@
 #include "scheduler_options.hpp"
 
 #include <cmath>
-#include <limits>
 
 #include "sdxlhost/sdk/error.hpp"
 
 namespace sdxlhost::schedulers {
-namespace {
-
-std::string join_quoted(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "'" : ", '") + item + "'";
-  return out;
-}
-
-std::string number_text(double value) {
-  if (std::isinf(value)) return value < 0 ? "-inf" : "inf";
-  nlohmann::json j = value;
-  return j.dump();
-}
-
-}  // namespace
 
 OptionReader::OptionReader(const nlohmann::json& input, std::string class_name)
     : input_(input.is_object() ? input : nlohmann::json::object()), class_name_(std::move(class_name)) {}
+
+sdk::FieldReader OptionReader::fields(bool key_in_message) const {
+  sdk::FieldErrors errors;
+  errors.prefix = class_name_ + ": ";
+  errors.key_in_message = key_in_message;
+  errors.range_as_between = true;
+  return sdk::FieldReader(input_, "data.scheduler_options", errors);
+}
 
 const nlohmann::json* OptionReader::find(const std::string& key) const {
   auto it = input_.find(key);
@@ -31,20 +23,16 @@ const nlohmann::json* OptionReader::find(const std::string& key) const {
 }
 
 void OptionReader::fail(const std::string& key, const std::string& message) const {
-  throw sdk::Error(sdk::ErrorCode::ValidationError, class_name_ + ": " + message,
-                   "data.scheduler_options." + key);
+  fields(/*key_in_message=*/false).fail(key, message);
 }
 
 std::string OptionReader::choice(const std::string& key, const std::string& fallback,
                                  const std::vector<std::string>& allowed) {
   std::string value = fallback;
   if (const auto* raw = find(key)) {
-    if (!raw->is_string()) fail(key, "'" + key + "' must be a string, one of " + join_quoted(allowed));
-    value = raw->get<std::string>();
-    bool known = false;
-    for (const auto& a : allowed) known = known || a == value;
-    if (!known)
-      fail(key, "unknown " + key + " '" + value + "'; allowed: " + join_quoted(allowed));
+    auto reader = fields();
+    if (raw->is_null()) reader.fail(key, "must be a string, one of the allowed values (got null)");
+    reader.read_choice(key, value, allowed);
   }
   effective_[key] = value;
   return value;
@@ -53,13 +41,8 @@ std::string OptionReader::choice(const std::string& key, const std::string& fall
 bool OptionReader::flag(const std::string& key, bool fallback) {
   bool value = fallback;
   if (const auto* raw = find(key)) {
-    if (raw->is_null()) {
-      value = false;  // diffusers' Optional[bool] = None behaves as False
-    } else if (!raw->is_boolean()) {
-      fail(key, "'" + key + "' must be true or false");
-    } else {
-      value = raw->get<bool>();
-    }
+    if (raw->is_null()) value = false;  // diffusers' Optional[bool] = None behaves as False
+    else fields().read_bool(key, value);
   }
   effective_[key] = value;
   return value;
@@ -73,14 +56,9 @@ void OptionReader::unsupported_flag(const std::string& key) {
 int OptionReader::integer(const std::string& key, int fallback, int min_value, int max_value) {
   int value = fallback;
   if (const auto* raw = find(key)) {
-    const bool integral = raw->is_number_integer() ||
-                          (raw->is_number_float() && std::floor(raw->get<double>()) == raw->get<double>());
-    if (!integral) fail(key, "'" + key + "' must be an integer");
-    const double v = raw->get<double>();
-    if (v < min_value || v > max_value)
-      fail(key, "'" + key + "' must be between " + std::to_string(min_value) + " and " +
-                    std::to_string(max_value) + " (got " + number_text(v) + ")");
-    value = static_cast<int>(v);
+    auto reader = fields();
+    if (raw->is_null()) reader.fail(key, "must be an integer (got null)");
+    reader.read_int(key, value, min_value, max_value);
   }
   effective_[key] = value;
   return value;
@@ -90,16 +68,9 @@ double OptionReader::number(const std::string& key, double fallback, double min_
                             double max_value) {
   double value = fallback;
   if (const auto* raw = find(key)) {
-    if (raw->is_null() && std::isinf(fallback)) {
-      value = fallback;  // a config that stored -inf as null
-    } else if (!raw->is_number()) {
-      fail(key, "'" + key + "' must be a number");
-    } else {
-      value = raw->get<double>();
-      if (!(value >= min_value && value <= max_value))
-        fail(key, "'" + key + "' must be between " + number_text(min_value) + " and " +
-                      number_text(max_value) + " (got " + number_text(value) + ")");
-    }
+    auto reader = fields();
+    if (raw->is_null() && !std::isinf(fallback)) reader.fail(key, "must be a number (got null)");
+    reader.read_number(key, value, min_value, max_value);  // null with an infinite default: -inf stored as null
   }
   effective_[key] = std::isinf(value) ? nlohmann::json(nullptr) : nlohmann::json(value);
   return value;

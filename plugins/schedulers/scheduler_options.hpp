@@ -4,11 +4,15 @@
 /// is taken (validated), every other key is ignored, missing keys get the class default. The
 /// result is the effective config (`Scheduler::config()`). A bad value throws
 /// sdk::Error(ValidationError) with field `data.scheduler_options.<key>` and the allowed values.
+/// Types and ranges are checked by the SDK's field reader (sdxlhost/sdk/field_reader.hpp),
+/// worded as diffusers users read them ("EulerDiscreteScheduler: 'eta' must be between 0 and 1").
 
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "sdxlhost/sdk/field_reader.hpp"
 
 namespace sdxlhost::schedulers {
 
@@ -44,10 +48,13 @@ class OptionReader {
   /// The effective config so far.
   const nlohmann::json& effective() const { return effective_; }
 
-  /// Throws the ValidationError for `key` with `message`.
+  /// Throws the ValidationError for `key` with `message` (which names the key itself).
   [[noreturn]] void fail(const std::string& key, const std::string& message) const;
 
  private:
+  /// A reader of the options; `key_in_message`: its errors start with the key in quotes.
+  sdk::FieldReader fields(bool key_in_message = true) const;
+  /// The option's value even when null; nullptr when absent.
   const nlohmann::json* find(const std::string& key) const;
 
   nlohmann::json input_;

@@ -1,11 +1,11 @@
 #include "canny_goldens.hpp"
 
-#include "sdxl/golden_util.hpp"
+#include "common/goldens.hpp"
 
-namespace controlnet_test {
+namespace sdxlhost::test_support {
 
 std::vector<CannyRecord> canny_records() {
-  const nlohmann::json report = sdxl_test::read_json(sdxl_test::golden("canny/report.json"));
+  const nlohmann::json report = sdxlhost::test_support::read_json(sdxlhost::test_support::golden("canny/report.json"));
   std::vector<CannyRecord> records;
   for (const auto& r : report.at("records")) {
     CannyRecord record;
@@ -21,4 +21,4 @@ std::vector<CannyRecord> canny_records() {
   return records;
 }
 
-}  // namespace controlnet_test
+}  // namespace sdxlhost::test_support

@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace controlnet_test {
+namespace sdxlhost::test_support {
 
 /// One cv2.Canny golden.
 struct CannyRecord {
@@ -20,4 +20,4 @@ struct CannyRecord {
 /// Every record of report.json (none named specially), with its options.
 std::vector<CannyRecord> canny_records();
 
-}  // namespace controlnet_test
+}  // namespace sdxlhost::test_support

@@ -18,7 +18,7 @@
 #include "prepare_stage.hpp"
 #include "prepared_control.hpp"
 #include "schedulers.hpp"
-#include "sdxl/golden_util.hpp"
+#include "common/goldens.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
 #include "sdxlhost/sdk/context.hpp"
@@ -28,7 +28,7 @@
 #include "stages.hpp"
 
 using namespace sdxlhost;
-using namespace sdxl_test;
+using namespace sdxlhost::test_support;
 using nlohmann::json;
 using nn::TensorMap;
 

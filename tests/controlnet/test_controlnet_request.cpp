@@ -13,7 +13,7 @@
 #include "controlnet_request.hpp"
 #include "controlnet_settings.hpp"
 #include "guidance_window.hpp"
-#include "sdxl/golden_util.hpp"
+#include "common/goldens.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
@@ -167,13 +167,13 @@ TEST(Residuals, UnitsAreSummedInOrderAndMismatchedUnetsRefused) {
 }
 
 TEST(Canny, EveryGoldenIsBitExactWithItsThreeChannelStack) {
-  const auto tensors = sdxl_test::load_tensors(sdxl_test::golden("canny/canny.safetensors"));
+  const auto tensors = sdxlhost::test_support::load_tensors(sdxlhost::test_support::golden("canny/canny.safetensors"));
   const CannyPreprocessor canny;
-  const auto records = controlnet_test::canny_records();
+  const auto records = sdxlhost::test_support::canny_records();
   ASSERT_GE(records.size(), 14u);
   for (const auto& record : records) {
     SCOPED_TRACE(record.key);
-    std::ifstream png(sdxl_test::golden("canny/" + record.image + ".png"), std::ios::binary);
+    std::ifstream png(sdxlhost::test_support::golden("canny/" + record.image + ".png"), std::ios::binary);
     const std::string bytes((std::istreambuf_iterator<char>(png)), std::istreambuf_iterator<char>());
     const sdk::Image input = nn::decode_image_rgb(bytes, "image");
     const sdk::Image out = canny.apply(input, record.options, "data.preprocessor");

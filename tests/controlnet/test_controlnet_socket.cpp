@@ -12,14 +12,14 @@
 
 #include "canny_goldens.hpp"
 #include "host/host_fixture.hpp"
-#include "sdxl/golden_util.hpp"
+#include "common/goldens.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 
-namespace sdxlhost::test {
+namespace sdxlhost::test_support {
 namespace {
 
 namespace fs = std::filesystem;
-using sdxl_test::golden;
+using sdxlhost::test_support::golden;
 
 std::string base64_file(const std::string& golden_path) {
   std::ifstream in(golden(golden_path), std::ios::binary);
@@ -132,8 +132,8 @@ TEST(ControlNetSocket, SingleAndMultiPipelineGoldensEndToEnd) {
 
 TEST(ControlNetSocket, CannyThroughThePreprocessMessageIsBitExactOnEveryGolden) {
   ControlNetHost host;
-  const auto tensors = sdxl_test::load_tensors(golden("canny/canny.safetensors"));
-  const auto records = controlnet_test::canny_records();
+  const auto tensors = sdxlhost::test_support::load_tensors(golden("canny/canny.safetensors"));
+  const auto records = sdxlhost::test_support::canny_records();
   ASSERT_GE(records.size(), 14u);
   for (const auto& record : records) {
     SCOPED_TRACE(record.key);
@@ -288,4 +288,4 @@ TEST(ControlNetSocket, DisablingThePluginMakesControlNetRequestsFeatureDisabledO
   EXPECT_LE(max_difference(response_image(plain), expected), 1);
 }
 
-}  // namespace sdxlhost::test
+}  // namespace sdxlhost::test_support

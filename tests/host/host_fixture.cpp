@@ -6,9 +6,9 @@
 #include <boost/asio.hpp>
 #include <gtest/gtest.h>
 
-#include "host/runtime/logging.hpp"
+#include "host/common/logging.hpp"
 
-namespace sdxlhost::test {
+namespace sdxlhost::test_support {
 namespace {
 
 json default_config(const std::filesystem::path& dir) {
@@ -116,4 +116,4 @@ json generation(const std::string& request_id, int steps, int step_ms, json extr
   return {{"message_type", "inference_request"}, {"request_id", request_id}, {"data", data}};
 }
 
-}  // namespace sdxlhost::test
+}  // namespace sdxlhost::test_support

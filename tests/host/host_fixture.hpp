@@ -18,7 +18,7 @@
 #include "host/transport/pipe_client.hpp"
 #include "host/transport/pipe_server.hpp"
 
-namespace sdxlhost::test {
+namespace sdxlhost::test_support {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
@@ -76,4 +76,4 @@ json generation(const std::string& request_id, int steps = 3, int step_ms = 1, j
 /// A unique temp folder (removed by the caller).
 std::filesystem::path make_temp_dir(const std::string& tag);
 
-}  // namespace sdxlhost::test
+}  // namespace sdxlhost::test_support

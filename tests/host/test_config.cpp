@@ -7,7 +7,7 @@
 #include "host_fixture.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
-namespace sdxlhost::test {
+namespace sdxlhost::test_support {
 namespace {
 
 using host::HostConfig;
@@ -104,4 +104,4 @@ TEST(Config, FileErrorsAreValidationErrors) {
 }
 
 }  // namespace
-}  // namespace sdxlhost::test
+}  // namespace sdxlhost::test_support

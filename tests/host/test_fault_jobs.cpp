@@ -9,11 +9,11 @@
 #include <thread>
 
 #include "common/black_png.hpp"
-#include "host/runtime/memory.hpp"
+#include "host/common/memory.hpp"
 #include "host_fixture.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 
-namespace sdxlhost::test {
+namespace sdxlhost::test_support {
 namespace {
 
 using test_support::black_png;
@@ -208,4 +208,4 @@ TEST(FaultJobs, AnInitImageIsResizedToTheDimensionsOrRefusedFromItsHeaderWhenIts
 }
 
 }  // namespace
-}  // namespace sdxlhost::test
+}  // namespace sdxlhost::test_support

@@ -7,7 +7,7 @@
 #include "host/transport/pipe_path.hpp"
 #include "host_fixture.hpp"
 
-namespace sdxlhost::test {
+namespace sdxlhost::test_support {
 namespace {
 
 using host::protocol::Envelope;
@@ -240,4 +240,4 @@ TEST(Request, DisabledFeatureObjectsBecomeNull) {
 }
 
 }  // namespace
-}  // namespace sdxlhost::test
+}  // namespace sdxlhost::test_support

@@ -9,7 +9,7 @@
 #include "host/transport/line_framer.hpp"
 #include "host_fixture.hpp"
 
-namespace sdxlhost::test {
+namespace sdxlhost::test_support {
 namespace {
 
 using host::protocol::EnvelopeError;
@@ -168,4 +168,4 @@ TEST(Framer, ALineOfLimitPlusOneBytesIsOversized) {
 }
 
 }  // namespace
-}  // namespace sdxlhost::test
+}  // namespace sdxlhost::test_support

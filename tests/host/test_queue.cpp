@@ -5,7 +5,7 @@
 #include "host/runtime/progress_throttle.hpp"
 #include "host_fixture.hpp"
 
-namespace sdxlhost::test {
+namespace sdxlhost::test_support {
 namespace {
 
 using runtime::Job;
@@ -71,4 +71,4 @@ TEST(ProgressThrottle, FirstLastAndInterval) {
 }
 
 }  // namespace
-}  // namespace sdxlhost::test
+}  // namespace sdxlhost::test_support

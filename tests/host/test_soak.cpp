@@ -15,10 +15,10 @@
 
 #include <gtest/gtest.h>
 
-#include "host/runtime/memory.hpp"
+#include "host/common/memory.hpp"
 #include "host_fixture.hpp"
 
-namespace sdxlhost::test {
+namespace sdxlhost::test_support {
 namespace {
 
 int open_fds() {
@@ -182,4 +182,4 @@ TEST(Soak, MixedClientsEveryRequestAnsweredOnceAndResourcesComeBack) {
 }
 
 }  // namespace
-}  // namespace sdxlhost::test
+}  // namespace sdxlhost::test_support

@@ -8,11 +8,11 @@
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
-#include "host/runtime/logging.hpp"
 #include "host/common/log_escape.hpp"
+#include "host/common/logging.hpp"
 #include "host_fixture.hpp"
 
-namespace sdxlhost::test {
+namespace sdxlhost::test_support {
 namespace {
 
 json message(const std::string& type, const std::string& id, json data = json::object()) {
@@ -303,4 +303,4 @@ TEST(SocketJobs, ClientTextIsEscapedInTheLog) {
 }
 
 }  // namespace
-}  // namespace sdxlhost::test
+}  // namespace sdxlhost::test_support

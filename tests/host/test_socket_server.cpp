@@ -14,7 +14,7 @@
 #include "common/plugin_mapping.hpp"
 #include "host_fixture.hpp"
 
-namespace sdxlhost::test {
+namespace sdxlhost::test_support {
 namespace {
 
 json message(const std::string& type, const std::string& id, json data = json::object()) {
@@ -475,4 +475,4 @@ TEST(SocketServer, ReloadConfigTogglesPluginsAndKeepsConfigOnBadFile) {
 }
 
 }  // namespace
-}  // namespace sdxlhost::test
+}  // namespace sdxlhost::test_support

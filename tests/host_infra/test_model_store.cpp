@@ -11,7 +11,8 @@
 #include "host/models/model_store.hpp"
 #include "host/plugins/plugin_manager.hpp"
 #include "sdxlhost/sdk/error.hpp"
-#include "temp_dir.hpp"
+#include "common/goldens.hpp"
+#include "common/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace sdxlhost;
@@ -26,12 +27,12 @@ class ModelStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     root_ = tmp_ / "models";
-    test_support::write_file(root_ / "checkpoints" / "base.safetensors", std::string(100, 'a'));
-    test_support::write_file(root_ / "checkpoints" / "other.safetensors", std::string(50, 'b'));
-    test_support::write_file(root_ / "checkpoints" / "third.safetensors", std::string(10, 'c'));
-    test_support::write_file(root_ / "checkpoints" / "diffusers_model" / "unet" / "w.bin", std::string(30, 'd'));
-    test_support::write_file(root_ / "loras" / "style.safetensors", std::string(20, 'e'));
-    test_support::write_file(tmp_ / "secret" / "outside.safetensors", "secret");
+    test_support::write_bytes(root_ / "checkpoints" / "base.safetensors", std::string(100, 'a'));
+    test_support::write_bytes(root_ / "checkpoints" / "other.safetensors", std::string(50, 'b'));
+    test_support::write_bytes(root_ / "checkpoints" / "third.safetensors", std::string(10, 'c'));
+    test_support::write_bytes(root_ / "checkpoints" / "diffusers_model" / "unet" / "w.bin", std::string(30, 'd'));
+    test_support::write_bytes(root_ / "loras" / "style.safetensors", std::string(20, 'e'));
+    test_support::write_bytes(tmp_ / "secret" / "outside.safetensors", "secret");
     fs::create_symlink(tmp_ / "secret" / "outside.safetensors", root_ / "checkpoints" / "escape.safetensors");
     fs::create_symlink(tmp_ / "secret", root_ / "checkpoints" / "escape_dir");
     fs::create_symlink(root_ / "checkpoints" / "base.safetensors", root_ / "checkpoints" / "alias.safetensors");
@@ -313,7 +314,7 @@ TEST_F(ModelStoreTest, AModelFileTruncatedWhileCachedIsLoadedAgain) {
   EXPECT_EQ(store.stats()["loaded_models"], 1);
   // A folder model: a file inside it replaced.
   store.load("checkpoints", "diffusers_model", "unet", "data.models.base", counting_loader(5));
-  test_support::write_file(root_ / "checkpoints" / "diffusers_model" / "unet" / "w.bin", "new weights");
+  test_support::write_bytes(root_ / "checkpoints" / "diffusers_model" / "unet" / "w.bin", "new weights");
   store.load("checkpoints", "diffusers_model", "unet", "data.models.base", counting_loader(5));
   EXPECT_EQ(loads_, 4);
   // A loader that fails on the truncated file: a clear MODEL_LOAD_ERROR, nothing stale cached.

@@ -18,7 +18,8 @@
 #include "host/output/image_writer.hpp"
 #include "error_capture.hpp"
 #include "sdxlhost/sdk/error.hpp"
-#include "temp_dir.hpp"
+#include "common/goldens.hpp"
+#include "common/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace sdxlhost;
@@ -395,7 +396,7 @@ TEST(Output, AProcessKilledWhileWritingLeavesNoPartialImage) {
   EXPECT_EQ(left[0].rfind(".sdxl-host-tmp-" + std::to_string(child) + "-", 0), 0u) << left[0];
 
   // The next start removes it; a temporary of a live process (ours) is kept.
-  test_support::write_file(out / "sub" / (".sdxl-host-tmp-" + std::to_string(::getpid()) + "-1-2"), "live");
+  test_support::write_bytes(out / "sub" / (".sdxl-host-tmp-" + std::to_string(::getpid()) + "-1-2"), "live");
   EXPECT_EQ(host::remove_stale_temporaries(out), 1u);
   EXPECT_EQ(files_under(out), std::vector<std::string>{".sdxl-host-tmp-" + std::to_string(::getpid()) + "-1-2"});
 }

@@ -7,9 +7,10 @@
 #include <vector>
 
 #include "../plugins/test_pattern.hpp"
+#include "error_capture.hpp"
+#include "host/graph/plan_runner.hpp"
 #include "host/graph/planner.hpp"
 #include "host/plugins/plugin_manager.hpp"
-#include "error_capture.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/registries.hpp"
 
@@ -154,6 +155,33 @@ TEST(Planner, DisabledFeatureIsAnErrorNamingFeatureAndConfigKey) {
   EXPECT_EQ(code_of([&] { host::plan_request(*set, refiner_request, OnDisabledFeature::Error, warnings); }),
             ErrorCode::FeatureDisabled);
   EXPECT_TRUE(warnings.empty());
+}
+
+TEST(Planner, AFeatureAPluginDeclaresIsPlannedLikeTheSchemaOnes) {
+  // The host knows no feature: a disabled plugin's info() declares {feature, request field}.
+  host::PluginRecord record;
+  record.name = "test_sketch";
+  record.state = "disabled";
+  record.request_features = {{"sketch", "data.sketch"}};
+  auto set = make_set(sdxl_like_stages(), {record});
+  sdk::GenerationRequest request;
+  request.data = {{"sketch", {{"enabled", false}, {"strokes", 3}}}};
+  std::vector<std::string> warnings;
+  EXPECT_NO_THROW(host::plan_request(*set, request, OnDisabledFeature::Error, warnings));
+  EXPECT_TRUE(host::required_features(*set, request).empty());
+
+  request.data["sketch"]["enabled"] = true;
+  EXPECT_EQ(host::required_features(*set, request), std::vector<std::string>{"sketch"});
+  std::string message, field;
+  EXPECT_EQ(code_of([&] { host::plan_request(*set, request, OnDisabledFeature::Error, warnings); }, &message,
+                    &field),
+            ErrorCode::FeatureDisabled);
+  EXPECT_EQ(field, "data.sketch");
+  EXPECT_NE(message.find("'sketch'"), std::string::npos) << message;
+  EXPECT_NE(message.find("plugins.enabled.test_sketch"), std::string::npos) << message;
+  host::plan_request(*set, request, OnDisabledFeature::Warn, warnings);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("data.sketch ignored"), std::string::npos) << warnings[0];
 }
 
 TEST(Planner, WarnModeRunsWithoutTheFeatureAndSaysSo) {

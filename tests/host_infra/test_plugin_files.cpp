@@ -10,11 +10,14 @@
 
 #include <gtest/gtest.h>
 
+#include "host/graph/plan_runner.hpp"
 #include "host/graph/planner.hpp"
 #include "host/plugins/plugin_file.hpp"
 #include "host/plugins/plugin_manager.hpp"
+#include "sdxlhost/sdk/image.hpp"
 #include "sdxlhost/sdk/request.hpp"
-#include "temp_dir.hpp"
+#include "common/goldens.hpp"
+#include "common/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace sdxlhost;
@@ -167,9 +170,9 @@ TEST(PluginFile, RunFoldersOfDeadProcessesAreRemoved) {
   test_support::TempDir tmp;
   // A pid that cannot exist (pid_max is at most 2^22 on Linux).
   const fs::path stale = tmp / "run" / "plugins-99999999-0";
-  test_support::write_file(stale / "test_generate-0123.so", "old");
+  test_support::write_bytes(stale / "test_generate-0123.so", "old");
   const fs::path alive = tmp / "run" / ("plugins-" + std::to_string(::getppid()) + "-0");
-  test_support::write_file(alive / "x.so", "kept");
+  test_support::write_bytes(alive / "x.so", "kept");
   host::PluginRunDir run_dir(tmp / "run");
   run_dir.copy(test_plugin("test_generate"));
   EXPECT_FALSE(fs::exists(stale));
@@ -182,7 +185,7 @@ TEST(PluginFile, ATruncatedPluginIsAFailedPluginAndTheOthersLoad) {
   fs::create_directories(dir);
   fs::copy_file(test_plugin("test_generate"), dir / "test_generate.so");
   const std::string upscale = read_all(test_plugin("test_upscale"));
-  test_support::write_file(dir / "test_upscale.so", upscale.substr(0, upscale.size() / 3));
+  test_support::write_bytes(dir / "test_upscale.so", upscale.substr(0, upscale.size() / 3));
 
   PluginSettings settings{dir, {}, true, nlohmann::json::object()};
   settings.run_dir = tmp / "run";

@@ -10,13 +10,16 @@
 #include <memory>
 #include <string>
 
+#include "host/graph/plan_runner.hpp"
 #include "host/graph/planner.hpp"
 #include "host/models/model_store.hpp"
 #include "host/plugins/plugin_manager.hpp"
 #include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/registries.hpp"
 #include "sdxlhost/sdk/request.hpp"
 #include "common/plugin_mapping.hpp"
-#include "temp_dir.hpp"
+#include "common/goldens.hpp"
+#include "common/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace sdxlhost;
@@ -191,7 +194,7 @@ TEST(PluginManager, ACachedModelMadeByAPluginKeepsItsLibraryUntilDropped) {
   test_support::TempDir tmp;
   const fs::path dir = make_plugin_dir(tmp, {"test_generate"});
   const fs::path library = dir / "test_generate.so";
-  test_support::write_file(tmp / "models" / "checkpoints" / "tiny.safetensors", std::string(64, 'x'));
+  test_support::write_bytes(tmp / "models" / "checkpoints" / "tiny.safetensors", std::string(64, 'x'));
   host::ModelStore models(host::ModelStoreSettings{tmp / "models"});
   PluginManager manager(PluginSettings{dir, {}, true, nlohmann::json::object()});
   manager.load();

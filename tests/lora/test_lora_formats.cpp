@@ -11,7 +11,7 @@
 #include <memory>
 #include <string>
 
-#include "sdxl/golden_util.hpp"
+#include "common/goldens.hpp"
 #include "sdxlhost/pipeline/sdxl_models.hpp"
 #include "sdxlhost/nn/lora.hpp"
 #include "sdxlhost/nn/patchable_weights.hpp"
@@ -26,9 +26,9 @@ using sdxlhost::nn::PatchableWeights;
 using sdxlhost::nn::TensorMap;
 using sdxlhost::sdk::Error;
 using sdxlhost::sdk::ErrorCode;
-using ::sdxl_test::golden;
-using ::sdxl_test::load_tensors;
-using ::sdxl_test::max_abs_diff;
+using ::sdxlhost::test_support::golden;
+using ::sdxlhost::test_support::load_tensors;
+using ::sdxlhost::test_support::max_abs_diff;
 
 constexpr double kAtol = 1e-6;  // goldens/lora/README: merged weights in float32
 

@@ -4,14 +4,14 @@
 #include <nlohmann/json.hpp>
 
 #include "host/config/host_config.hpp"
-#include "host/protocol/lora_tags.hpp"
+#include "sdxlhost/sdk/lora_tags.hpp"
 #include "host/protocol/request_parser.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
 namespace {
 
 using nlohmann::json;
-using sdxlhost::host::protocol::extract_lora_tags;
+using sdxlhost::sdk::extract_lora_tags;
 using sdxlhost::sdk::Error;
 
 sdxlhost::sdk::GenerationRequest parse(const json& data, std::vector<std::string>& warnings) {

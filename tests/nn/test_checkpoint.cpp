@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path tiny() { return sdxlhost::test::shared_dir() / "goldens/models/tiny_sdxl"; }
+fs::path tiny() { return sdxlhost::test_support::shared_dir() / "goldens/models/tiny_sdxl"; }
 
 void expect_same_tensors(const TensorMap& got, const TensorMap& want, const std::string& what) {
   ASSERT_EQ(got.names(), want.names()) << what;
@@ -32,7 +32,7 @@ TEST(Checkpoint, DiffusersFolderAndSingleFileGiveTheSameComponents) {
   ASSERT_EQ(folder.components.size(), 4u);
   EXPECT_EQ(folder.configs.at(Component::Unet)["cross_attention_dim"], 64);
 
-  sdxlhost::test::TempDir dir;
+  sdxlhost::test_support::TempDir dir;
   const fs::path file = dir.path() / "tiny_sdxl.safetensors";
   write_single_file_checkpoint(file, folder);
   const CheckpointWeights single = open_checkpoint(file);
@@ -46,7 +46,7 @@ TEST(Checkpoint, DiffusersFolderAndSingleFileGiveTheSameComponents) {
 
 TEST(Checkpoint, SingleFileWithoutConfigsInfersThemOrSaysWhatIsMissing) {
   const CheckpointWeights folder = open_checkpoint(tiny());
-  sdxlhost::test::TempDir dir;
+  sdxlhost::test_support::TempDir dir;
   const fs::path file = dir.path() / "no_metadata.safetensors";
   write_safetensors(file, diffusers_to_ldm_checkpoint({{Component::Unet, folder.components.at(Component::Unet)},
                                                       {Component::Vae, folder.components.at(Component::Vae)}}));
@@ -67,7 +67,7 @@ TEST(Checkpoint, SingleFileWithoutConfigsInfersThemOrSaysWhatIsMissing) {
 TEST(Checkpoint, StandaloneVaeFileInLdmNames) {
   const CheckpointWeights vae_folder = open_component(Component::Vae, tiny() / "vae");
   const TensorMap& vae = vae_folder.components.at(Component::Vae);
-  sdxlhost::test::TempDir dir;
+  sdxlhost::test_support::TempDir dir;
   const fs::path file = dir.path() / "custom_vae.safetensors";
   write_safetensors(file, KeyMap::for_component(Component::Vae, KeyLayout::Diffusers, vae.names()).to_ldm(vae));
   const CheckpointWeights opened = open_component(Component::Vae, file);
@@ -81,7 +81,7 @@ TEST(Checkpoint, StandaloneVaeFileInLdmNames) {
 
 TEST(Checkpoint, ShardedFolder) {
   const TensorMap te = SafetensorsFile::open(tiny() / "text_encoder/model.safetensors")->tensors();
-  sdxlhost::test::TempDir dir;
+  sdxlhost::test_support::TempDir dir;
   TensorMap first, second;
   nlohmann::json index = {{"metadata", nlohmann::json::object()}, {"weight_map", nlohmann::json::object()}};
   std::size_t i = 0;
@@ -102,7 +102,7 @@ TEST(Checkpoint, ShardedFolder) {
 }
 
 TEST(Checkpoint, NotACheckpointIsAClearError) {
-  sdxlhost::test::TempDir dir;
+  sdxlhost::test_support::TempDir dir;
   EXPECT_THROW(open_checkpoint(dir.path()), sdxlhost::sdk::Error);
   TensorMap junk;
   junk.set("hello", at::zeros({2}));

@@ -28,7 +28,7 @@ double max_diff(const at::Tensor& a, const at::Tensor& b) {
 }
 
 void expect_matches_golden(const ClipTextModel& model, const char* golden, bool projection) {
-  auto io = SafetensorsFile::open(sdxlhost::test::shared_dir() / "goldens/models/reference" / golden);
+  auto io = SafetensorsFile::open(sdxlhost::test_support::shared_dir() / "goldens/models/reference" / golden);
   const ClipTextOutput out = model.forward(io->tensor("input.input_ids"));
   ASSERT_EQ(out.hidden_states.size(), 3u);
   double worst = 0;
@@ -50,17 +50,17 @@ void expect_matches_golden(const ClipTextModel& model, const char* golden, bool 
 }  // namespace
 
 TEST(ClipTextModel, TextEncoderMatchesGoldenEveryHiddenState) {
-  auto model = ClipTextModel::load_folder(sdxlhost::test::shared_dir() / "goldens/models/tiny_sdxl/text_encoder");
+  auto model = ClipTextModel::load_folder(sdxlhost::test_support::shared_dir() / "goldens/models/tiny_sdxl/text_encoder");
   EXPECT_EQ(model->config().hidden_act, "quick_gelu");
   expect_matches_golden(*model, "text_encoder_io.safetensors", false);
 }
 
 TEST(ClipTextModel, TextEncoder2WithProjectionMatchesGolden) {
-  auto model = ClipTextModel::load_folder(sdxlhost::test::shared_dir() / "goldens/models/tiny_sdxl/text_encoder_2");
+  auto model = ClipTextModel::load_folder(sdxlhost::test_support::shared_dir() / "goldens/models/tiny_sdxl/text_encoder_2");
   EXPECT_EQ(model->config().hidden_act, "gelu");
   EXPECT_EQ(model->config().projection_dim, 32);
   expect_matches_golden(*model, "text_encoder_2_io.safetensors", true);
-  auto io = SafetensorsFile::open(sdxlhost::test::shared_dir() / "goldens/models/reference/text_encoder_2_io.safetensors");
+  auto io = SafetensorsFile::open(sdxlhost::test_support::shared_dir() / "goldens/models/reference/text_encoder_2_io.safetensors");
   if (io->contains("output.pooler_output")) {
     const auto out = model->forward(io->tensor("input.input_ids"));
     EXPECT_LT(max_diff(out.pooler_output, io->tensor("output.pooler_output")), kTolerance);
@@ -69,7 +69,7 @@ TEST(ClipTextModel, TextEncoder2WithProjectionMatchesGolden) {
 
 TEST(ClipTextModel, SameOutputsWhenLoadedFromTheSingleFileLayout) {
   // diffusers folder -> LDM single-file names (fused OpenCLIP qkv, transposed projection) -> back.
-  const auto root = sdxlhost::test::shared_dir() / "goldens/models/tiny_sdxl";
+  const auto root = sdxlhost::test_support::shared_dir() / "goldens/models/tiny_sdxl";
   auto te2_file = SafetensorsFile::open(root / "text_encoder_2/model.safetensors");
   const TensorMap ldm = diffusers_to_ldm_checkpoint({{Component::TextEncoder2, te2_file->tensors()}});
   const SplitCheckpoint split = ldm_checkpoint_to_diffusers(ldm);
@@ -84,10 +84,10 @@ TEST(ClipTextModel, FullSizeKeysAreExactlyTheModelParameters) {
       {"keys/sdxl_base_diffusers_text_encoder.json", "keys/configs/text_encoder_clip_l_config.json"},
       {"keys/sdxl_base_diffusers_text_encoder_2.json", "keys/configs/text_encoder_2_openclip_bigg_config.json"}};
   for (const auto& [keys, config_file] : cases) {
-    const auto config = ClipTextConfig::from_json(sdxlhost::test::read_golden_json(config_file));
+    const auto config = ClipTextConfig::from_json(sdxlhost::test_support::read_golden_json(config_file));
     const auto expected = ClipTextModel::expected_shapes(config);
     std::map<std::string, std::vector<int64_t>> listed;
-    const nlohmann::json list = sdxlhost::test::read_golden_json(keys);
+    const nlohmann::json list = sdxlhost::test_support::read_golden_json(keys);
     for (const auto& [key, shape] : list.items()) listed[key] = shape.get<std::vector<int64_t>>();
     EXPECT_EQ(expected, listed) << keys;
     // And the model loads them by name, on meta tensors (nothing allocated).
@@ -98,7 +98,7 @@ TEST(ClipTextModel, FullSizeKeysAreExactlyTheModelParameters) {
 }
 
 TEST(ClipTextModel, LoadAndInputErrorsAreClear) {
-  const auto folder = sdxlhost::test::shared_dir() / "goldens/models/tiny_sdxl/text_encoder";
+  const auto folder = sdxlhost::test_support::shared_dir() / "goldens/models/tiny_sdxl/text_encoder";
   auto file = SafetensorsFile::open(folder / "model.safetensors");
   std::ifstream in(folder / "config.json");
   const auto config = ClipTextConfig::from_json(nlohmann::json::parse(in));
@@ -124,9 +124,9 @@ TEST(ClipTextModel, LoadAndInputErrorsAreClear) {
 
 TEST(ClipTextModel, Bfloat16WeightsRunOnTheCpu) {
   // bf16 is the fast CPU dtype (fp16 matmul is missing on CPU in libtorch 1.13): same outputs to bf16 precision.
-  auto model = ClipTextModel::load_folder(sdxlhost::test::shared_dir() / "goldens/models/tiny_sdxl/text_encoder_2",
+  auto model = ClipTextModel::load_folder(sdxlhost::test_support::shared_dir() / "goldens/models/tiny_sdxl/text_encoder_2",
                                           at::kBFloat16);
-  auto io = SafetensorsFile::open(sdxlhost::test::shared_dir() / "goldens/models/reference/text_encoder_2_io.safetensors");
+  auto io = SafetensorsFile::open(sdxlhost::test_support::shared_dir() / "goldens/models/reference/text_encoder_2_io.safetensors");
   const ClipTextOutput out = model->forward(io->tensor("input.input_ids"));
   EXPECT_EQ(out.last_hidden_state.scalar_type(), at::kBFloat16);
   const at::Tensor want = io->tensor("output.last_hidden_state");
@@ -136,7 +136,7 @@ TEST(ClipTextModel, Bfloat16WeightsRunOnTheCpu) {
 TEST(ClipTextModel, WeightsArePlacedOnTheRequestedDevice) {
   // Only the CPU can run here; the meta device shows the weights go where `device` says (the
   // same call puts them on cuda:N), and forward keeps its outputs on the weights' device.
-  const auto folder = sdxlhost::test::shared_dir() / "goldens/models/tiny_sdxl/text_encoder_2";
+  const auto folder = sdxlhost::test_support::shared_dir() / "goldens/models/tiny_sdxl/text_encoder_2";
   auto meta = ClipTextModel::load_folder(folder, at::kFloat, at::kMeta);
   for (const auto& [name, tensor] : meta->named_parameters()) {
     EXPECT_TRUE(tensor->is_meta()) << name;

@@ -36,7 +36,7 @@ void expect_goldens(const ClipTokenizer& tokenizer, const nlohmann::json& cases,
 }  // namespace
 
 TEST(ClipTokenizer, FullVocabGoldensBothPadTokens) {
-  const auto dir = sdxlhost::test::shared_dir() / "goldens/tokenizer";
+  const auto dir = sdxlhost::test_support::shared_dir() / "goldens/tokenizer";
   const auto goldens = read_json(dir / "tokenizer_goldens_full_vocab.json");
   const auto first = ClipTokenizer::load(dir / "clip_vocab/vocab.json", dir / "clip_vocab/merges.txt");
   EXPECT_EQ(first.vocab_size(), 49408u);
@@ -51,7 +51,7 @@ TEST(ClipTokenizer, FullVocabGoldensBothPadTokens) {
 }
 
 TEST(ClipTokenizer, TinyVocabGoldensFromThePipelineFolders) {
-  const auto root = sdxlhost::test::shared_dir() / "goldens";
+  const auto root = sdxlhost::test_support::shared_dir() / "goldens";
   const auto goldens = read_json(root / "tokenizer/tokenizer_goldens_tiny_vocab.json");
   const auto first = ClipTokenizer::load_folder(root / "models/tiny_sdxl/tokenizer");
   const auto second = ClipTokenizer::load_folder(root / "models/tiny_sdxl/tokenizer_2");
@@ -62,7 +62,7 @@ TEST(ClipTokenizer, TinyVocabGoldensFromThePipelineFolders) {
 }
 
 TEST(ClipTokenizer, LongPromptsInChunksOf75) {
-  const auto dir = sdxlhost::test::shared_dir() / "goldens/tokenizer/clip_vocab";
+  const auto dir = sdxlhost::test_support::shared_dir() / "goldens/tokenizer/clip_vocab";
   const auto tokenizer = ClipTokenizer::load(dir / "vocab.json", dir / "merges.txt");
   std::string prompt;
   for (int i = 0; i < 160; ++i) prompt += "cat ";
@@ -83,7 +83,7 @@ TEST(ClipTokenizer, LongPromptsInChunksOf75) {
 }
 
 TEST(ClipTokenizer, MissingOrBrokenFilesAreClearErrors) {
-  sdxlhost::test::TempDir dir;
+  sdxlhost::test_support::TempDir dir;
   EXPECT_THROW(ClipTokenizer::load(dir.path() / "vocab.json", dir.path() / "merges.txt"), sdxlhost::sdk::Error);
   std::ofstream(dir.path() / "vocab.json") << "{\"a</w>\": 0}";
   std::ofstream(dir.path() / "merges.txt") << "#version: 0.2\n";

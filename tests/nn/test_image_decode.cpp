@@ -78,7 +78,7 @@ std::string refusal(const std::string& text) {
 }  // namespace
 
 TEST(ImageDecode, PngGoldenDecodesToTheReferencePixels) {
-  const auto dir = sdxlhost::test::shared_dir() / "goldens/vae";
+  const auto dir = sdxlhost::test_support::shared_dir() / "goldens/vae";
   std::ifstream in(dir / "input_image.png", std::ios::binary);
   ASSERT_TRUE(in.good());
   const std::string png((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -137,7 +137,7 @@ TEST(ImageDecode, BadInputIsAValidationErrorNamingTheField) {
   for (int i : {5, 7}) huge[sof + i] = static_cast<char>(0x7F);
   for (int i : {6, 8}) huge[sof + i] = static_cast<char>(0xFF);
   EXPECT_NE(refusal(encode_base64(huge)).find("pixels a side"), std::string::npos);
-  std::ifstream in(sdxlhost::test::shared_dir() / "goldens/vae/input_image.png", std::ios::binary);
+  std::ifstream in(sdxlhost::test_support::shared_dir() / "goldens/vae/input_image.png", std::ios::binary);
   const std::string png((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_NE(refusal(encode_base64(png.substr(0, png.size() - 40))), "(accepted)");  // truncated PNG
 }

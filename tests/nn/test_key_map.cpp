@@ -16,8 +16,8 @@
 #include "sdxlhost/sdk/error.hpp"
 
 using namespace sdxlhost::nn;
-using sdxlhost::test::meta_tensors;
-using sdxlhost::test::read_golden_json;
+using sdxlhost::test_support::meta_tensors;
+using sdxlhost::test_support::read_golden_json;
 
 namespace {
 
@@ -180,7 +180,7 @@ TEST(KeyMap, StructureIsReadFromTheKeysOfEitherLayout) {
 TEST(KeyMap, TinyModelValuesSurviveBothDirections) {
   // Real tensors (the tiny diffusers folder): diffusers -> LDM -> diffusers is the identity,
   // and the fused / transposed / reshaped tensors hold the right values in LDM form.
-  const auto root = sdxlhost::test::shared_dir() / "goldens/models/tiny_sdxl";
+  const auto root = sdxlhost::test_support::shared_dir() / "goldens/models/tiny_sdxl";
   std::map<Component, TensorMap> components;
   std::map<Component, std::shared_ptr<const SafetensorsFile>> files;
   const std::pair<Component, const char*> parts[] = {

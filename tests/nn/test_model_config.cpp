@@ -12,8 +12,8 @@
 #include "sdxlhost/sdk/error.hpp"
 
 using namespace sdxlhost::nn;
-using sdxlhost::test::meta_tensors;
-using sdxlhost::test::read_golden_json;
+using sdxlhost::test_support::meta_tensors;
+using sdxlhost::test_support::read_golden_json;
 
 namespace {
 
@@ -52,7 +52,7 @@ TEST(ModelConfig, FullSizeUnetConfigsAreInferredFromShapes) {
 }
 
 TEST(ModelConfig, TinyUnetAndVaeConfigsMatchTheirConfigJson) {
-  const auto root = sdxlhost::test::shared_dir() / "goldens/models/tiny_sdxl";
+  const auto root = sdxlhost::test_support::shared_dir() / "goldens/models/tiny_sdxl";
   auto unet = SafetensorsFile::open(root / "unet/diffusion_pytorch_model.safetensors");
   // Tiny heads are 16 wide, which shapes cannot reveal: heads are not compared (docs/nn.md).
   expect_unet_matches(infer_unet_config(unet->tensors(), 32), read_golden_json("models/tiny_sdxl/unet/config.json"), false);

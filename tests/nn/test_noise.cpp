@@ -11,7 +11,7 @@ using namespace sdxlhost::nn;
 
 namespace {
 std::shared_ptr<const SafetensorsFile> golden(const char* name) {
-  return SafetensorsFile::open(sdxlhost::test::shared_dir() / "goldens/models/reference" / name);
+  return SafetensorsFile::open(sdxlhost::test_support::shared_dir() / "goldens/models/reference" / name);
 }
 }  // namespace
 

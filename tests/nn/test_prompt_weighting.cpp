@@ -22,7 +22,7 @@ Runs parse(std::string_view prompt) {
 
 const ClipTokenizer& tokenizer() {
   static const ClipTokenizer tok = [] {
-    const auto dir = sdxlhost::test::shared_dir() / "goldens/tokenizer/clip_vocab";
+    const auto dir = sdxlhost::test_support::shared_dir() / "goldens/tokenizer/clip_vocab";
     return ClipTokenizer::load(dir / "vocab.json", dir / "merges.txt");
   }();
   return tok;

@@ -14,7 +14,7 @@
 using namespace sdxlhost::nn;
 
 TEST(Robustness, RandomBytesAndSyntaxNeverCrashTheTokenizerOrParser) {
-  const auto dir = sdxlhost::test::shared_dir() / "goldens/models/tiny_sdxl/tokenizer_2";
+  const auto dir = sdxlhost::test_support::shared_dir() / "goldens/models/tiny_sdxl/tokenizer_2";
   const auto tokenizer = ClipTokenizer::load_folder(dir);
   std::mt19937 rng(7);
   const std::string alphabet = "ab (:)[]\\1.5 BREAK,!<|endoftext|>\xc3\xa9\xe6\x97\xa5";

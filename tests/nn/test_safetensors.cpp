@@ -61,7 +61,7 @@ TensorMap sample_tensors() {
 }  // namespace
 
 TEST(Safetensors, RoundTripEveryDtypeThroughAFile) {
-  sdxlhost::test::TempDir dir;
+  sdxlhost::test_support::TempDir dir;
   const TensorMap written = sample_tensors();
   const fs::path path = dir.path() / "round.safetensors";
   sdxlhost::nn::write_safetensors(path, written, {{"format", "pt"}});
@@ -80,7 +80,7 @@ TEST(Safetensors, RoundTripEveryDtypeThroughAFile) {
 }
 
 TEST(Safetensors, ViewsAreZeroCopyAndOutliveTheFileObject) {
-  sdxlhost::test::TempDir dir;
+  sdxlhost::test_support::TempDir dir;
   const fs::path path = dir.path() / "views.safetensors";
   sdxlhost::nn::write_safetensors(path, sample_tensors());
   at::Tensor kept;
@@ -100,7 +100,7 @@ TEST(Safetensors, ViewsAreZeroCopyAndOutliveTheFileObject) {
 }
 
 TEST(Safetensors, ReadsTheGoldenFilesOfTheReferenceWriter) {
-  auto file = SafetensorsFile::open(sdxlhost::test::shared_dir() /
+  auto file = SafetensorsFile::open(sdxlhost::test_support::shared_dir() /
                                     "goldens/models/reference/text_encoder_io.safetensors");
   at::Tensor ids = file->tensor("input.input_ids");
   EXPECT_EQ(ids.scalar_type(), at::kLong);
@@ -111,7 +111,7 @@ TEST(Safetensors, ReadsTheGoldenFilesOfTheReferenceWriter) {
 }
 
 TEST(Safetensors, MissingTensorAndMissingFileNameTheFileAndTensor) {
-  sdxlhost::test::TempDir dir;
+  sdxlhost::test_support::TempDir dir;
   const fs::path path = dir.path() / "names.safetensors";
   sdxlhost::nn::write_safetensors(path, sample_tensors());
   auto file = SafetensorsFile::open(path);
@@ -194,7 +194,7 @@ TEST(SafetensorsCorpus, DuplicateNames) {
 TEST(Safetensors, MisalignedTensorsAreCopiedNotViewed) {
   // Legal but unusual: an F32 tensor at an odd offset. The reader copies it (aligned) and the
   // values are right.
-  sdxlhost::test::TempDir dir;
+  sdxlhost::test_support::TempDir dir;
   std::string data(2, '\0');
   const float values[3] = {1.5f, -2.0f, 3.25f};
   data.append(reinterpret_cast<const char*>(values), sizeof(values));
@@ -220,7 +220,7 @@ TEST(SafetensorsCorpus, BadDtype) {
 }
 
 TEST(SafetensorsCorpus, CorruptFileOnDiskGivesAnErrorNamingTheFile) {
-  sdxlhost::test::TempDir dir;
+  sdxlhost::test_support::TempDir dir;
   const fs::path path = dir.path() / "broken.safetensors";
   std::string bytes = serialize_safetensors(sample_tensors());
   std::ofstream(path, std::ios::binary) << bytes.substr(0, bytes.size() / 2);

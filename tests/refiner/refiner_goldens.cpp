@@ -2,13 +2,13 @@
 
 #include <stdexcept>
 
-#include "sdxl/golden_util.hpp"
+#include "common/goldens.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
 
-namespace refiner_test {
+namespace sdxlhost::test_support {
 
 Golden load_golden(const std::string& file) {
-  const auto opened = sdxlhost::nn::SafetensorsFile::open(sdxl_test::golden("refiner/" + file));
+  const auto opened = sdxlhost::nn::SafetensorsFile::open(sdxlhost::test_support::golden("refiner/" + file));
   return {opened->tensors(), opened->metadata()};
 }
 
@@ -25,4 +25,4 @@ std::string Golden::scheduler() const {
   return s.substr(0, s.find(' '));
 }
 
-}  // namespace refiner_test
+}  // namespace sdxlhost::test_support

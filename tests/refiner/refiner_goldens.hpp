@@ -7,7 +7,7 @@
 
 #include "sdxlhost/nn/tensor_map.hpp"
 
-namespace refiner_test {
+namespace sdxlhost::test_support {
 
 /// One golden file: tensors and the `__metadata__` strings.
 struct Golden {
@@ -23,4 +23,4 @@ struct Golden {
 /// goldens/refiner/<file>.
 Golden load_golden(const std::string& file);
 
-}  // namespace refiner_test
+}  // namespace sdxlhost::test_support

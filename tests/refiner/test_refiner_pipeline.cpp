@@ -17,7 +17,7 @@
 #include "refiner_goldens.hpp"
 #include "refiner_models.hpp"
 #include "schedulers.hpp"
-#include "sdxl/golden_util.hpp"
+#include "common/goldens.hpp"
 #include "sdxlhost/nn/checkpoint.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/nn/key_map.hpp"
@@ -37,13 +37,13 @@
 
 namespace fs = std::filesystem;
 using namespace sdxlhost;
-using refiner_test::Golden;
-using refiner_test::load_golden;
-using sdxl_test::golden;
-using sdxl_test::load_tensors;
-using sdxl_test::max_abs_diff;
-using sdxl_test::meta_tensors;
-using sdxl_test::read_json;
+using sdxlhost::test_support::Golden;
+using sdxlhost::test_support::load_golden;
+using sdxlhost::test_support::golden;
+using sdxlhost::test_support::load_tensors;
+using sdxlhost::test_support::max_abs_diff;
+using sdxlhost::test_support::meta_tensors;
+using sdxlhost::test_support::read_json;
 
 namespace {
 

@@ -16,17 +16,17 @@
 
 #include "host/host_fixture.hpp"
 #include "refiner_goldens.hpp"
-#include "sdxl/golden_util.hpp"
+#include "common/goldens.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
 
-namespace sdxlhost::test {
+namespace sdxlhost::test_support {
 namespace {
 
 namespace fs = std::filesystem;
-using refiner_test::Golden;
-using refiner_test::load_golden;
-using sdxl_test::golden;
+using sdxlhost::test_support::Golden;
+using sdxlhost::test_support::load_golden;
+using sdxlhost::test_support::golden;
 
 std::string file_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -331,4 +331,4 @@ TEST(RefinerSocket, ASkippedRefinerIsNotNamedInTheMetadata) {
   EXPECT_EQ(parameters.find("Refiner:"), std::string::npos) << parameters;
 }
 
-}  // namespace sdxlhost::test
+}  // namespace sdxlhost::test_support

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <iostream>
 
-#include "scheduler_plugin_loader.hpp"
+#include "common/plugin_loader.hpp"
 #include "sdxlhost/nn/scheduler_defaults.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
@@ -27,9 +27,9 @@ int fail(const std::string& message) {
 int main(int argc, char** argv) {
   if (argc != 2) return fail("usage: example_plugin_probe <plugin.so>");
   try {
-    sdxlhost::test::LoadedSchedulers loaded(argv[1]);
-    auto& registries = loaded.registries();
-    if (loaded.plugin().info().name != "example_scheduler") return fail("unexpected plugin name");
+    sdxlhost::test_support::LoadedPlugin loaded(argv[1]);
+    const auto& registries = loaded.registries();
+    if (loaded.info().name != "example_scheduler") return fail("unexpected plugin name");
     if (registries.scheduler_names() != std::vector<std::string>{"ExampleEulerScheduler"})
       return fail("ExampleEulerScheduler is not registered");
     auto scheduler = registries.create_scheduler("example euler", sdxlhost::nn::sdxl_scheduler_config(), {});

@@ -12,9 +12,9 @@
 #include <fstream>
 #include <map>
 
-#include "golden_json.hpp"
+#include "common/goldens.hpp"
 #include "schedule_tables.hpp"
-#include "scheduler_plugin_loader.hpp"
+#include "common/plugin_loader.hpp"
 #include "sdxlhost/nn/denoise_window.hpp"
 #include "sdxlhost/nn/scheduler_defaults.hpp"
 #include "sdxlhost/sdk/error.hpp"
@@ -30,8 +30,8 @@ const std::vector<std::string> kClasses = {
     "EulerDiscreteScheduler", "HeunDiscreteScheduler", "KDPM2AncestralDiscreteScheduler", "KDPM2DiscreteScheduler",
     "LMSDiscreteScheduler", "UniPCMultistepScheduler"};
 
-test::LoadedSchedulers& loaded() {
-  static test::LoadedSchedulers instance;
+const test_support::LoadedPlugin& loaded() {
+  static test_support::LoadedPlugin instance(test_support::built_plugin("schedulers"));
   return instance;
 }
 
@@ -82,7 +82,7 @@ at::Tensor run_loop(sdk::Scheduler& s, int steps, at::ScalarType dtype, sdk::Noi
 
 TEST(SchedulerPlugin, RegistersTheTenClassesUnderDiffusersNames) {
   EXPECT_EQ(loaded().registries().scheduler_names(), kClasses);
-  const sdk::PluginInfo info = loaded().plugin().info();
+  const sdk::PluginInfo info = loaded().info();
   EXPECT_EQ(info.name, "schedulers");
   for (const auto& name : kClasses)
     EXPECT_NE(std::find(info.provides.begin(), info.provides.end(), name), info.provides.end()) << name;
@@ -201,7 +201,7 @@ TEST(ScheduleTables, Float32BetasAndAlphasCumprodMatchDiffusersBitForBit) {
   const char* shared = std::getenv("SDXLHOST_SHARED_DIR");
   const fs::path index = fs::path(shared && *shared ? shared : SDXLHOST_SHARED_DIR) / "goldens/schedulers/index.json";
   ASSERT_TRUE(fs::exists(index)) << index;
-  const json golden = test::read_golden_json(index);
+  const json golden = test_support::read_json(index);
   json config = golden.at("sdxl_scheduler_config");
   const schedulers::TrainSchedule s = schedulers::make_train_schedule(config);
   const auto& betas = golden.at("betas").at("data");

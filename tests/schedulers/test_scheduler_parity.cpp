@@ -25,8 +25,8 @@
 
 #include <unistd.h>
 
-#include "golden_json.hpp"
-#include "scheduler_plugin_loader.hpp"
+#include "common/goldens.hpp"
+#include "common/plugin_loader.hpp"
 #include "sdxlhost/nn/denoise_window.hpp"
 #include "sdxlhost/nn/scheduler_defaults.hpp"
 #include "sdxlhost/sdk/error.hpp"
@@ -190,7 +190,7 @@ json config_of_record(const json& rec) {
   return config;
 }
 
-Outcome run_record(const json& rec, const json* base_config, sdk::Registries& registries) {
+Outcome run_record(const json& rec, const json* base_config, const sdk::Registries& registries) {
   Outcome out;
   const std::string name = rec.at("name").get<std::string>();
   auto scheduler = registries.create_scheduler(name, base_config ? *base_config : config_of_record(rec),
@@ -265,19 +265,19 @@ std::vector<fs::path> record_files(const fs::path& dir) {
 json base_config_of(const fs::path& dir) {
   json base_config = nn::sdxl_scheduler_config();
   if (fs::exists(dir / "index.json")) {
-    const json index = test::read_golden_json(dir / "index.json");
+    const json index = test_support::read_json(dir / "index.json");
     if (index.contains("sdxl_scheduler_config")) base_config = index.at("sdxl_scheduler_config");
   }
   return base_config;
 }
 
 /// Writes `rec` to a fresh temp dir, reads it back as the parity test reads records and runs it.
-Outcome run_written_copy(const json& rec, const json& base_config, sdk::Registries& registries) {
+Outcome run_written_copy(const json& rec, const json& base_config, const sdk::Registries& registries) {
   const fs::path dir = fs::temp_directory_path() / ("sdxlhost_parity_selftest_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const fs::path file = dir / rec.at("file").get<std::string>();
   std::ofstream(file) << rec.dump();
-  const json copy = test::read_golden_json(file);
+  const json copy = test_support::read_json(file);
   fs::remove_all(dir);
   return run_record(copy, &base_config, registries);
 }
@@ -311,9 +311,9 @@ TEST(SchedulerParity, PerturbedRecordFails) {
   const fs::path file = dir / "EulerDiscreteScheduler__karras__8.json";
   ASSERT_TRUE(fs::exists(file)) << "record missing: " << file;
   at::set_num_threads(1);
-  test::LoadedSchedulers loaded;
+  test_support::LoadedPlugin loaded(test_support::built_plugin("schedulers"));
   const json base_config = base_config_of(dir);
-  const json rec = test::read_golden_json(file);
+  const json rec = test_support::read_json(file);
   const Outcome control = run_written_copy(rec, base_config, loaded.registries());
   ASSERT_TRUE(control.failures.empty()) << "unmodified copy fails:" << failures_of(control);
 
@@ -353,11 +353,11 @@ TEST(SchedulerParity, EveryRecordWithinTolerance) {
   const fs::path dir = goldens_dir();
   ASSERT_TRUE(fs::is_directory(dir)) << "goldens directory missing: " << dir;
   at::set_num_threads(1);
-  test::LoadedSchedulers loaded;
+  test_support::LoadedPlugin loaded(test_support::built_plugin("schedulers"));
   const bool has_index = fs::exists(dir / "index.json");
   const json base_config = base_config_of(dir);
   if (has_index) {
-    const json index = test::read_golden_json(dir / "index.json");
+    const json index = test_support::read_json(dir / "index.json");
     for (const auto& f : index.value("files", json::array()))
       EXPECT_TRUE(fs::exists(dir / f.at("file").get<std::string>())) << "index lists a missing record " << f.at("file");
   }
@@ -369,7 +369,7 @@ TEST(SchedulerParity, EveryRecordWithinTolerance) {
     Outcome out;
     std::string name = "?";
     try {
-      const json rec = test::read_golden_json(file);
+      const json rec = test_support::read_json(file);
       name = rec.at("name").get<std::string>();
       out = run_record(rec, has_index ? &base_config : nullptr, loaded.registries());
     } catch (const std::exception& e) {

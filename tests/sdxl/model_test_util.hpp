@@ -7,11 +7,11 @@
 
 #include <string>
 
-#include "golden_util.hpp"
+#include "common/goldens.hpp"
 #include "sdxlhost/nn/tensor_map.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
-namespace sdxl_test {
+namespace sdxlhost::test_support {
 
 using sdxlhost::nn::TensorMap;
 using sdxlhost::sdk::Error;
@@ -34,4 +34,4 @@ std::string validation_field(Call&& call) {
   return "(no error)";
 }
 
-}  // namespace sdxl_test
+}  // namespace sdxlhost::test_support

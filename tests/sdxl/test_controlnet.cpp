@@ -12,7 +12,7 @@
 
 using sdxlhost::nn::ControlNetConfig;
 using sdxlhost::nn::ControlNetModel;
-using namespace sdxl_test;
+using namespace sdxlhost::test_support;
 
 namespace {
 

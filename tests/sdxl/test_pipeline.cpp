@@ -15,7 +15,7 @@
 #include <mutex>
 
 #include "common/test_model_access.hpp"
-#include "golden_util.hpp"
+#include "common/goldens.hpp"
 #include "sdxlhost/nn/checkpoint.hpp"
 #include "sdxlhost/nn/clip_tokenizer.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
@@ -38,7 +38,7 @@
 
 namespace fs = std::filesystem;
 using namespace sdxlhost;
-using namespace sdxl_test;
+using namespace sdxlhost::test_support;
 using nn::TensorMap;
 using sdk::Error;
 using sdk::ErrorCode;

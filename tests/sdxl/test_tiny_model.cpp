@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 
-#include "golden_util.hpp"
+#include "common/goldens.hpp"
 #include "sdxlhost/nn/key_map.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
 #include "sdxlhost/nn/unet.hpp"
@@ -16,7 +16,7 @@
 
 namespace fs = std::filesystem;
 using namespace sdxlhost;
-using namespace sdxl_test;
+using namespace sdxlhost::test_support;
 
 namespace {
 

@@ -20,7 +20,7 @@
 
 using sdxlhost::nn::UNet2DConditionModel;
 using sdxlhost::nn::UNetConfig;
-using namespace sdxl_test;
+using namespace sdxlhost::test_support;
 
 namespace {
 

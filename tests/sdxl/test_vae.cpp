@@ -17,7 +17,7 @@
 using sdxlhost::nn::AutoencoderKL;
 using sdxlhost::nn::VaeConfig;
 using sdxlhost::nn::VaeTiling;
-using namespace sdxl_test;
+using namespace sdxlhost::test_support;
 
 namespace {
 

@@ -13,7 +13,7 @@
 #include "upscaler_model.hpp"
 #include "upscaler_test_util.hpp"
 
-namespace upscaler_test {
+namespace sdxlhost::test_support {
 namespace {
 
 namespace fs = std::filesystem;
@@ -248,4 +248,4 @@ TEST(SRVGGNetCompact, DetectsItsConfigurationAndFollowsTheFormula) {
 }
 
 }  // namespace
-}  // namespace upscaler_test
+}  // namespace sdxlhost::test_support

@@ -10,7 +10,7 @@
 #include "upscaler_model.hpp"
 #include "upscaler_test_util.hpp"
 
-namespace upscaler_test {
+namespace sdxlhost::test_support {
 namespace {
 
 using namespace sdxlhost::upscaler;
@@ -180,4 +180,4 @@ TEST(UpscaleOptions, DefaultsAndBadFieldsWithTheirPaths) {
 }
 
 }  // namespace
-}  // namespace upscaler_test
+}  // namespace sdxlhost::test_support

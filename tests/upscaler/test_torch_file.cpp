@@ -10,7 +10,7 @@
 #include "torch_zip_writer.hpp"
 #include "upscaler_test_util.hpp"
 
-namespace upscaler_test {
+namespace sdxlhost::test_support {
 namespace {
 
 using sdxlhost::nn::parse_torch_file;
@@ -185,4 +185,4 @@ TEST(TorchFile, FlippedBytesGiveAnErrorOrTensorsNeverACrash) {
 }
 
 }  // namespace
-}  // namespace upscaler_test
+}  // namespace sdxlhost::test_support

@@ -14,21 +14,21 @@
 #include "upscaler_model.hpp"
 #include "upscaler_test_util.hpp"
 
-namespace upscaler_test {
+namespace sdxlhost::test_support {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 using sdxlhost::sdk::Image;
-using sdxlhost::test::generation;
-using sdxlhost::test::HostFixture;
+using sdxlhost::test_support::generation;
+using sdxlhost::test_support::HostFixture;
 using namespace sdxlhost::upscaler;
 using namespace std::string_literals;
 
 /// A plugin folder with the real upscaler and the test generation flow (no test_upscale, which
 /// also provides "upscaler"), and models_root/upscalers with the golden weight files.
 struct UpscalerHost {
-  fs::path root = sdxlhost::test::make_temp_dir("upscaler-socket");
+  fs::path root = sdxlhost::test_support::make_temp_dir("upscaler-socket");
   std::unique_ptr<HostFixture> fixture;
 
   explicit UpscalerHost(bool upscaler_enabled = true) {
@@ -255,4 +255,4 @@ TEST(UpscalerSocket, DisablingTheUpscalerRefusesItAndChangesNothingElse) {
 }
 
 }  // namespace
-}  // namespace upscaler_test
+}  // namespace sdxlhost::test_support

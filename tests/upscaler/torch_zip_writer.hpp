@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-namespace upscaler_test {
+namespace sdxlhost::test_support {
 
 /// CRC-32 (IEEE) of `data`, for honest zip headers.
 inline std::uint32_t crc32(const std::string& data) {
@@ -100,4 +100,4 @@ inline std::string float_bytes(const std::vector<float>& values) {
   return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
 }
 
-}  // namespace upscaler_test
+}  // namespace sdxlhost::test_support

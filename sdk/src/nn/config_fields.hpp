@@ -1,28 +1,38 @@
 #pragma once
-// Internal to sdxlhost_nn: reading fields of a diffusers/transformers config.json.
+// Internal to sdxlhost_nn: reading fields of a diffusers/transformers config.json with the SDK's
+// field reader, worded "<model> config: '<key>' <message>" (MODEL_LOAD_ERROR without a field: the
+// host names the request field that chose the model).
 #include <nlohmann/json.hpp>
 
 #include <string>
 
 #include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/field_reader.hpp"
 
 namespace sdxlhost::nn::detail {
 
-/// Throws sdk::Error(ModelLoadError) "<model> config: '<key>' <message>".
-[[noreturn]] inline void config_field_error(const char* model, const std::string& key, const std::string& message) {
-  throw sdk::Error(sdk::ErrorCode::ModelLoadError, std::string(model) + " config: '" + key + "' " + message);
+/// A reader of `config` (an object) for errors about `model`'s config.json.
+inline sdk::FieldReader config_reader(const nlohmann::json& config, const char* model) {
+  sdk::FieldErrors errors;
+  errors.code = sdk::ErrorCode::ModelLoadError;
+  errors.prefix = std::string(model) + " config: ";
+  errors.key_in_message = true;
+  errors.field_in_error = false;
+  return sdk::FieldReader(config, "", errors);
 }
 
-/// config[key] as T; `fallback` when absent or null; a config_field_error for the wrong type.
+/// Throws sdk::Error(ModelLoadError) "<model> config: '<key>' <message>".
+[[noreturn]] inline void config_field_error(const char* model, const std::string& key, const std::string& message) {
+  static const nlohmann::json kNoConfig = nlohmann::json::object();
+  config_reader(kNoConfig, model).fail(key, message);
+}
+
+/// config[key] as T; `fallback` when absent or null (or when `config` is no object); a
+/// config_field_error for the wrong type.
 template <class T>
 T config_value_or(const nlohmann::json& config, const std::string& key, T fallback, const char* model) {
-  auto it = config.find(key);
-  if (it == config.end() || it->is_null()) return fallback;
-  try {
-    return it->get<T>();
-  } catch (const nlohmann::json::exception&) {
-    config_field_error(model, key, "has the wrong type: " + it->dump());
-  }
+  if (!config.is_object()) return fallback;
+  return config_reader(config, model).value_or<T>(key, std::move(fallback));
 }
 
 }  // namespace sdxlhost::nn::detail

@@ -142,6 +142,7 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample_in, const at::
   const std::int64_t batch = sample_in.size(0);
   const auto options = at::TensorOptions().dtype(dtype_).device(device_);
   at::Tensor sample = sample_in.to(options);
+  if (channels_last_) sample = sample.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor context = encoder_hidden_states.to(options);
 
   // 1. time embedding (+ text_time added embedding)
@@ -199,7 +200,18 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample_in, const at::
   record("conv_norm_out", sample);
   sample = m.conv_out.forward(at::silu(sample));
   record("conv_out", sample);
-  return sample;
+  // callers (schedulers, the VAE, previews) get the default layout whatever the model runs in
+  return channels_last_ ? sample.contiguous() : sample;
+}
+
+void UNet2DConditionModel::use_channels_last() {
+  if (!weights_.patched_keys().empty()) {
+    throw sdk::Error(sdk::ErrorCode::InternalError, "unet: channels-last asked for while weights are patched");
+  }
+  for (auto& [name, slot] : slots_) {
+    if (slot->dim() == 4) *slot = slot->contiguous(at::MemoryFormat::ChannelsLast);
+  }
+  channels_last_ = true;
 }
 
 std::vector<std::string> UNet2DConditionModel::parameter_names() const {

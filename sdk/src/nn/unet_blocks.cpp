@@ -253,7 +253,8 @@ at::Tensor Transformer2D::forward(const at::Tensor& x, const at::Tensor& context
     return t.permute({0, 2, 3, 1}).reshape({n, height * width, c});
   };
   auto to_image = [&](const at::Tensor& t) {
-    return t.reshape({n, height, width, c}).permute({0, 3, 1, 2}).contiguous();
+    // back in the input's memory order (channels-last: the permuted view already is)
+    return t.reshape({n, height, width, c}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());
   };
   if (linear_projection) {
     h = proj_in_linear.forward(to_tokens(h));

@@ -75,6 +75,11 @@ at::Tensor run_denoise_loop(sdk::Context& context, const DenoiseLoop& loop, at::
     time_ids = at::cat({negative_ids, time_ids});
   }
 
+  // The UNet and the hooks get the timestep on the device, copied once here: a copy per step
+  // from pageable host memory would make the host wait for the device every step. Schedulers
+  // keep reading the CPU timesteps (their arithmetic is on the host).
+  const at::Tensor device_timesteps = loop.timesteps.to(device);
+
   HookScope hooks(context, loop.hooks);
   BatchNoise noise(*loop.generators, device);
   const auto total = static_cast<int>(loop.timesteps.size(0));
@@ -85,11 +90,12 @@ at::Tensor run_denoise_loop(sdk::Context& context, const DenoiseLoop& loop, at::
     at::Tensor model_input = cfg ? at::cat({latents, latents}) : latents;
     model_input = scheduler.scale_model_input(model_input, t);
     sdk::UNetResiduals residuals;
-    const sdk::DenoiseStepInput step{model_input, t, embeds, pooled, time_ids, i, total};
+    const at::Tensor unet_t = device_timesteps[i];
+    const sdk::DenoiseStepInput step{model_input, unet_t, embeds, pooled, time_ids, i, total};
     for (const auto& hook : loop.hooks) hook->before_unet(context, step, residuals);
     const bool with_residuals = !residuals.down.empty() || residuals.mid.defined();
     at::Tensor prediction =
-        loop.unet->forward(model_input, t, embeds, pooled, time_ids, with_residuals ? &residuals : nullptr)
+        loop.unet->forward(model_input, unet_t, embeds, pooled, time_ids, with_residuals ? &residuals : nullptr)
             .to(at::kFloat);
     if (cfg) {
       const auto halves = prediction.chunk(2);

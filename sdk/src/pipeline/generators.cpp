@@ -27,7 +27,11 @@ at::Tensor BatchNoise::randn(at::IntArrayRef shape) {
   one[0] = 1;
   std::vector<at::Tensor> rows;
   for (auto& generator : generators_) rows.push_back(generator->randn(one));
-  return at::cat(rows, 0).to(device_);
+  const at::Tensor noise = at::cat(rows, 0);
+  if (!device_.is_cuda()) return noise.to(device_);
+  // Page-locked staging lets the copy run on the stream without the host waiting for the device
+  // (a copy from pageable memory synchronises); libtorch keeps the staging block until it is done.
+  return noise.pin_memory().to(at::TensorOptions().device(device_), /*non_blocking=*/true);
 }
 
 }  // namespace sdxlhost::pipeline

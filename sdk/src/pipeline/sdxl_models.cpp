@@ -143,6 +143,7 @@ std::shared_ptr<SdxlModels> SdxlModels::bind(const nn::CheckpointWeights& weight
 std::shared_ptr<SdxlModels> SdxlModels::load(const fs::path& path, const PipelineSettings& settings) {
   const nn::CheckpointWeights weights = nn::open_checkpoint(path);
   auto models = bind(weights, settings.scalar_type(), settings.torch_device(), path.string());
+  if (settings.channels_last) models->unet->use_channels_last();
   const fs::path tokenizers = tokenizer_root(path, settings);
   if (models->text_encoder) models->tokenizer = load_tokenizer(tokenizers / "tokenizer");
   models->tokenizer_2 = load_tokenizer(tokenizers / "tokenizer_2");
@@ -154,7 +155,7 @@ std::shared_ptr<SdxlModels> SdxlModels::load(const fs::path& path, const Pipelin
 }
 
 std::string pipeline_variant(const PipelineSettings& settings) {
-  return "sdxl-pipeline:" + settings.device + ":" + settings.dtype;
+  return "sdxl-pipeline:" + settings.device + ":" + settings.dtype + (settings.channels_last ? ":channels-last" : "");
 }
 
 std::shared_ptr<SdxlModels> load_pipeline(sdk::ModelAccess& models, const std::string& name,

@@ -1,9 +1,12 @@
 // Reading a pipeline plugin's settings (see settings.hpp).
 #include "sdxlhost/pipeline/settings.hpp"
 
+#include <limits>
+
 #include <ATen/ATen.h>
 
 #include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/field_reader.hpp"
 
 namespace sdxlhost::pipeline {
 namespace {
@@ -56,25 +59,15 @@ std::optional<nn::VaeTiling> PipelineSettings::tiling_for(std::int64_t height, s
 PipelineSettings PipelineSettings::from_json(const nlohmann::json& config, const std::string& plugin) {
   PipelineSettings s;
   if (config.is_null()) return s;
-  if (!config.is_object()) bad_setting(plugin, "", "plugins.config." + plugin + " must be an object");
-  auto text = [&](const char* key, std::string& out) {
-    if (!config.contains(key)) return;
-    if (!config[key].is_string()) bad_setting(plugin, key, std::string(key) + " must be a string");
-    out = config[key].get<std::string>();
-  };
-  text("device", s.device);
-  text("dtype", s.dtype);
-  text("tokenizer_dir", s.tokenizer_dir);
-  auto number = [&](const char* key, int& out) {
-    if (!config.contains(key)) return;
-    if (!config[key].is_number_integer() || config[key].get<int>() < 0) {
-      bad_setting(plugin, key, std::string(key) + " must be a non-negative integer");
-    }
-    out = config[key].get<int>();
-  };
-  number("vae_tile_size", s.vae_tile_size);
-  number("vae_tile_overlap", s.vae_tile_overlap);
-  number("patched_sets", s.patched_sets);
+  sdk::FieldReader reader(config, "plugins.config." + plugin);
+  reader.read_string("device", s.device);
+  reader.read_string("dtype", s.dtype);
+  reader.read_string("tokenizer_dir", s.tokenizer_dir);
+  constexpr int kMaxInt = std::numeric_limits<int>::max();
+  reader.read_int("vae_tile_size", s.vae_tile_size, 0, kMaxInt);
+  reader.read_int("vae_tile_overlap", s.vae_tile_overlap, 0, kMaxInt);
+  reader.read_int("patched_sets", s.patched_sets, 0, kMaxInt);
+  reader.read_bool("channels_last", s.channels_last);
   check_tiling_settings(s, plugin);
   if (s.dtype != "fp32" && s.dtype != "bf16" && s.dtype != "fp16") {
     bad_setting(plugin, "dtype", "dtype must be fp32, bf16 or fp16");
@@ -84,6 +77,11 @@ PipelineSettings PipelineSettings::from_json(const nlohmann::json& config, const
     if (!device.is_cpu() && !device.is_cuda()) bad_setting(plugin, "device", "device must be cpu or cuda:N");
   } catch (const c10::Error&) {
     bad_setting(plugin, "device", "device must be cpu or cuda:N, not '" + s.device + "'");
+  }
+  if (s.channels_last && s.device == "cpu") {
+    // It only costs there (oneDNN reorders), and libtorch 1.13's CPU bf16 kernels lose precision
+    // in that order (tests/device): a GPU setting.
+    bad_setting(plugin, "channels_last", "channels_last is for CUDA devices; on the CPU it is slower (and less exact in bf16)");
   }
   if (s.dtype == "fp16" && s.device == "cpu") {
     bad_setting(plugin, "dtype", "fp16 is not implemented on the CPU by this libtorch; use fp32 or bf16");

@@ -153,6 +153,14 @@ class SDXLHOST_API UNet2DConditionModel final : public sdk::WeightTarget {
   /// The patchable-parameter table itself (set_weight, originals) for the owner of the model.
   PatchableWeights& patchable_weights() { return weights_; }
 
+  /// Stores every convolution weight in channels-last (NHWC) memory order and runs forward in it
+  /// (the output is returned in the default order): the same values, in the layout cuDNN's
+  /// tensor-core kernels read directly on a GPU (docs/gpu.md, setting `channels_last`). Call
+  /// before any weight is patched. Throws sdk::Error(InternalError) when weights are patched.
+  void use_channels_last();
+  /// True after use_channels_last().
+  bool channels_last() const { return channels_last_; }
+
   struct Blocks;  ///< the layers (defined in unet.cpp)
 
  private:
@@ -164,6 +172,7 @@ class SDXLHOST_API UNet2DConditionModel final : public sdk::WeightTarget {
   std::unique_ptr<Blocks> blocks_;
   std::map<std::string, at::Tensor*> slots_;
   PatchableWeights weights_;  ///< over slots_: patches and their originals
+  bool channels_last_ = false;
 };
 
 }  // namespace sdxlhost::nn

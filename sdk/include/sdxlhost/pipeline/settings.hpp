@@ -28,6 +28,7 @@ struct SDXLHOST_API PipelineSettings {
   int vae_tile_size = 1024;
   int vae_tile_overlap = 64;       ///< overlap between VAE tiles (px)
   int patched_sets = 2;            ///< patched weight sets (LoRA combinations) kept per pipeline
+  bool channels_last = false;      ///< UNet in channels-last memory order (for GPUs; docs/gpu.md)
   /// The VAE tiling for an image of `height` x `width`, or nullopt to run untiled.
   std::optional<nn::VaeTiling> tiling_for(std::int64_t height, std::int64_t width) const;
   /// The dtype named by `dtype`.

@@ -21,6 +21,10 @@ inline constexpr const char* kLoras = "loras";
 inline constexpr const char* kControlnet = "controlnet";
 inline constexpr const char* kVae = "vae";
 inline constexpr const char* kUpscalers = "upscalers";
+/// Every kind, in the order `list_models` shows them: the one list the host checks `data.kind`
+/// and model names against. A plugin says which kinds it can preload with
+/// Registries::add_model_preloader.
+inline constexpr const char* kModelKinds[] = {kCheckpoints, kLoras, kControlnet, kVae, kUpscalers};
 
 /// An object to keep in the cache, with the bytes it holds (for `cache.max_bytes`).
 struct CachedModel {

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sdxlhost/sdk/abi.hpp"
+#include "sdxlhost/sdk/request_features.hpp"
 
 namespace sdxlhost::sdk {
 
@@ -32,6 +33,11 @@ struct PluginInfo {
   std::string description;  ///< one line for `capabilities` and `sdxl-host plugins`
   std::vector<std::string> provides;  ///< what it adds: stage and scheduler names, ...
   std::vector<std::string> requires_plugins;  ///< plugins that must be enabled for it to work
+  /// Request features it serves beyond the fields the SDK's request types
+  /// (request_features.hpp): {"my_feature", "data.my_feature"} makes a request that sets
+  /// data.my_feature need this plugin (FEATURE_DISABLED naming the field when it is off) and
+  /// passes data.my_feature to plugins without an "unknown field" warning.
+  std::vector<RequestFeature> request_features;
 };
 
 /// One plugin: describes itself and registers what it provides. Created by the host through the

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
-namespace sdxlhost::host::protocol {
+#include "sdxlhost/sdk/export.hpp"
+
+namespace sdxlhost::sdk {
 
 /// One tag found in a prompt.
 struct LoraTag {
@@ -16,12 +18,12 @@ struct LoraTag {
 };
 
 /// Removes every LoRA tag from `prompt` (the rest of the text is kept as it is, like A1111) and
-/// returns the tags in order. Throws sdk::Error(ValidationError, field) for an empty name, a
+/// returns the tags in order. Throws Error(ValidationError, field) for an empty name, a
 /// weight that is not a finite number, or A1111's separate text-encoder/UNet weights
 /// (`<lora:NAME:TE:UNET>`), which this host does not apply.
-std::vector<LoraTag> extract_lora_tags(std::string& prompt, const std::string& field);
+SDXLHOST_API std::vector<LoraTag> extract_lora_tags(std::string& prompt, const std::string& field);
 
 /// The name a LoRA is compared by: without a trailing ".safetensors" (the store accepts both).
-std::string lora_identity(const std::string& name);
+SDXLHOST_API std::string lora_identity(const std::string& name);
 
-}  // namespace sdxlhost::host::protocol
+}  // namespace sdxlhost::sdk

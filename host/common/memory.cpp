@@ -1,4 +1,4 @@
-#include "host/runtime/memory.hpp"
+#include "host/common/memory.hpp"
 
 #include <cstdlib>
 #include <fstream>

@@ -1,12 +1,12 @@
 // A1111 LoRA prompt tags (see lora_tags.hpp).
-#include "host/protocol/lora_tags.hpp"
+#include "sdxlhost/sdk/lora_tags.hpp"
 
 #include <cmath>
 #include <cstdlib>
 
 #include "sdxlhost/sdk/error.hpp"
 
-namespace sdxlhost::host::protocol {
+namespace sdxlhost::sdk {
 namespace {
 
 std::string trim(const std::string& s) {
@@ -75,4 +75,4 @@ std::string lora_identity(const std::string& name) {
   return name;
 }
 
-}  // namespace sdxlhost::host::protocol
+}  // namespace sdxlhost::sdk

@@ -1,4 +1,4 @@
-#include "host/runtime/logging.hpp"
+#include "host/common/logging.hpp"
 
 #include <mutex>
 

@@ -1,4 +1,5 @@
-#include "host/protocol/request_parser.hpp"
+// The wire's request schema, read (see request_parser.hpp).
+#include "sdxlhost/sdk/request_parser.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -7,17 +8,16 @@
 #include <random>
 #include <set>
 
-#include "host/common/paths.hpp"
-#include "host/protocol/field_reader.hpp"
-#include "host/protocol/lora_tags.hpp"
 #include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/field_reader.hpp"
+#include "sdxlhost/sdk/lora_tags.hpp"
+#include "sdxlhost/sdk/relative_path.hpp"
+#include "sdxlhost/sdk/request_features.hpp"
 
-namespace sdxlhost::host::protocol {
+namespace sdxlhost::sdk {
 namespace {
 
 using nlohmann::json;
-using sdk::Error;
-using sdk::ErrorCode;
 
 constexpr long long kMaxSeed = std::numeric_limits<std::int64_t>::max();
 
@@ -61,7 +61,7 @@ std::int64_t random_seed() {
   return static_cast<std::int64_t>(engine() & 0xffffffffULL);
 }
 
-void read_models(FieldReader& data, sdk::ModelSelection& models, std::vector<std::string>& warnings) {
+void read_models(FieldReader& data, ModelSelection& models, std::vector<std::string>& warnings) {
   auto reader = data.child("models");
   if (!reader) return;
   reader->read_string("base", models.base);
@@ -70,14 +70,14 @@ void read_models(FieldReader& data, sdk::ModelSelection& models, std::vector<std
   reader->warn_unknown(warnings);
 }
 
-void read_hyperparameters(FieldReader& data, const Limits& limits, sdk::Hyperparameters& h,
+void read_hyperparameters(FieldReader& data, const RequestLimits& limits, Hyperparameters& h,
                           bool& seed_given, std::vector<std::string>& warnings) {
   auto reader = data.child("hyperparameters");
   if (!reader) return;
   reader->read_int("num_inference_steps", h.num_inference_steps, 1, limits.max_steps);
   reader->read_number("guidance_scale", h.guidance_scale, limits.min_guidance, limits.max_guidance);
   std::int64_t seed = -1;
-  reader->read_int64("seed", seed, -1, kMaxSeed);
+  reader->read_int("seed", seed, -1, kMaxSeed);
   if (seed >= 0) {
     h.seed = seed;
     seed_given = true;
@@ -107,7 +107,7 @@ void read_hyperparameters(FieldReader& data, const Limits& limits, sdk::Hyperpar
 }
 
 /// Defaults a request did not override must still fit a config with narrower limits.
-void check_defaults_fit(const sdk::Hyperparameters& h, const Limits& limits) {
+void check_defaults_fit(const Hyperparameters& h, const RequestLimits& limits) {
   if (h.num_inference_steps > limits.max_steps)
     invalid("data.hyperparameters.num_inference_steps",
             "must be in [1, " + std::to_string(limits.max_steps) + "] (the default " +
@@ -124,7 +124,7 @@ void check_size(int value, int min, int max, const std::string& field) {
                        std::to_string(value) + ")");
 }
 
-void read_dimensions(FieldReader& data, const Limits& limits, sdk::GenerationRequest& request,
+void read_dimensions(FieldReader& data, const RequestLimits& limits, GenerationRequest& request,
                      std::vector<std::string>& warnings) {
   if (auto reader = data.child("dimensions")) {
     request.dimensions_given = true;
@@ -138,7 +138,7 @@ void read_dimensions(FieldReader& data, const Limits& limits, sdk::GenerationReq
   check_size(request.height, limits.min_height, limits.max_height, "data.dimensions.height");
 }
 
-void read_lora(FieldReader& data, sdk::GenerationRequest& request, std::vector<std::string>& warnings) {
+void read_lora(FieldReader& data, GenerationRequest& request, std::vector<std::string>& warnings) {
   auto reader = data.child("lora");
   if (!reader) return;
   bool enabled_given = reader->find("enabled") != nullptr;
@@ -147,7 +147,7 @@ void read_lora(FieldReader& data, sdk::GenerationRequest& request, std::vector<s
     if (!models->is_array()) invalid(reader->path_of("models"), "must be an array of {name, weight}");
     for (std::size_t i = 0; i < models->size(); ++i) {
       FieldReader item((*models)[i], reader->path_of("models") + "[" + std::to_string(i) + "]");
-      sdk::LoraSelection lora;
+      LoraSelection lora;
       item.read_string("name", lora.name, /*required=*/true);
       if (lora.name.empty()) invalid(item.path_of("name"), "must not be empty");
       // 0 = not applied; |weight| > 10 is refused as a typo (an image at 50x a LoRA is noise)
@@ -173,7 +173,7 @@ void read_lora(FieldReader& data, sdk::GenerationRequest& request, std::vector<s
 /// A1111 `<lora:NAME:WEIGHT>` tags in prompt / prompt_2: removed from the text and appended to
 /// data.lora.models (they enable LoRA unless lora.enabled is explicitly false, then they are
 /// dropped with a warning). A tag naming a LoRA that data.lora.models also names is refused.
-void fold_lora_tags(const json& data, sdk::GenerationRequest& request, std::vector<std::string>& warnings) {
+void fold_lora_tags(const json& data, GenerationRequest& request, std::vector<std::string>& warnings) {
   const std::size_t listed = request.loras.size();
   for (auto [text, field] : {std::pair<std::string*, const char*>{&request.prompt, "data.prompt"},
                              {&request.prompt_2, "data.prompt_2"}}) {
@@ -209,14 +209,14 @@ json optional_feature(const json* value, const std::string& field, bool allow_ar
   if (value->is_array() && allow_array) return value->empty() ? json(nullptr) : *value;
   if (!value->is_object()) invalid(field, allow_array ? "must be an object or an array" : "must be an object");
   auto enabled = value->find("enabled");
-  if (enabled != value->end()) {
-    if (!enabled->is_boolean()) invalid(field + ".enabled", "must be true or false");
-    if (!enabled->get<bool>()) return nullptr;
-  }
+  if (enabled != value->end() && !enabled->is_boolean()) invalid(field + ".enabled", "must be true or false");
+  // "enabled": false -> not asked for, read as the planner reads it; {} is kept for the plugin to
+  // say what is missing
+  if (!value->empty() && !option_requested(*value)) return nullptr;
   return *value;
 }
 
-void read_output(FieldReader& data, sdk::OutputOptions& output, std::vector<std::string>& warnings) {
+void read_output(FieldReader& data, OutputOptions& output, std::vector<std::string>& warnings) {
   auto reader = data.child("output");
   if (!reader) return;
   reader->read_string("format", output.format);
@@ -233,7 +233,7 @@ void read_output(FieldReader& data, sdk::OutputOptions& output, std::vector<std:
   reader->warn_unknown(warnings);
 }
 
-void read_batch(FieldReader& data, const Limits& limits, int& batch_size, std::vector<std::string>& warnings) {
+void read_batch(FieldReader& data, const RequestLimits& limits, int& batch_size, std::vector<std::string>& warnings) {
   auto reader = data.child("batch");
   if (!reader) return;
   reader->read_int("size", batch_size, 1, limits.max_batch);
@@ -241,7 +241,7 @@ void read_batch(FieldReader& data, const Limits& limits, int& batch_size, std::v
   reader->warn_unknown(warnings);
 }
 
-void read_metadata(FieldReader& data, const Limits& limits, sdk::RequestMetadata& metadata,
+void read_metadata(FieldReader& data, const RequestLimits& limits, RequestMetadata& metadata,
                    std::vector<std::string>& warnings) {
   auto reader = data.child("metadata");
   if (!reader) return;
@@ -255,10 +255,10 @@ void read_metadata(FieldReader& data, const Limits& limits, sdk::RequestMetadata
 }
 
 /// The fields of `data` the host reads; the rest are passed to plugins with a warning.
-sdk::GenerationRequest read_request(const json& data, const Limits& limits, double default_timeout_s,
+GenerationRequest read_request(const json& data, const RequestLimits& limits, double default_timeout_s,
                                     const std::set<std::string>& plugin_sections, bool& seed_given,
                                     std::vector<std::string>& warnings) {
-  sdk::GenerationRequest request;
+  GenerationRequest request;
   request.metadata.timeout_s = default_timeout_s;
   FieldReader reader(data, "data");
   reader.read_string("prompt", request.prompt, /*required=*/true);
@@ -293,14 +293,14 @@ sdk::GenerationRequest read_request(const json& data, const Limits& limits, doub
 /// Strength only shapes image-to-image; a request that sets it without an init image gets told.
 /// The default (0.8, what the seed's C# transformer sends on every request) is not worth a
 /// warning: only a value that would have meant something is.
-void warn_strength_without_init_image(const json& normalized, const sdk::GenerationRequest& request,
+void warn_strength_without_init_image(const json& normalized, const GenerationRequest& request,
                                       std::vector<std::string>& warnings) {
   if (!request.init_image.empty()) return;
   const auto hyperparameters = normalized.find("hyperparameters");
   if (hyperparameters == normalized.end() || !hyperparameters->is_object() ||
       !hyperparameters->contains("strength"))
     return;
-  if (request.hyperparameters.strength == sdk::Hyperparameters{}.strength) return;
+  if (request.hyperparameters.strength == Hyperparameters{}.strength) return;
   warnings.push_back("data.hyperparameters.strength (" + std::to_string(request.hyperparameters.strength) +
                      ") ignored: it applies only with data.init_image (image-to-image)");
 }
@@ -331,7 +331,7 @@ void warn_metadata_request_id(const json& data, const std::string& request_id, s
 }
 
 /// A save_path whose extension does not fit output.format is saved with the format's extension.
-void warn_save_path_extension(const sdk::OutputOptions& output, std::vector<std::string>& warnings) {
+void warn_save_path_extension(const OutputOptions& output, std::vector<std::string>& warnings) {
   const std::string& path = output.save_path;
   if (path.empty() || path.back() == '/') return;
   const std::filesystem::path file(path);
@@ -365,14 +365,14 @@ json normalize_legacy_fields(const json& data, std::vector<std::string>& warning
   return out;
 }
 
-sdk::GenerationRequest parse_generation_request(const json& data, const std::string& request_id,
-                                                const Limits& limits, double default_timeout_s,
+GenerationRequest parse_generation_request(const json& data, const std::string& request_id,
+                                                const RequestLimits& limits, double default_timeout_s,
                                                 std::vector<std::string>& warnings,
                                                 const std::set<std::string>& plugin_sections) {
   if (!data.is_object()) invalid("data", "must be an object");
   json normalized = normalize_legacy_fields(data, warnings);
   bool seed_given = false;
-  sdk::GenerationRequest request = read_request(normalized, limits, default_timeout_s, plugin_sections, seed_given, warnings);
+  GenerationRequest request = read_request(normalized, limits, default_timeout_s, plugin_sections, seed_given, warnings);
   request.request_id = request_id;
   warn_strength_without_init_image(normalized, request, warnings);
   warn_unknown_worker_type(normalized, warnings);
@@ -388,10 +388,10 @@ sdk::GenerationRequest parse_generation_request(const json& data, const std::str
   return request;
 }
 
-UpscaleRequest parse_upscale_request(const json& data, const std::string& request_id, const Limits& limits,
+UpscaleRequest parse_upscale_request(const json& data, const std::string& request_id, const RequestLimits& limits,
                                      double default_timeout_s, std::vector<std::string>& warnings) {
   UpscaleRequest out;
-  sdk::GenerationRequest& request = out.request;
+  GenerationRequest& request = out.request;
   request.request_id = request_id;
   request.metadata.timeout_s = default_timeout_s;
   FieldReader reader(data, "data");
@@ -412,7 +412,7 @@ UpscaleRequest parse_upscale_request(const json& data, const std::string& reques
   return out;
 }
 
-json request_to_json(const sdk::GenerationRequest& r) {
+json request_to_json(const GenerationRequest& r) {
   const auto& h = r.hyperparameters;
   json loras = json::array();
   for (const auto& lora : r.loras)
@@ -455,4 +455,4 @@ json request_to_json(const sdk::GenerationRequest& r) {
   };
 }
 
-}  // namespace sdxlhost::host::protocol
+}  // namespace sdxlhost::sdk
