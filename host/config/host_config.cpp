@@ -112,17 +112,17 @@ void read_cluster(Section& root, ClusterSettings& cluster, std::vector<std::stri
   static const json kEmpty = json::object();
   Section s(sub_object(root, "cluster", kEmpty), "cluster");
   s.read_choice("role", cluster.role, {"standalone", "gateway", "worker"});
-  s.read("broker", cluster.broker);
+  s.read_string("broker", cluster.broker);
   host::cluster::parse_broker_url(cluster.broker, "cluster.broker");
   for (auto [name, value] : {std::pair<const char*, std::string*>{"jobs_queue", &cluster.jobs_queue},
                              {"cancel_exchange", &cluster.cancel_exchange},
                              {"heartbeat_exchange", &cluster.heartbeat_exchange}}) {
-    s.read(name, *value);
-    if (value->empty() || value->size() > 255) bad_key(s.key(name), "must be a name of 1..255 characters");
+    s.read_string(name, *value);
+    if (value->empty() || value->size() > 255) bad_key(s.path_of(name), "must be a name of 1..255 characters");
   }
-  s.read("reply_queue", cluster.reply_queue);
+  s.read_string("reply_queue", cluster.reply_queue);
   if (cluster.reply_queue.size() > 255) bad_key("cluster.reply_queue", "must be at most 255 characters");
-  s.read("node_name", cluster.node_name);
+  s.read_string("node_name", cluster.node_name);
   s.read_number("heartbeat_s", cluster.heartbeat_s, 0.1, 600.0);
   s.read_number("worker_timeout_s", cluster.worker_timeout_s, 0.2, 3600.0);
   s.read_number("reconnect_max_s", cluster.reconnect_max_s, 0.1, 600.0);
