@@ -129,7 +129,7 @@ void read_cluster(Section& root, ClusterSettings& cluster, std::vector<std::stri
   s.read_number("reply_queue_expires_s", cluster.reply_queue_expires_s, 1.0, 7 * 24 * 3600.0);
   if (cluster.worker_timeout_s <= cluster.heartbeat_s)
     bad_key("cluster.worker_timeout_s", "must be longer than cluster.heartbeat_s");
-  s.warn_unknown(warnings);
+  warn_unknown_keys(s, warnings);
 }
 
 void read_plugins(Section& root, PluginsConfig& plugins, const std::filesystem::path& base_dir,
