@@ -300,16 +300,19 @@ void Gateway::shutdown() {
 
 // ---- helpers (callers hold mutex_ where the name says so) -------------------------------------
 
+bool Gateway::take_job(const std::string& key, runtime::ForwardedJob& job) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = jobs_.find(key);
+  if (it == jobs_.end()) return false;
+  job = std::move(it->second.job);
+  keys_.erase(job.request_id);
+  jobs_.erase(it);
+  return true;
+}
+
 void Gateway::answer_error(const std::string& key, const Error& error) {
   runtime::ForwardedJob job;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = jobs_.find(key);
-    if (it == jobs_.end()) return;
-    job = std::move(it->second.job);
-    keys_.erase(job.request_id);
-    jobs_.erase(it);
-  }
+  if (!take_job(key, job)) return;
   component_logger("cluster")->info("[{}] answered here: {} ({})", job.request_id, error.what(),
                                     sdk::to_string(error.code()));
   if (job.connection) job.connection->send(protocol::to_line(protocol::error_response(job.request_id, error, job.warnings)));
@@ -317,14 +320,7 @@ void Gateway::answer_error(const std::string& key, const Error& error) {
 
 void Gateway::answer_unavailable(const std::string& key, const std::string& message) {
   runtime::ForwardedJob job;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = jobs_.find(key);
-    if (it == jobs_.end()) return;
-    job = std::move(it->second.job);
-    keys_.erase(job.request_id);
-    jobs_.erase(it);
-  }
+  if (!take_job(key, job)) return;
   component_logger("cluster")->info("[{}] answered here: {} ({})", job.request_id, message, kUnavailable);
   if (job.connection) job.connection->send(unavailable_line(job.request_id, message, job.warnings));
 }

@@ -96,6 +96,9 @@ class Gateway : public runtime::JobForwarder {
   void expire_deadlines();
   /// Removes the job and answers its client with `error` (nothing when it is gone already).
   void answer_error(const std::string& key, const sdk::Error& error);
+  /// Removes the job of `key` from the tables into `job`; false when it is no longer there
+  /// (answered already). Takes mutex_.
+  bool take_job(const std::string& key, runtime::ForwardedJob& job);
   /// Removes the job and answers its client UNAVAILABLE with `message`.
   void answer_unavailable(const std::string& key, const std::string& message);
   /// An every_worker job's answer once all its workers answered (or left): the first failure
