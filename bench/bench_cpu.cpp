@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.hpp"
 #include "sdxlhost/nn/cpu_runtime.hpp"
 #include "sdxlhost/nn/unet.hpp"
 #include "tiny_sdxl_model.hpp"
@@ -46,13 +47,7 @@ struct Options {
   int threads = 0;  // 0: physical cores
 };
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
+using bench::split_list;
 
 tools::SdxlSpec spec_named(const std::string& name) {
   if (name == "tiny") return tools::tiny_spec();

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "schedulers.hpp"
+#include "bench_args.hpp"
 #include "sdxlhost/nn/device_runtime.hpp"
 #include "sdxlhost/pipeline/settings.hpp"
 #include "sdxlhost/sdk/context.hpp"
@@ -50,13 +51,7 @@ struct Options {
   std::string table;
 };
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
+using bench::split_list;
 
 Options parse(int argc, char** argv) {
   Options o;

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.hpp"
 #include "sdxlhost/nn/checkpoint.hpp"
 #include "sdxlhost/nn/cpu_runtime.hpp"
 #include "sdxlhost/pipeline/sdxl_models.hpp"
@@ -123,13 +124,7 @@ Sample run_mode(const std::string& mode, const fs::path& model) {
   return s;
 }
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
+using bench::split_list;
 
 int run_parent(const fs::path& model, const std::vector<std::string>& dtypes, int repeats) {
   const std::vector<fs::path> files = files_of(model);
