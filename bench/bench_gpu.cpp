@@ -84,7 +84,7 @@ class OneModel : public sdk::ModelAccess {
     return path_;
   }
   std::shared_ptr<void> load(const std::string& kind, const std::string& name, const std::string& variant,
-                             const std::string& field, const sdk::ModelLoadFn& load) override {
+                             const std::string& field, const std::type_info&, const sdk::ModelLoadFn& load) override {
     const std::string key = kind + "/" + name + "/" + variant;
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;

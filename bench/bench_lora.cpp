@@ -3,20 +3,29 @@
 // attention and feed-forward Linear: parse, first apply (deltas computed), revert, re-apply of
 // the cached patched set, revert, and a one-step job with vs without the LoRA. It also shows
 // that changing LoRAs never reads the checkpoint: bytes read (read syscalls and storage) and
-// major page faults of this process during each swap. Not a test. See docs/lora.md.
+// major page faults of this process during each swap. Then the patch lifecycle side by side on
+// the same model: the old one (the shared UNet patched in place under an exclusive lock, a cached
+// set swapped in, the originals put back) and the new one (a patched copy per LoRA set, built
+// from a WeightOverlay with with_weights and kept in pipeline::PatchedSets; unpatched jobs use
+// the shared UNet unlocked): per-job time and overhead over a plain job, the peak resident memory
+// each job adds, and two jobs with different LoRA sets on two threads. Not a test. See
+// docs/lora.md.
 //
-//   bench_lora [--config sdxl|sdxl-width] [--dtype bf16|f32] [--rank 32] [--pixels 256]
-//              [--threads N] [--dir /tmp/bench_lora]
+//   bench_lora [--config tiny|sdxl|sdxl-width] [--dtype bf16|f32] [--rank 32] [--pixels 256]
+//              [--threads N] [--steps 1] [--repeat 5] [--dir /tmp/bench_lora]
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +34,8 @@
 #include "sdxlhost/nn/patchable_weights.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
 #include "sdxlhost/nn/unet.hpp"
+#include "sdxlhost/pipeline/patched_sets.hpp"
+#include "sdxlhost/pipeline/sdxl_models.hpp"
 
 namespace {
 
@@ -38,6 +49,8 @@ struct Options {
   std::int64_t rank = 32;
   std::int64_t pixels = 256;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int steps = 1;   ///< UNet steps per job in the lifecycle table
+  int repeat = 5;  ///< jobs per lifecycle row (the median is printed)
   fs::path dir = fs::temp_directory_path() / "bench_lora";
 };
 
@@ -92,8 +105,19 @@ nn::UNetConfig unet_config(const std::string& name) {
     u.transformer_depth = {1, 1, 1};
     u.up_transformer_depth = {1, 1, 1};
     u.mid_transformer_depth = 1;
+  } else if (name == "tiny") {  // the tests' tiny_sdxl (goldens/models/tiny_sdxl/unet/config.json)
+    u.block_out_channels = {32, 64};
+    u.down_attention = {false, true};
+    u.up_attention = {true, false};
+    u.attention_heads = {2, 4};
+    u.cross_attention_dim = 64;
+    u.transformer_depth = {1, 2};
+    u.up_transformer_depth = {2, 1};
+    u.mid_transformer_depth = 2;
+    u.addition_time_embed_dim = 8;
+    u.projection_class_embeddings_input_dim = 80;
   } else {
-    throw std::runtime_error("--config must be sdxl or sdxl-width");
+    throw std::runtime_error("--config must be tiny, sdxl or sdxl-width");
   }
   return u;
 }
@@ -138,7 +162,8 @@ double unet_step(const nn::UNet2DConditionModel& unet, std::int64_t latent) {
   const auto dtype = unet.dtype();
   const at::Tensor sample = at::randn({2, c.in_channels, latent, latent}).to(dtype);
   const at::Tensor text = at::randn({2, 77, c.cross_attention_dim}).to(dtype);
-  const at::Tensor pooled = at::randn({2, 1280}).to(dtype);
+  const std::int64_t pooled_dim = c.projection_class_embeddings_input_dim - 6 * c.addition_time_embed_dim;
+  const at::Tensor pooled = at::randn({2, pooled_dim}).to(dtype);
   const at::Tensor ids = at::tensor(std::vector<float>{256, 256, 0, 0, 256, 256}).view({1, 6}).repeat({2, 1}).to(dtype);
   const auto start = Clock::now();
   at::NoGradGuard no_grad;
@@ -149,6 +174,189 @@ double unet_step(const nn::UNet2DConditionModel& unet, std::int64_t latent) {
 void row(const std::string& what, double seconds, const Io& io, const std::string& note = "") {
   std::printf("| %-44s | %9.3f | %10lld | %10lld | %6lld | %s\n", what.c_str(), seconds, io.rchar, io.read_bytes,
               io.majflt, note.c_str());
+}
+
+// ---- the patch lifecycle, old vs new ---------------------------------------------------------
+
+/// A kB field of /proc/self/status in bytes.
+long long status_bytes(const char* key) {
+  std::ifstream in("/proc/self/status");
+  const std::string prefix = std::string(key) + ":";
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(prefix, 0) == 0) return std::stoll(line.substr(prefix.size())) * 1024;
+  return 0;
+}
+
+/// Peak resident memory above the start of a measurement (VmHWM reset through clear_refs).
+class PeakMemory {
+ public:
+  PeakMemory() {
+    std::ofstream("/proc/self/clear_refs") << "5";  // VmHWM := VmRSS
+    start_ = status_bytes("VmRSS");
+  }
+  double added_mib() const { return static_cast<double>(status_bytes("VmHWM") - start_) / (1 << 20); }
+
+ private:
+  long long start_ = 0;
+};
+
+/// One LoRA set a job asks for.
+struct LoraSet {
+  std::string key;  ///< what PatchScope's cache key would be
+  double weight = 0;
+  std::vector<std::pair<std::string, at::Tensor>> old_cached;  ///< the old lifecycle's cached set
+};
+
+/// The old lifecycle: the shared UNet patched in place under an exclusive lock for the job's
+/// denoise (a cached set swapped in, else the deltas computed), the originals put back after.
+struct OldLifecycle {
+  nn::UNet2DConditionModel& unet;
+  const nn::LoraNetwork& network;
+  std::shared_mutex lock;
+
+  void job(LoraSet* set, std::int64_t latent, int steps) {
+    if (set == nullptr) {
+      std::shared_lock<std::shared_mutex> shared(lock);
+      for (int i = 0; i < steps; ++i) unet_step(unet, latent);
+      return;
+    }
+    std::unique_lock<std::shared_mutex> exclusive(lock);
+    nn::PatchableWeights& table = unet.patchable_weights();
+    if (!set->old_cached.empty()) {
+      for (const auto& [key, value] : set->old_cached) table.set_weight(key, value);
+    } else {
+      nn::apply_lora(network, set->weight, table, "lora");
+      for (const auto& key : table.patched_keys()) set->old_cached.emplace_back(key, table.weight(key));
+    }
+    for (int i = 0; i < steps; ++i) unet_step(unet, latent);
+    table.restore();
+  }
+};
+
+/// The new lifecycle: a job with LoRAs computes with a patched copy of the UNet (built from a
+/// WeightOverlay, kept in PatchedSets by key); a job without computes with the shared UNet.
+struct NewLifecycle {
+  std::shared_ptr<nn::UNet2DConditionModel> unet;
+  const nn::LoraNetwork& network;
+  pipeline::PatchedSets sets;
+  std::size_t limit = 2;  ///< plugins.config.sdxl.patched_sets' default
+
+  void job(LoraSet* set, std::int64_t latent, int steps) {
+    if (set == nullptr) {
+      for (int i = 0; i < steps; ++i) unet_step(*unet, latent);
+      return;
+    }
+    const pipeline::PatchedModels patched = sets.get(set->key, limit, [&] {
+      nn::WeightOverlay overlay(unet->patchable_weights());
+      nn::apply_lora(network, set->weight, overlay, "lora");
+      auto copy = std::make_shared<pipeline::SdxlModels>();
+      copy->patched_sets.reset();
+      copy->unet = unet->with_weights(overlay.changes());
+      return pipeline::PatchedModels{copy, overlay.bytes()};
+    });
+    for (int i = 0; i < steps; ++i) unet_step(*patched.models->unet, latent);
+  }
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+struct LifecycleRow {
+  double seconds = 0;
+  double peak_mib = 0;
+};
+
+/// `repeat` jobs (after `prepare`, untimed, before each): the median time and the largest peak.
+template <class Job, class Prepare>
+LifecycleRow measure(int repeat, const Prepare& prepare, const Job& job) {
+  std::vector<double> times;
+  LifecycleRow row;
+  for (int i = 0; i < repeat; ++i) {
+    prepare();
+    const PeakMemory peak;
+    const auto start = Clock::now();
+    job();
+    times.push_back(seconds_since(start));
+    row.peak_mib = std::max(row.peak_mib, peak.added_mib());
+  }
+  row.seconds = median(times);
+  return row;
+}
+
+void lifecycle_row(const std::string& job, const LifecycleRow& old_row, const LifecycleRow& new_row,
+                   double plain_old, double plain_new) {
+  std::printf("| %-38s | %8.4f | %8.4f | %+9.4f | %+9.4f | %8.1f | %8.1f |\n", job.c_str(), old_row.seconds,
+              new_row.seconds, old_row.seconds - plain_old, new_row.seconds - plain_new, old_row.peak_mib,
+              new_row.peak_mib);
+}
+
+/// Both lifecycles on the same UNet and LoRA, row by row (old, then new, per row).
+void compare_lifecycles(const Options& o, const std::shared_ptr<nn::UNet2DConditionModel>& unet,
+                        const nn::LoraNetwork& network, std::int64_t latent) {
+  OldLifecycle old_way{*unet, network, {}};
+  NewLifecycle new_way{unet, network, {}, 2};
+  std::vector<LoraSet> old_sets{{"a@0.8", 0.8, {}}, {"a@0.5", 0.5, {}}};
+  std::vector<LoraSet> new_sets = old_sets;
+  const auto nothing = [] {};
+  int fresh = 0;  // a new weight per job, so "first job" rows never hit a cache
+  auto fresh_set = [&](double base) { return LoraSet{"fresh@" + std::to_string(++fresh), base + 1e-3 * fresh, {}}; };
+
+  std::printf("\nPatch lifecycle, %d job(s) per row (median time, largest peak), %d UNet step(s) per job; "
+              "overhead = job - plain job of the same lifecycle; peak = resident memory the job added:\n\n",
+              o.repeat, o.steps);
+  std::printf("| %-38s | %8s | %8s | %9s | %9s | %8s | %8s |\n", "job", "old s", "new s", "old +s", "new +s",
+              "old MiB", "new MiB");
+  std::printf("|%s|%s|%s|%s|%s|%s|%s|\n", std::string(40, '-').c_str(), std::string(10, '-').c_str(),
+              std::string(10, '-').c_str(), std::string(11, '-').c_str(), std::string(11, '-').c_str(),
+              std::string(10, '-').c_str(), std::string(10, '-').c_str());
+
+  const auto plain_old = measure(o.repeat, nothing, [&] { old_way.job(nullptr, latent, o.steps); });
+  const auto plain_new = measure(o.repeat, nothing, [&] { new_way.job(nullptr, latent, o.steps); });
+  lifecycle_row("plain job (no LoRA)", plain_old, plain_new, plain_old.seconds, plain_new.seconds);
+
+  LoraSet old_fresh, new_fresh;
+  const auto first_old = measure(o.repeat, [&] { old_fresh = fresh_set(0.8); },
+                                 [&] { old_way.job(&old_fresh, latent, o.steps); });
+  const auto first_new = measure(o.repeat, [&] { new_fresh = fresh_set(0.8); },
+                                 [&] { new_way.job(&new_fresh, latent, o.steps); });
+  lifecycle_row("LoRA set not cached (deltas computed)", first_old, first_new, plain_old.seconds, plain_new.seconds);
+
+  old_way.job(&old_sets[0], latent, o.steps);  // fill both caches
+  new_way.job(&new_sets[0], latent, o.steps);
+  const auto cached_old = measure(o.repeat, nothing, [&] { old_way.job(&old_sets[0], latent, o.steps); });
+  const auto cached_new = measure(o.repeat, nothing, [&] { new_way.job(&new_sets[0], latent, o.steps); });
+  lifecycle_row("LoRA set cached", cached_old, cached_new, plain_old.seconds, plain_new.seconds);
+
+  // Two jobs with different (cached) LoRA sets at once, as two executors run them.
+  old_way.job(&old_sets[1], latent, o.steps);
+  new_way.job(&new_sets[1], latent, o.steps);
+  auto pair_of = [&](auto& way, std::vector<LoraSet>& sets) {
+    return [&] {
+      std::thread first([&] { way.job(&sets[0], latent, o.steps); });
+      std::thread second([&] { way.job(&sets[1], latent, o.steps); });
+      first.join();
+      second.join();
+    };
+  };
+  const auto pair_old = measure(o.repeat, nothing, pair_of(old_way, old_sets));
+  const auto pair_new = measure(o.repeat, nothing, pair_of(new_way, new_sets));
+  const auto plain_pair = measure(o.repeat, nothing, [&] {
+    std::thread first([&] { new_way.job(nullptr, latent, o.steps); });
+    std::thread second([&] { new_way.job(nullptr, latent, o.steps); });
+    first.join();
+    second.join();
+  });
+  lifecycle_row("2 jobs, 2 LoRA sets, 2 threads (wall)", pair_old, pair_new, plain_pair.seconds, plain_pair.seconds);
+
+  std::uint64_t old_bytes = 0;
+  for (const auto& set : old_sets)
+    for (const auto& entry : set.old_cached) old_bytes += entry.second.nbytes();
+  std::printf("\n2 LoRA sets kept: old %.1f MiB of patched weights, new %.1f MiB (PatchedSets; a copy shares every "
+              "other weight with the shared UNet, which stays as loaded). 2 plain jobs on 2 threads: %.4f s wall.\n",
+              static_cast<double>(old_bytes) / (1 << 20), static_cast<double>(new_way.sets.bytes()) / (1 << 20),
+              plain_pair.seconds);
 }
 
 }  // namespace
@@ -166,10 +374,12 @@ int main(int argc, char** argv) {
     else if (arg == "--rank") o.rank = std::stoll(next());
     else if (arg == "--pixels") o.pixels = std::stoll(next());
     else if (arg == "--threads") o.threads = std::stoi(next());
+    else if (arg == "--steps") o.steps = std::stoi(next());
+    else if (arg == "--repeat") o.repeat = std::max(1, std::stoi(next()));
     else if (arg == "--dir") o.dir = next();
     else {
-      std::cerr << "usage: bench_lora [--config sdxl|sdxl-width] [--dtype bf16|f32] [--rank N] [--pixels N] "
-                   "[--threads N] [--dir DIR]\n";
+      std::cerr << "usage: bench_lora [--config tiny|sdxl|sdxl-width] [--dtype bf16|f32] [--rank N] [--pixels N] "
+                   "[--threads N] [--steps N] [--repeat N] [--dir DIR]\n";
       return 2;
     }
   }
@@ -244,6 +454,7 @@ int main(int argc, char** argv) {
               "a repeated LoRA set (cached): %.3f s vs %.3f s. A cached patched set holds %.2f GiB.\n",
               apply_s + with_lora, plain, (apply_s + with_lora) / plain, reapply_s + with_lora, plain,
               static_cast<double>(patched_bytes) / (1 << 30));
+  compare_lifecycles(o, unet, network, latent);
   fs::remove_all(o.dir);
   return 0;
 }

@@ -1,8 +1,10 @@
 #include "host/models/model_store.hpp"
 
+#include <cxxabi.h>
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <future>
 #include <tuple>
@@ -65,9 +67,9 @@ std::uint64_t size_on_disk(const fs::path& path) {
 
 /// Runs `loader` with the thread's code anchor; every failure becomes Error(ModelLoadError)
 /// naming `field` (an sdk::Error from the loader passes through).
-std::pair<HolderPtr, std::uint64_t> run_loader(const sdk::ModelLoadFn& loader, const fs::path& path,
-                                               const std::string& kind, const std::string& name,
-                                               const std::string& field) {
+std::pair<HolderPtr, sdk::CachedModel> run_loader(const sdk::ModelLoadFn& loader, const fs::path& path,
+                                                  const std::string& kind, const std::string& name,
+                                                  const std::string& field) {
   const std::string what = kind + " '" + name + "'";
   try {
     auto holder = std::make_shared<Holder>();
@@ -75,7 +77,7 @@ std::pair<HolderPtr, std::uint64_t> run_loader(const sdk::ModelLoadFn& loader, c
     sdk::CachedModel model = loader(path);
     if (!model.object) throw Error(ErrorCode::ModelLoadError, "loading " + what + " produced nothing", field);
     holder->object = std::move(model.object);
-    return {holder, model.bytes};
+    return {holder, std::move(model)};
   } catch (const Error& e) {
     // Readers deep in the SDK know the file, not the request field that named it: add it.
     const bool about_the_model =
@@ -122,6 +124,14 @@ FileStamp stamp_of(const fs::path& path) {
   return stamp;
 }
 
+/// The type's name as the compiler writes it, demangled where possible ("sdxlhost::nn::UNet...").
+std::string type_name(const std::type_info& type) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> demangled(abi::__cxa_demangle(type.name(), nullptr, nullptr, &status),
+                                                   std::free);
+  return status == 0 && demangled ? demangled.get() : type.name();
+}
+
 std::shared_ptr<void> share_object(const HolderPtr& holder) {
   // Aliasing pointer: shares the holder's control block, so use_count() shows jobs using it.
   return std::shared_ptr<void>(holder, holder->object.get());
@@ -134,7 +144,9 @@ struct ModelStore::Entry {
   std::string name;
   std::string variant;
   fs::path path;
-  std::uint64_t bytes = 0;
+  std::uint64_t bytes = 0;                     ///< as loaded
+  std::function<std::uint64_t()> extra_bytes;  ///< what the object keeps since (may be empty)
+  const std::type_info* type = nullptr;        ///< what the object is (ModelAccess::load)
   FileStamp stamp;                             ///< the files as they were when loading began
   HolderPtr holder;                            ///< null while loading
   std::shared_future<HolderPtr> ready;         ///< valid while loading
@@ -142,6 +154,17 @@ struct ModelStore::Entry {
   bool loaded() const { return holder != nullptr; }
   /// A job holds the object (the cache's own reference is the first).
   bool in_use() const { return holder && holder.use_count() > 1; }
+  /// The bytes the cache counts for this entry now.
+  std::uint64_t bytes_now() const { return bytes + (extra_bytes ? extra_bytes() : 0); }
+  /// Throws when the object is asked for as another type than it was cached as.
+  void check_type(const std::type_info& asked, const std::string& field) const {
+    if (*type == asked) return;
+    throw Error(ErrorCode::InternalError,
+                kind + " '" + name + "' (" + variant + ") is cached as " + type_name(*type) + " but was asked for as " +
+                    type_name(asked) + ": two plugins use the variant name '" + variant +
+                    "' for different objects; give each its own",
+                field);
+  }
 };
 
 /// MemAvailable of /proc/meminfo in bytes; 0 when unreadable.
@@ -188,7 +211,7 @@ fs::path ModelStore::resolve(const std::string& kind, const std::string& name,
 
 std::shared_ptr<void> ModelStore::load(const std::string& kind, const std::string& name,
                                        const std::string& variant, const std::string& field,
-                                       const sdk::ModelLoadFn& loader) {
+                                       const std::type_info& type, const sdk::ModelLoadFn& loader) {
   const fs::path path = resolve(kind, name, field);
   const std::string key = path.string() + '\n' + variant;
   const FileStamp stamp = stamp_of(path);
@@ -210,8 +233,9 @@ std::shared_ptr<void> ModelStore::load(const std::string& kind, const std::strin
       it = entries_.end();
     }
     if (it != entries_.end()) {
-      ++hits_;
       const auto& existing = it->second;
+      existing->check_type(type, field);
+      ++hits_;
       if (existing->loaded()) {
         lru_.remove(key);
         lru_.push_front(key);
@@ -226,6 +250,7 @@ std::shared_ptr<void> ModelStore::load(const std::string& kind, const std::strin
       entry->variant = variant;
       entry->path = path;
       entry->stamp = stamp;
+      entry->type = &type;
       entry->ready = promise.get_future().share();
       entries_[key] = entry;
     }
@@ -244,9 +269,9 @@ std::shared_ptr<void> ModelStore::load(const std::string& kind, const std::strin
     }
   }
   HolderPtr holder;
-  std::uint64_t bytes = 0;
+  sdk::CachedModel loaded;
   try {
-    std::tie(holder, bytes) = run_loader(loader, path, kind, name, field);
+    std::tie(holder, loaded) = run_loader(loader, path, kind, name, field);
   } catch (...) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -262,7 +287,8 @@ std::shared_ptr<void> ModelStore::load(const std::string& kind, const std::strin
     std::lock_guard<std::mutex> lock(mutex_);
     auto& stored = entries_[key];
     stored->holder = holder;
-    stored->bytes = bytes;
+    stored->bytes = loaded.bytes;
+    stored->extra_bytes = std::move(loaded.extra_bytes);
     stored->ready = {};
     lru_.push_front(key);
     evict_to_budget(evicted);
@@ -278,7 +304,7 @@ std::shared_ptr<void> ModelStore::load(const std::string& kind, const std::strin
 std::uint64_t ModelStore::loaded_bytes() const {
   std::uint64_t bytes = 0;
   for (const auto& [key, entry] : entries_)
-    if (entry->loaded()) bytes += entry->bytes;
+    if (entry->loaded()) bytes += entry->bytes_now();
   return bytes;
 }
 
@@ -293,7 +319,7 @@ bool ModelStore::evict_one(const std::string& reason, const std::string& detail,
   const auto& entry = entries_.at(key);
   logger()->info("evicting {} '{}' ({}): {}", entry->kind, entry->name, entry->variant, detail);
   recent_evictions_.push_front({{"kind", entry->kind}, {"name", entry->name}, {"variant", entry->variant},
-                                {"bytes", entry->bytes}, {"reason", reason}, {"detail", detail}});
+                                {"bytes", entry->bytes_now()}, {"reason", reason}, {"detail", detail}});
   if (recent_evictions_.size() > 16) recent_evictions_.pop_back();
   evicted.push_back(entry);
   entries_.erase(key);
@@ -413,9 +439,10 @@ nlohmann::json ModelStore::stats() const {
   for (const auto& key : lru_) {
     const auto& entry = *entries_.at(key);
     ++count;
-    bytes += entry.bytes;
+    const std::uint64_t entry_bytes = entry.bytes_now();
+    bytes += entry_bytes;
     models.push_back({{"kind", entry.kind}, {"name", entry.name}, {"variant", entry.variant},
-                      {"bytes", entry.bytes}, {"in_use", entry.in_use()}});
+                      {"bytes", entry_bytes}, {"in_use", entry.in_use()}});
   }
   nlohmann::json recent = nlohmann::json::array();
   for (const auto& eviction : recent_evictions_) recent.push_back(eviction);

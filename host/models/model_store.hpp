@@ -49,10 +49,11 @@ class ModelStore : public sdk::ModelAccess {
   std::filesystem::path resolve(const std::string& kind, const std::string& name,
                                 const std::string& field) const override;
   /// See sdk::ModelAccess::load. The cache entry also keeps current_code_anchor() (the plugin
-  /// library whose code made the object) alive until the object is gone.
+  /// library whose code made the object) alive until the object is gone, and `type`: a later
+  /// call for the same (kind, name, variant) with another type is refused (InternalError).
   std::shared_ptr<void> load(const std::string& kind, const std::string& name,
                              const std::string& variant, const std::string& field,
-                             const sdk::ModelLoadFn& load) override;
+                             const std::type_info& type, const sdk::ModelLoadFn& load) override;
 
   /// {"checkpoints":[{name,path,size_bytes,loaded}], "loras":[...], ...} for every kind.
   nlohmann::json list_models() const;
@@ -61,7 +62,8 @@ class ModelStore : public sdk::ModelAccess {
   bool unload(const std::string& kind, const std::string& name,
               const std::string& field = "data.name");
   /// {loaded_models, loaded_bytes, max_models, max_bytes, max_memory_fraction, hits, misses,
-  ///  evictions, models: [{kind, name, variant, bytes, in_use}], recent_evictions: [{kind, name,
+  ///  evictions, models: [{kind, name, variant, bytes, in_use}] (bytes: as loaded plus what the
+  ///  object keeps since, CachedModel::extra_bytes), recent_evictions: [{kind, name,
   ///  variant, bytes, reason: max_models | max_bytes | max_memory_fraction, detail}]}.
   nlohmann::json stats() const;
   /// Forgets every cached object (objects held by jobs live until the jobs release them).

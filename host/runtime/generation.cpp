@@ -6,6 +6,7 @@
 #include "host/common/logging.hpp"
 #include "host/graph/plan_runner.hpp"
 #include "host/metrics/metrics.hpp"
+#include "host/models/job_models.hpp"
 #include "host/protocol/envelope.hpp"
 #include "host/protocol/request_parser.hpp"
 #include "host/runtime/progress_throttle.hpp"
@@ -65,8 +66,9 @@ class DetailForwarder {
 };
 
 /// Progress callback of a job: records it for `status` and forwards throttled events.
+/// `models`: the job's pins over the host's store (job_models.hpp), alive until the job ends.
 sdk::ContextServices make_services(Job& job, const GenerationEnvironment& environment,
-                                   std::shared_ptr<ProgressThrottle> throttle) {
+                                   std::shared_ptr<ProgressThrottle> throttle, JobModels& models) {
   sdk::ContextServices services;
   // The time between two consecutive steps the denoise stage reports is one denoising step.
   struct LastStep {
@@ -91,7 +93,7 @@ sdk::ContextServices make_services(Job& job, const GenerationEnvironment& enviro
   services.log = [id = job.request_id()](sdk::LogLevel level, std::string_view message) {
     component_logger("job")->log(to_spdlog(level), "[{}] {}", id, message);
   };
-  services.models = environment.models;
+  services.models = &models;
   services.registries = &environment.plugins->registries();
   services.deadline = job.deadline();
   return services;
@@ -197,10 +199,12 @@ json dry_run_data(const sdk::GenerationRequest& request, const PluginSet& plugin
 json run_generation(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& request,
                     const GenerationEnvironment& environment) {
   if (!environment.plugins) throw sdk::Error(sdk::ErrorCode::InternalError, "no plugin set");
+  if (!environment.models) throw sdk::Error(sdk::ErrorCode::InternalError, "no model store");
   const std::size_t warnings_before = job.warnings.size();
   Plan plan = plan_request(*environment.plugins, *request, environment.on_disabled, job.warnings);
   auto throttle = std::make_shared<ProgressThrottle>(std::chrono::milliseconds(environment.progress_interval_ms));
-  sdk::Context context(request, make_services(job, environment, throttle), job.token());
+  JobModels models(*environment.models);  // every model a stage loads stays until the job ends
+  sdk::Context context(request, make_services(job, environment, throttle, models), job.token());
   DetailForwarder details(job, throttle);
   auto log = component_logger("job");
   // on_disabled_feature "warn": each feature skipped is logged, not only told to the client.
@@ -251,10 +255,12 @@ Plan plan_upscale(const PluginSet& plugins, const sdk::GenerationRequest& reques
 json run_upscale(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& request, const std::string& image,
                  const GenerationEnvironment& environment) {
   if (!environment.plugins) throw sdk::Error(sdk::ErrorCode::InternalError, "no plugin set");
+  if (!environment.models) throw sdk::Error(sdk::ErrorCode::InternalError, "no model store");
   try {
     Plan plan = plan_upscale(*environment.plugins, *request);
     auto throttle = std::make_shared<ProgressThrottle>(std::chrono::milliseconds(environment.progress_interval_ms));
-    sdk::Context context(request, make_services(job, environment, throttle), job.token());
+    JobModels models(*environment.models);
+    sdk::Context context(request, make_services(job, environment, throttle, models), job.token());
     DetailForwarder details(job, throttle);
     context.set(sdk::slots::kImages, std::vector<sdk::Image>{nn::decode_base64_image(image, "data.image")});
     Clock::time_point run_start = Clock::now();

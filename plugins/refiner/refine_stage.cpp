@@ -58,7 +58,6 @@ class RefineStage final : public sdk::Stage {
     pipeline::Generators generators = pipeline::make_generators(r.hyperparameters.seed, static_cast<int>(latents.size(0)));
 
     pipeline::DenoiseLoop loop;
-    loop.unet = models->unet.get();
     loop.conditioning = &context.get<pipeline::SdxlConditioning>(kRefinerConditioningSlot);
     loop.scheduler = scheduler.get();
     loop.generators = &generators;
@@ -69,11 +68,11 @@ class RefineStage final : public sdk::Stage {
     loop.stage = name();
     loop.progress_offset = handoff.base_steps;
     loop.progress_total = handoff.base_steps + static_cast<int>(loop.timesteps.size(0));
-    // LoRA applies to the base unless it says apply_to "refiner" / "both": those patch the
-    // refiner's UNet here (restored when the stage ends); without any the weights are used as
-    // loaded, held shared so a job patching this checkpoint waits.
-    const pipeline::PatchScope patched(context, *models, pipeline::PatchedParts::Unet, settings_->patched_sets,
+    // LoRA applies to the base unless it says apply_to "refiner" / "both": those patch a copy of
+    // the refiner's UNet for this job; without any the UNet is used as loaded.
+    const pipeline::PatchScope patched(context, models, pipeline::PatchedParts::Unet, settings_->patched_sets,
                                        "refiner");
+    loop.unet = patched.models().unet.get();
     // back where the base left them (the base's VAE decodes; the plugins may run on different devices)
     context.set(sdk::slots::kLatents, pipeline::run_denoise_loop(context, loop, latents).to(latents.device()));
   }

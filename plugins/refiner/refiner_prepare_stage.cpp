@@ -47,10 +47,10 @@ class RefinerPrepareStage final : public sdk::Stage {
     handoff.denoising_end = switch_at(r);
     handoff.expert_steps = expert_steps(context, *refiner, handoff.denoising_end);
     {
-      // LoRAs with apply_to "refiner" / "both" patch its text encoder; none: shared use
-      const pipeline::PatchScope patched(context, *refiner, pipeline::PatchedParts::TextEncoders,
+      // LoRAs with apply_to "refiner" / "both" patch a copy of its text encoder; none: shared use
+      const pipeline::PatchScope patched(context, refiner, pipeline::PatchedParts::TextEncoders,
                                          settings_->patched_sets, "refiner");
-      context.set(kRefinerConditioningSlot, pipeline::encode_prompts(*refiner, r));
+      context.set(kRefinerConditioningSlot, pipeline::encode_prompts(patched.models(), r));
     }
     context.set(pipeline::slots::kExpertHandoff, handoff);
   }

@@ -49,7 +49,6 @@ class DenoiseStage final : public SdxlStage {
     const at::Tensor latents = context.get<at::Tensor>(sdk::slots::kLatents);
 
     pipeline::DenoiseLoop loop;
-    loop.unet = models->unet.get();
     loop.conditioning = &context.get<pipeline::SdxlConditioning>(sdk::slots::kConditioning);
     loop.scheduler = &scheduler;
     loop.generators = &context.get<pipeline::Generators>(pipeline::slots::kGenerators);
@@ -69,7 +68,9 @@ class DenoiseStage final : public SdxlStage {
       handoff.base_steps = steps;
       loop.progress_total = steps + handoff.expert_steps;  // progress counts both experts' steps
     }
-    const pipeline::PatchScope patched(context, *models, pipeline::PatchedParts::Unet, settings_->patched_sets);
+    // the UNet as loaded, or this job's LoRA-patched copy of it (model_patching.hpp)
+    const pipeline::PatchScope patched(context, models, pipeline::PatchedParts::Unet, settings_->patched_sets);
+    loop.unet = patched.models().unet.get();
     context.set(sdk::slots::kLatents, pipeline::run_denoise_loop(context, loop, latents));
   }
 };

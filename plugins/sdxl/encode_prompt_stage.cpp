@@ -31,8 +31,8 @@ class EncodePromptStage final : public SdxlStage {
                            std::to_string(models->time_id_count()) + " time ids, not 5)",
                        "data.models.base");
     }
-    const pipeline::PatchScope patched(context, *models, pipeline::PatchedParts::TextEncoders, settings_->patched_sets);
-    context.set(sdk::slots::kConditioning, pipeline::encode_prompts(*models, context.request()));
+    const pipeline::PatchScope patched(context, models, pipeline::PatchedParts::TextEncoders, settings_->patched_sets);
+    context.set(sdk::slots::kConditioning, pipeline::encode_prompts(patched.models(), context.request()));
   }
 };
 

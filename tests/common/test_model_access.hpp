@@ -27,7 +27,7 @@ class TestModels : public sdk::ModelAccess {
     return it->second;
   }
   std::shared_ptr<void> load(const std::string& kind, const std::string& name, const std::string& variant,
-                             const std::string& field, const sdk::ModelLoadFn& load) override {
+                             const std::string& field, const std::type_info&, const sdk::ModelLoadFn& load) override {
     std::lock_guard<std::mutex> lock(mutex_);
     const std::string key = kind + "/" + name + "/" + variant;
     auto it = cache_.find(key);

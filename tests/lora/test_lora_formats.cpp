@@ -32,18 +32,15 @@ using ::sdxlhost::test_support::max_abs_diff;
 
 constexpr double kAtol = 1e-6;  // goldens/lora/README: merged weights in float32
 
-/// The tiny pipeline the LoRA goldens were made with, and one patch table per component.
+/// The tiny pipeline the LoRA goldens were made with; each model's own patch table, patched in
+/// place (test_patched_copies.cpp checks the copies the pipeline makes give the same weights).
 struct TinyPipeline {
   std::shared_ptr<sdxlhost::pipeline::SdxlModels> models =
       sdxlhost::pipeline::SdxlModels::load(golden("models/tiny_sdxl"), sdxlhost::pipeline::PipelineSettings{});
-  std::map<std::string, std::unique_ptr<PatchableWeights>> targets;
-  TinyPipeline() {
-    targets["text_encoder"] = std::make_unique<PatchableWeights>("text_encoder", models->text_encoder->named_parameters());
-    targets["text_encoder_2"] =
-        std::make_unique<PatchableWeights>("text_encoder_2", models->text_encoder_2->named_parameters());
-  }
   PatchableWeights& target(const std::string& component) {
-    return component == "unet" ? models->unet->patchable_weights() : *targets.at(component);
+    if (component == "unet") return models->unet->patchable_weights();
+    return component == "text_encoder" ? models->text_encoder->patchable_weights()
+                                       : models->text_encoder_2->patchable_weights();
   }
   /// Applies `network` x `weight` to every component; checks every module found its layer.
   void apply(const LoraNetwork& network, double weight) {

@@ -32,6 +32,11 @@ const char* kPositionIds = "text_model.embeddings.position_ids";
 
 std::string layer_prefix(std::size_t index) { return "text_model.encoder.layers." + std::to_string(index) + "."; }
 
+/// The component name LoRA files use for an encoder (clip_text_model.hpp).
+std::string component_name(const ClipTextConfig& config) {
+  return config.projection_dim > 0 ? "text_encoder_2" : "text_encoder";
+}
+
 at::Tensor activation(const at::Tensor& x, const std::string& kind) {
   if (kind == "quick_gelu") return x * at::sigmoid(x * 1.702);
   return at::gelu(x);  // exact (erf) GELU, transformers' "gelu"
@@ -129,7 +134,24 @@ std::shared_ptr<ClipTextModel> ClipTextModel::load(const TensorMap& weights, con
   for (const auto& [name, tensor] : weights)
     if (shapes.count(name) == 0 && name != kPositionIds)
       throw Error(ErrorCode::ModelLoadError, where + ": unexpected weight '" + name + "'");
+  model->weights_ = PatchableWeights(component_name(config), model->named_parameters());
   return model;
+}
+
+std::shared_ptr<ClipTextModel> ClipTextModel::with_weights(const std::map<std::string, at::Tensor>& replaced) const {
+  std::shared_ptr<ClipTextModel> copy(new ClipTextModel());
+  copy->config_ = config_;
+  // at::Tensor copies share their storage: the copy holds the very same weights...
+  copy->token_embedding_ = token_embedding_;
+  copy->position_embedding_ = position_embedding_;
+  for (const auto& layer : layers_) copy->layers_.push_back(std::make_shared<Layer>(*layer));
+  copy->final_norm_weight_ = final_norm_weight_;
+  copy->final_norm_bias_ = final_norm_bias_;
+  copy->text_projection_ = text_projection_;
+  copy->weights_ = PatchableWeights(weights_.component(), copy->named_parameters());
+  // ...but for the replaced ones.
+  for (const auto& [key, value] : replaced) copy->weights_.install(key, value);
+  return copy;
 }
 
 std::shared_ptr<ClipTextModel> ClipTextModel::load_folder(const std::filesystem::path& folder, at::ScalarType dtype,

@@ -45,20 +45,33 @@ void PatchableWeights::add_delta(const std::string& key, const at::Tensor& delta
                 component_ + " weight '" + key + "': the delta's shape differs from the weight's");
   }
   originals_.emplace(key, target);  // keeps the first original only
-  // Summed in float32 so a bf16 model is rounded once, not once per LoRA.
-  const at::Tensor sum = target.to(at::kFloat) + delta.to(target.device(), at::kFloat);
-  target = sum.to(target.scalar_type());
+  target = add_weight_delta(target, delta);
+}
+
+at::Tensor add_weight_delta(const at::Tensor& weight, const at::Tensor& delta) {
+  // Summed in float32 so a bf16 model is rounded once per delta, not once per operation.
+  const at::Tensor sum = weight.to(at::kFloat) + delta.to(weight.device(), at::kFloat);
+  return sum.to(weight.scalar_type());
 }
 
 void PatchableWeights::set_weight(const std::string& key, const at::Tensor& value) {
+  at::Tensor& target = checked_slot(key, value);
+  originals_.emplace(key, target);
+  target = value;
+}
+
+void PatchableWeights::install(const std::string& key, const at::Tensor& value) {
+  checked_slot(key, value) = value;
+}
+
+at::Tensor& PatchableWeights::checked_slot(const std::string& key, const at::Tensor& value) {
   at::Tensor& target = slot(key, ErrorCode::ValidationError);
   if (!value.defined() || value.sizes() != target.sizes() || value.scalar_type() != target.scalar_type() ||
       value.device() != target.device()) {
     throw Error(ErrorCode::ValidationError,
                 component_ + " weight '" + key + "': the replacement differs in shape, dtype or device");
   }
-  originals_.emplace(key, target);
-  target = value;
+  return target;
 }
 
 std::size_t PatchableWeights::restore() {
@@ -82,6 +95,27 @@ at::Tensor PatchableWeights::original(const std::string& key) const {
 std::uint64_t PatchableWeights::bytes() const {
   std::uint64_t total = 0;
   for (const auto& entry : slots_) total += entry.second->nbytes();
+  return total;
+}
+
+at::Tensor WeightOverlay::weight(const std::string& key) const {
+  auto it = changes_.find(key);
+  return it != changes_.end() ? it->second : base_.weight(key);
+}
+
+void WeightOverlay::add_delta(const std::string& key, const at::Tensor& delta) {
+  if (!base_.has(key)) throw Error(ErrorCode::ValidationError, component() + " has no weight '" + key + "'");
+  const at::Tensor current = weight(key);
+  if (!delta.defined() || delta.sizes() != current.sizes()) {
+    throw Error(ErrorCode::ValidationError,
+                component() + " weight '" + key + "': the delta's shape differs from the weight's");
+  }
+  changes_[key] = add_weight_delta(current, delta);
+}
+
+std::uint64_t WeightOverlay::bytes() const {
+  std::uint64_t total = 0;
+  for (const auto& entry : changes_) total += entry.second.nbytes();
   return total;
 }
 

@@ -1,18 +1,57 @@
-// ModelPatch application around a stage, with a cache of patched sets (see model_patching.hpp).
+// ModelPatch application as patched copies of a shared pipeline (see model_patching.hpp).
 #include "sdxlhost/pipeline/model_patching.hpp"
 
 #include <ATen/ATen.h>
 
+#include "sdxlhost/nn/patchable_weights.hpp"
 #include "sdxlhost/pipeline/slots.hpp"
 #include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/registries.hpp"
 
 namespace sdxlhost::pipeline {
+namespace {
 
-PatchScope::PatchScope(sdk::Context& context, SdxlModels& models, PatchedParts parts, int cached_sets,
-                       const std::string& expert)
-    : models_(models), parts_(parts) {
+/// Every patch applied to every overlay, patch by patch (the order the in-place patching used).
+void apply_all(sdk::Context& context, const std::vector<std::shared_ptr<sdk::ModelPatch>>& patches,
+               const std::vector<nn::WeightOverlay*>& overlays) {
+  for (const auto& patch : patches)
+    for (nn::WeightOverlay* overlay : overlays) patch->apply(context, *overlay);
+}
+
+}  // namespace
+
+PatchedModels make_patched_models(sdk::Context& context, const SdxlModels& models, PatchedParts parts,
+                                  const std::vector<std::shared_ptr<sdk::ModelPatch>>& patches) {
+  auto copy = std::make_shared<SdxlModels>(models);  // shares every network and tokenizer...
+  copy->patched_sets.reset();                       // ...but not the cache that will hold it
+  PatchedModels out;
+  if (parts == PatchedParts::Unet) {
+    nn::WeightOverlay unet(models.unet->patchable_weights());
+    apply_all(context, patches, {&unet});
+    copy->unet = models.unet->with_weights(unet.changes());
+    out.bytes = unet.bytes();
+  } else {
+    std::vector<std::unique_ptr<nn::WeightOverlay>> overlays;
+    if (models.text_encoder) overlays.push_back(std::make_unique<nn::WeightOverlay>(models.text_encoder->patchable_weights()));
+    overlays.push_back(std::make_unique<nn::WeightOverlay>(models.text_encoder_2->patchable_weights()));
+    std::vector<nn::WeightOverlay*> list;
+    for (auto& overlay : overlays) list.push_back(overlay.get());
+    apply_all(context, patches, list);
+    std::size_t next = 0;
+    if (models.text_encoder) copy->text_encoder = models.text_encoder->with_weights(overlays[next++]->changes());
+    copy->text_encoder_2 = models.text_encoder_2->with_weights(overlays[next]->changes());
+    for (const auto& overlay : overlays) out.bytes += overlay->bytes();
+  }
+  copy->bytes = out.bytes;
+  out.models = std::move(copy);
+  return out;
+}
+
+PatchScope::PatchScope(sdk::Context& context, std::shared_ptr<const SdxlModels> models, PatchedParts parts,
+                       int cached_sets, const std::string& expert)
+    : models_(std::move(models)) {
+  if (!models_) throw sdk::Error(sdk::ErrorCode::InternalError, "PatchScope without a pipeline");
   context.set(slots::kPatchExpert, expert);
   std::vector<std::shared_ptr<sdk::ModelPatch>> patches;
   std::string key = parts == PatchedParts::Unet ? "unet" : "text_encoders";
@@ -24,61 +63,14 @@ PatchScope::PatchScope(sdk::Context& context, SdxlModels& models, PatchedParts p
     patches.push_back(patch);
     key += "|" + patch->name() + "=" + patch_key;
   }
-  if (patches.empty()) {
-    shared_ = std::shared_lock<std::shared_mutex>(models.patch_mutex);
-    return;
-  }
-  exclusive_ = std::unique_lock<std::shared_mutex>(models.patch_mutex);
-  patched_ = true;
-  try {
-    std::vector<nn::PatchableWeights*> list = targets();
-    if (const PatchedSet* cached = models.find_patched_set(key)) {
-      for (const auto& w : cached->weights) list.at(w.target)->set_weight(w.key, w.value);
-      from_cache_ = true;
-    } else {
-      apply(context, patches);
-      if (cached_sets > 0) {
-        PatchedSet set;
-        set.key = key;
-        for (std::size_t t = 0; t < list.size(); ++t)
-          for (const auto& k : list[t]->patched_keys()) set.weights.push_back({t, k, list[t]->weight(k)});
-        models.store_patched_set(std::move(set), static_cast<std::size_t>(cached_sets));
-      }
-    }
-    applied_ = patches.size();
-  } catch (...) {
-    restore();
-    throw;
-  }
-}
+  if (patches.empty()) return;  // the shared pipeline as loaded
 
-std::vector<nn::PatchableWeights*> PatchScope::targets() {
-  if (parts_ == PatchedParts::Unet) return {&models_.unet->patchable_weights()};
-  if (clip_targets_.empty()) {
-    if (models_.text_encoder)
-      clip_targets_.push_back(
-          std::make_unique<nn::PatchableWeights>("text_encoder", models_.text_encoder->named_parameters()));
-    clip_targets_.push_back(
-        std::make_unique<nn::PatchableWeights>("text_encoder_2", models_.text_encoder_2->named_parameters()));
-  }
-  std::vector<nn::PatchableWeights*> out;
-  for (auto& t : clip_targets_) out.push_back(t.get());
-  return out;
-}
-
-void PatchScope::apply(sdk::Context& context, const std::vector<std::shared_ptr<sdk::ModelPatch>>& patches) {
-  for (const auto& patch : patches)
-    for (nn::PatchableWeights* target : targets()) patch->apply(context, *target);
-}
-
-PatchScope::~PatchScope() { restore(); }
-
-void PatchScope::restore() noexcept {
-  if (!patched_) return;
-  for (auto& target : clip_targets_) target->restore();
-  clip_targets_.clear();
-  if (parts_ == PatchedParts::Unet) models_.unet->patchable_weights().restore();
-  patched_ = false;
+  const SdxlModels& base = *models_;
+  auto build = [&] { return make_patched_models(context, base, parts, patches); };
+  const std::size_t limit = cached_sets > 0 ? static_cast<std::size_t>(cached_sets) : 0;
+  PatchedModels patched = base.patched_sets ? base.patched_sets->get(key, limit, build, &from_cache_) : build();
+  models_ = std::move(patched.models);
+  applied_ = patches.size();
 }
 
 }  // namespace sdxlhost::pipeline

@@ -73,31 +73,7 @@ bool read_force_zeros(const fs::path& path, bool fallback) {
 
 }  // namespace
 
-std::uint64_t PatchedSet::bytes() const {
-  std::uint64_t total = 0;
-  for (const auto& w : weights) total += w.value.nbytes();
-  return total;
-}
-
-const PatchedSet* SdxlModels::find_patched_set(const std::string& key) {
-  for (auto it = patched_sets.begin(); it != patched_sets.end(); ++it) {
-    if (it->key != key) continue;
-    patched_sets.splice(patched_sets.begin(), patched_sets, it);
-    return &patched_sets.front();
-  }
-  return nullptr;
-}
-
-void SdxlModels::store_patched_set(PatchedSet set, std::size_t limit) {
-  patched_sets.push_front(std::move(set));
-  while (patched_sets.size() > limit) patched_sets.pop_back();
-}
-
-std::uint64_t SdxlModels::patched_set_bytes() const {
-  std::uint64_t total = 0;
-  for (const auto& set : patched_sets) total += set.bytes();
-  return total;
-}
+std::uint64_t SdxlModels::bytes_now() const { return bytes + (patched_sets ? patched_sets->bytes() : 0); }
 
 bool SdxlModels::is_refiner() const { return !text_encoder && time_id_count() == 5; }
 
@@ -160,11 +136,15 @@ std::string pipeline_variant(const PipelineSettings& settings) {
 
 std::shared_ptr<SdxlModels> load_pipeline(sdk::ModelAccess& models, const std::string& name,
                                           const PipelineSettings& settings, const std::string& field) {
-  return models.load_as<SdxlModels>(sdk::kCheckpoints, name, pipeline_variant(settings), field,
-                                    [&](const fs::path& file) {
-                                      auto loaded = naming_field(field, [&] { return SdxlModels::load(file, settings); });
-                                      return std::make_pair(loaded, loaded->bytes);
-                                    });
+  auto object = models.load(sdk::kCheckpoints, name, pipeline_variant(settings), field, typeid(SdxlModels),
+                            [&](const fs::path& file) {
+                              auto loaded = naming_field(field, [&] { return SdxlModels::load(file, settings); });
+                              sdk::CachedModel cached{loaded, loaded->bytes};
+                              // the patched copies it keeps count too (patched_sets.hpp)
+                              cached.extra_bytes = [sets = loaded->patched_sets] { return sets->bytes(); };
+                              return cached;
+                            });
+  return std::static_pointer_cast<SdxlModels>(object);
 }
 
 std::shared_ptr<SdxlModels> base_models(sdk::Context& context, const PipelineSettings& settings) {

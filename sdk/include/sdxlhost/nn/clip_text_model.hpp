@@ -13,8 +13,13 @@
 /// names and structure, but the translation unit compiles without <torch/torch.h> (BUILD-NOTES:
 /// 2-3x faster, a third of the memory), which matters on the 2-core build machines.
 ///
-/// Thread-safety: `forward` is const and may run concurrently; mutating parameters (LoRA) must
-/// not overlap with forward calls.
+/// The parameters are one nn::PatchableWeights table, as the UNet's: a job patches a shared
+/// encoder through a WeightOverlay over `patchable_weights()` and encodes with
+/// `with_weights(overlay.changes())`, a copy sharing every unchanged tensor.
+///
+/// Thread-safety: `forward`, `with_weights` and reading the table are const and may run
+/// concurrently; changing parameters in place (the table's add_delta / restore) must not overlap
+/// any of them.
 
 #include <ATen/core/Tensor.h>
 
@@ -27,6 +32,7 @@
 #include <vector>
 
 #include "sdxlhost/nn/model_config.hpp"
+#include "sdxlhost/nn/patchable_weights.hpp"
 #include "sdxlhost/nn/tensor_map.hpp"
 #include "sdxlhost/sdk/export.hpp"
 
@@ -63,9 +69,21 @@ class SDXLHOST_API ClipTextModel {
 
   /// The config the model was built with.
   const ClipTextConfig& config() const { return config_; }
-  /// Every parameter by its weight key, for model patches (LoRA). Pointers stay valid for the
-  /// model's lifetime.
+  /// Every parameter by its weight key. Pointers stay valid for the model's lifetime.
   std::vector<std::pair<std::string, at::Tensor*>> named_parameters();
+  /// The patchable-parameter table (model patches: LoRA). Its component is "text_encoder_2" for
+  /// an encoder with a projection (SDXL's OpenCLIP bigG, the refiner's only encoder) and
+  /// "text_encoder" otherwise (CLIP ViT-L), the names LoRA files use.
+  PatchableWeights& patchable_weights() { return weights_; }
+  /// The table, read-only (what a WeightOverlay reads).
+  const PatchableWeights& patchable_weights() const { return weights_; }
+  /// A copy of this encoder with `replaced` (key -> tensor of the same shape, dtype and device)
+  /// in place of those weights; every other parameter is the very same tensor and this model is
+  /// left untouched. Throws sdk::Error(ValidationError) naming an unknown key or a misfit.
+  std::shared_ptr<ClipTextModel> with_weights(const std::map<std::string, at::Tensor>& replaced) const;
+
+  ClipTextModel(const ClipTextModel&) = delete;  // the table points into the object
+  ClipTextModel& operator=(const ClipTextModel&) = delete;
   /// Every weight key and shape a model of `config` has (for coverage checks without weights).
   static std::map<std::string, std::vector<std::int64_t>> expected_shapes(const ClipTextConfig& config);
 
@@ -80,6 +98,7 @@ class SDXLHOST_API ClipTextModel {
   std::vector<std::shared_ptr<Layer>> layers_;
   at::Tensor final_norm_weight_, final_norm_bias_;  // text_model.final_layer_norm.*
   at::Tensor text_projection_;                      // text_projection.weight (no bias)
+  PatchableWeights weights_;                        // over the tensors above
 };
 
 }  // namespace sdxlhost::nn

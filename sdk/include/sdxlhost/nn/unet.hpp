@@ -7,12 +7,14 @@
 /// (single-file checkpoints are renamed to diffusers keys by the key map first).
 ///
 /// Extension points: `forward` takes optional ControlNet residuals (sdk::UNetResiduals, added to
-/// the skip connections and the mid-block output as diffusers does), and the model is an
-/// sdk::WeightTarget so a ModelPatch (LoRA) can add deltas to weights and `restore_weights`
-/// undoes them.
+/// the skip connections and the mid-block output as diffusers does), and the parameters are one
+/// nn::PatchableWeights table: a job patches a shared model through a WeightOverlay over
+/// `patchable_weights()` and computes with `with_weights(overlay.changes())`, a copy that shares
+/// every unchanged tensor. The model is also an sdk::WeightTarget patched in place (`add_delta`,
+/// `restore_weights`) for a model nothing else uses.
 ///
-/// Thread-safety: `forward` is const and may run concurrently; patching (`add_delta`,
-/// `restore_weights`) must not overlap a forward.
+/// Thread-safety: `forward`, `with_weights` and reading the table are const and may run
+/// concurrently; patching in place (`add_delta`, `restore_weights`) must not overlap them.
 
 #include <ATen/core/Tensor.h>
 
@@ -152,6 +154,14 @@ class SDXLHOST_API UNet2DConditionModel final : public sdk::WeightTarget {
   std::vector<std::string> patched_keys() const;
   /// The patchable-parameter table itself (set_weight, originals) for the owner of the model.
   PatchableWeights& patchable_weights() { return weights_; }
+  /// The table, read-only (what a WeightOverlay reads).
+  const PatchableWeights& patchable_weights() const { return weights_; }
+  /// A copy of this model with `replaced` (key -> tensor of the same shape, dtype and device, as
+  /// a WeightOverlay makes them) in place of those weights. Every other parameter is the very
+  /// same tensor (no copy: the copy costs the replaced tensors' bytes and a small structure), and
+  /// this model is left untouched. Throws sdk::Error(ValidationError) naming an unknown key or a
+  /// tensor that does not fit.
+  std::shared_ptr<UNet2DConditionModel> with_weights(const std::map<std::string, at::Tensor>& replaced) const;
 
   /// Stores every convolution weight in channels-last (NHWC) memory order and runs forward in it
   /// (the output is returned in the default order): the same values, in the layout cuDNN's

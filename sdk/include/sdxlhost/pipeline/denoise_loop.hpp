@@ -5,8 +5,8 @@
 /// guidance_scale, guidance_rescale), the denoise hooks (ControlNet residuals), the scheduler
 /// step with per-image noise, cancellation between steps, the latents published in the
 /// `latents` slot and a progress event after every step.
-/// Thread-safety: runs on the job's thread; the caller holds the pipeline (patch_mutex) for the
-/// whole loop.
+/// Thread-safety: runs on the job's thread; the caller holds the UNet it gives (a PatchScope's
+/// models()) for the whole loop. Loops of several jobs may share one UNet.
 
 #include <ATen/core/Tensor.h>
 

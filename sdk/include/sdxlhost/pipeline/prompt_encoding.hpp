@@ -6,7 +6,7 @@
 /// prompt_weighting.hpp does them. A refiner pipeline has only text_encoder_2: it encodes
 /// `prompt` / `negative_prompt` with it (diffusers zips [prompt, prompt_2] with the encoders it
 /// has, so the first prompt goes to the only encoder).
-/// Thread-safety: pure functions over shared, read-only models (hold the pipeline's patch_mutex).
+/// Thread-safety: pure functions over shared, read-only models (a PatchScope's models()).
 
 #include <ATen/core/Tensor.h>
 

@@ -3,16 +3,15 @@
 /// A loaded SDXL pipeline (base or refiner, either checkpoint layout), cached by the host's model
 /// store per checkpoint and settings, and the per-job model lookups through sdk::ModelAccess.
 /// Shared by the sdxl plugin and the refiner plugin.
-/// Thread-safety: SdxlModels is immutable after loading and shared by concurrent jobs; a stage
-/// that uses its networks holds `patch_mutex` shared (or exclusive while it patches weights).
+/// Thread-safety: SdxlModels is immutable after loading and shared by concurrent jobs; nothing
+/// writes its networks' weights (a job with LoRAs computes with a patched copy, model_patching.hpp),
+/// so stages use it without a lock. A copy of an SdxlModels shares its networks.
 
 #include <ATen/core/Tensor.h>
 
 #include <filesystem>
-#include <list>
 #include <memory>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -23,24 +22,12 @@
 #include "sdxlhost/nn/unet.hpp"
 #include "sdxlhost/nn/vae.hpp"
 #include "sdxlhost/nn/checkpoint.hpp"
+#include "sdxlhost/pipeline/patched_sets.hpp"
 #include "sdxlhost/pipeline/settings.hpp"
 #include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/export.hpp"
 
 namespace sdxlhost::pipeline {
-
-/// One cached set of patched weights (what a LoRA combination made of some components).
-struct SDXLHOST_API PatchedSet {
-  struct Weight {
-    std::size_t target;  ///< index into the stage's target list (model_patching.cpp)
-    std::string key;     ///< weight key
-    at::Tensor value;    ///< the patched tensor
-  };
-  std::string key;  ///< the patches' cache keys and the parts patched
-  std::vector<Weight> weights;
-  /// Bytes the patched tensors hold.
-  std::uint64_t bytes() const;
-};
 
 /// A loaded SDXL pipeline: tokenizers, text encoders, UNet, VAE and the scheduler config.
 struct SDXLHOST_API SdxlModels {
@@ -53,20 +40,14 @@ struct SDXLHOST_API SdxlModels {
   nlohmann::json scheduler_config;       ///< scheduler/scheduler_config.json or SDXL's default
   /// model_index.json; a single file: true for a base, false for a refiner (as refiner-1.0)
   bool force_zeros_for_empty_prompt = true;
-  std::uint64_t bytes = 0;               ///< parameter bytes, for the cache budget
-  std::list<PatchedSet> patched_sets;    ///< front = most recently used (model_patching.hpp)
-  /// Shared by stages using the weights as loaded, exclusive while a job's patches are applied
-  /// (model_patching.hpp).
-  mutable std::shared_mutex patch_mutex;
+  std::uint64_t bytes = 0;               ///< parameter bytes as loaded, for the cache budget
+  /// The patched copies of this pipeline (LoRA sets), by the patches' cache keys
+  /// (model_patching.hpp). Null in a patched copy itself.
+  std::shared_ptr<PatchedSets> patched_sets = std::make_shared<PatchedSets>();
 
-  /// The cached patched set of `key`, marked most recently used; nullptr on a miss. Call with
-  /// patch_mutex held exclusively.
-  const PatchedSet* find_patched_set(const std::string& key);
-  /// Keeps `set`, dropping the least recently used sets beyond `limit`. Call with patch_mutex
-  /// held exclusively.
-  void store_patched_set(PatchedSet set, std::size_t limit);
-  /// Bytes held by cached patched sets.
-  std::uint64_t patched_set_bytes() const;
+  /// `bytes` plus the changed weights of the patched copies kept: what the host's model cache
+  /// counts for this pipeline (load_pipeline).
+  std::uint64_t bytes_now() const;
 
   /// True for a refiner checkpoint (stable-diffusion-xl-refiner-1.0 style), detected from the
   /// weights: no first text encoder and a UNet whose add-embedding takes 5 time ids (original

@@ -7,7 +7,7 @@
 namespace sdxlhost::sdk {
 
 /// Bumped whenever a type that crosses the boundary changes layout or meaning.
-inline constexpr int kAbiVersion = 5;  // 2: WeightTarget::keys, ModelPatch::cache_key(Context&); 3: Preprocessor::options/description; 4: GenerationRequest::dimensions_given; 5: PluginInfo::request_features
+inline constexpr int kAbiVersion = 6;  // 2: WeightTarget::keys, ModelPatch::cache_key(Context&); 3: Preprocessor::options/description; 4: GenerationRequest::dimensions_given; 5: PluginInfo::request_features; 6: ModelAccess::load takes the object's type, CachedModel::extra_bytes, nn models patched through copies (WeightOverlay, with_weights)
 
 /// Identity of the toolchain and libtorch a binary was built against. Plugins and host are
 /// C++ objects passed across shared-library boundaries, so both must agree exactly.

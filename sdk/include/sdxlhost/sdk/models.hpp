@@ -3,7 +3,9 @@
 /// How a stage reaches model files and the host's model cache. Models are named, never pathed:
 /// `resolve("checkpoints", "NAME")` finds models_root/checkpoints/NAME(.safetensors) and refuses
 /// names that escape that folder. Loaded objects go through `load` so the host can share them
-/// between jobs and evict the least recently used ones that no job is holding.
+/// between jobs and evict the least recently used ones that no job is holding. Every object is
+/// cached with its type, and a job holds every object it loaded until it ends (the host pins
+/// them), so a model is never evicted between two stages of one job.
 /// Thread-safety: all methods may be called from any job concurrently.
 
 #include <cstdint>
@@ -11,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <typeinfo>
 #include <utility>
 
 namespace sdxlhost::sdk {
@@ -30,6 +33,11 @@ inline constexpr const char* kModelKinds[] = {kCheckpoints, kLoras, kControlnet,
 struct CachedModel {
   std::shared_ptr<void> object;
   std::uint64_t bytes = 0;
+  /// Optional: bytes the object holds beyond `bytes` now (caches it keeps after loading, e.g. a
+  /// pipeline's patched copies). The cache adds it whenever it counts, so cache.max_bytes and
+  /// cache.max_memory_fraction see it at the next load. Called under the cache's lock: it must
+  /// be cheap and must not call back into ModelAccess.
+  std::function<std::uint64_t()> extra_bytes;
 };
 
 /// Loads one model into an object the cache keeps. Throws sdk::Error on failure.
@@ -48,20 +56,25 @@ class ModelAccess {
 
   /// Returns the cached object for (kind, name, variant), loading it with `load` on a miss.
   /// `variant` distinguishes different objects made from one file (e.g. "unet", "vae").
-  /// The returned pointer keeps the object alive; the cache never evicts an object in use.
+  /// `type` is the object's type: the cache keeps it with the entry, and asking for a cached
+  /// (kind, name, variant) as another type throws Error(InternalError) naming both types and
+  /// `field` (two plugins using one variant name for different objects), so the pointer can be
+  /// cast back to `type` safely. The returned pointer keeps the object alive; the cache never
+  /// evicts an object in use. Prefer load_as, which passes the type for you.
   virtual std::shared_ptr<void> load(const std::string& kind, const std::string& name,
                                      const std::string& variant, const std::string& field,
-                                     const ModelLoadFn& load) = 0;
+                                     const std::type_info& type, const ModelLoadFn& load) = 0;
 
-  /// Typed convenience over `load`: the loader returns (object, bytes).
+  /// Typed convenience over `load`: the loader returns (object, bytes); the result is the
+  /// object as T (checked against the type it was cached as).
   template <class T>
   std::shared_ptr<T> load_as(const std::string& kind, const std::string& name,
                              const std::string& variant, const std::string& field,
                              const std::function<std::pair<std::shared_ptr<T>, std::uint64_t>(
                                  const std::filesystem::path&)>& loader) {
-    auto object = load(kind, name, variant, field, [&](const std::filesystem::path& file) {
+    auto object = load(kind, name, variant, field, typeid(T), [&](const std::filesystem::path& file) {
       auto [ptr, bytes] = loader(file);
-      return CachedModel{std::static_pointer_cast<void>(ptr), bytes};
+      return CachedModel{std::static_pointer_cast<void>(ptr), bytes, {}};
     });
     return std::static_pointer_cast<T>(object);
   }
