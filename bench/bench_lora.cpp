@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <list>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -204,17 +205,20 @@ class PeakMemory {
 struct LoraSet {
   std::string key;  ///< what PatchScope's cache key would be
   double weight = 0;
-  std::vector<std::pair<std::string, at::Tensor>> old_cached;  ///< the old lifecycle's cached set
 };
 
-/// The old lifecycle: the shared UNet patched in place under an exclusive lock for the job's
-/// denoise (a cached set swapped in, else the deltas computed), the originals put back after.
+/// The old lifecycle (before issue 9 item 4): the shared UNet patched in place under an exclusive
+/// lock for the job's denoise (a cached set swapped in, else the deltas computed and the set kept,
+/// at most `limit`, LRU), the originals put back after; plain jobs hold the lock shared.
 struct OldLifecycle {
+  using Set = std::pair<std::string, std::vector<std::pair<std::string, at::Tensor>>>;
   nn::UNet2DConditionModel& unet;
   const nn::LoraNetwork& network;
+  std::size_t limit = 2;
   std::shared_mutex lock;
+  std::list<Set> cache;  // front = most recently used
 
-  void job(LoraSet* set, std::int64_t latent, int steps) {
+  void job(const LoraSet* set, std::int64_t latent, int steps) {
     if (set == nullptr) {
       std::shared_lock<std::shared_mutex> shared(lock);
       for (int i = 0; i < steps; ++i) unet_step(unet, latent);
@@ -222,14 +226,25 @@ struct OldLifecycle {
     }
     std::unique_lock<std::shared_mutex> exclusive(lock);
     nn::PatchableWeights& table = unet.patchable_weights();
-    if (!set->old_cached.empty()) {
-      for (const auto& [key, value] : set->old_cached) table.set_weight(key, value);
+    auto hit = std::find_if(cache.begin(), cache.end(), [&](const Set& s) { return s.first == set->key; });
+    if (hit != cache.end()) {
+      cache.splice(cache.begin(), cache, hit);
+      for (const auto& [key, value] : cache.front().second) table.set_weight(key, value);
     } else {
       nn::apply_lora(network, set->weight, table, "lora");
-      for (const auto& key : table.patched_keys()) set->old_cached.emplace_back(key, table.weight(key));
+      Set kept{set->key, {}};
+      for (const auto& key : table.patched_keys()) kept.second.emplace_back(key, table.weight(key));
+      cache.push_front(std::move(kept));
+      while (cache.size() > limit) cache.pop_back();
     }
     for (int i = 0; i < steps; ++i) unet_step(unet, latent);
     table.restore();
+  }
+  std::uint64_t kept_bytes() const {
+    std::uint64_t bytes = 0;
+    for (const auto& set : cache)
+      for (const auto& entry : set.second) bytes += entry.second.nbytes();
+    return bytes;
   }
 };
 
@@ -241,7 +256,7 @@ struct NewLifecycle {
   pipeline::PatchedSets sets;
   std::size_t limit = 2;  ///< plugins.config.sdxl.patched_sets' default
 
-  void job(LoraSet* set, std::int64_t latent, int steps) {
+  void job(const LoraSet* set, std::int64_t latent, int steps) {
     if (set == nullptr) {
       for (int i = 0; i < steps; ++i) unet_step(*unet, latent);
       return;
@@ -295,13 +310,13 @@ void lifecycle_row(const std::string& job, const LifecycleRow& old_row, const Li
 /// Both lifecycles on the same UNet and LoRA, row by row (old, then new, per row).
 void compare_lifecycles(const Options& o, const std::shared_ptr<nn::UNet2DConditionModel>& unet,
                         const nn::LoraNetwork& network, std::int64_t latent) {
-  OldLifecycle old_way{*unet, network, {}};
+  OldLifecycle old_way{*unet, network, 2, {}, {}};
   NewLifecycle new_way{unet, network, {}, 2};
-  std::vector<LoraSet> old_sets{{"a@0.8", 0.8, {}}, {"a@0.5", 0.5, {}}};
-  std::vector<LoraSet> new_sets = old_sets;
+  const std::vector<LoraSet> sets{{"a@0.8", 0.8}, {"a@0.5", 0.5}};
   const auto nothing = [] {};
-  int fresh = 0;  // a new weight per job, so "first job" rows never hit a cache
-  auto fresh_set = [&](double base) { return LoraSet{"fresh@" + std::to_string(++fresh), base + 1e-3 * fresh, {}}; };
+  int fresh = 0;  // a new weight per job, so "not cached" rows never hit a cache
+  LoraSet fresh_set;
+  const auto next_fresh = [&] { ++fresh, fresh_set = {"fresh@" + std::to_string(fresh), 0.8 + 1e-3 * fresh}; };
 
   std::printf("\nPatch lifecycle, %d job(s) per row (median time, largest peak), %d UNet step(s) per job; "
               "overhead = job - plain job of the same lifecycle; peak = resident memory the job added:\n\n",
@@ -316,23 +331,20 @@ void compare_lifecycles(const Options& o, const std::shared_ptr<nn::UNet2DCondit
   const auto plain_new = measure(o.repeat, nothing, [&] { new_way.job(nullptr, latent, o.steps); });
   lifecycle_row("plain job (no LoRA)", plain_old, plain_new, plain_old.seconds, plain_new.seconds);
 
-  LoraSet old_fresh, new_fresh;
-  const auto first_old = measure(o.repeat, [&] { old_fresh = fresh_set(0.8); },
-                                 [&] { old_way.job(&old_fresh, latent, o.steps); });
-  const auto first_new = measure(o.repeat, [&] { new_fresh = fresh_set(0.8); },
-                                 [&] { new_way.job(&new_fresh, latent, o.steps); });
+  const auto first_old = measure(o.repeat, next_fresh, [&] { old_way.job(&fresh_set, latent, o.steps); });
+  const auto first_new = measure(o.repeat, next_fresh, [&] { new_way.job(&fresh_set, latent, o.steps); });
   lifecycle_row("LoRA set not cached (deltas computed)", first_old, first_new, plain_old.seconds, plain_new.seconds);
 
-  old_way.job(&old_sets[0], latent, o.steps);  // fill both caches
-  new_way.job(&new_sets[0], latent, o.steps);
-  const auto cached_old = measure(o.repeat, nothing, [&] { old_way.job(&old_sets[0], latent, o.steps); });
-  const auto cached_new = measure(o.repeat, nothing, [&] { new_way.job(&new_sets[0], latent, o.steps); });
+  old_way.job(&sets[0], latent, o.steps);  // fill both caches
+  new_way.job(&sets[0], latent, o.steps);
+  const auto cached_old = measure(o.repeat, nothing, [&] { old_way.job(&sets[0], latent, o.steps); });
+  const auto cached_new = measure(o.repeat, nothing, [&] { new_way.job(&sets[0], latent, o.steps); });
   lifecycle_row("LoRA set cached", cached_old, cached_new, plain_old.seconds, plain_new.seconds);
 
   // Two jobs with different (cached) LoRA sets at once, as two executors run them.
-  old_way.job(&old_sets[1], latent, o.steps);
-  new_way.job(&new_sets[1], latent, o.steps);
-  auto pair_of = [&](auto& way, std::vector<LoraSet>& sets) {
+  old_way.job(&sets[1], latent, o.steps);
+  new_way.job(&sets[1], latent, o.steps);
+  auto pair_of = [&](auto& way) {
     return [&] {
       std::thread first([&] { way.job(&sets[0], latent, o.steps); });
       std::thread second([&] { way.job(&sets[1], latent, o.steps); });
@@ -340,8 +352,8 @@ void compare_lifecycles(const Options& o, const std::shared_ptr<nn::UNet2DCondit
       second.join();
     };
   };
-  const auto pair_old = measure(o.repeat, nothing, pair_of(old_way, old_sets));
-  const auto pair_new = measure(o.repeat, nothing, pair_of(new_way, new_sets));
+  const auto pair_old = measure(o.repeat, nothing, pair_of(old_way));
+  const auto pair_new = measure(o.repeat, nothing, pair_of(new_way));
   const auto plain_pair = measure(o.repeat, nothing, [&] {
     std::thread first([&] { new_way.job(nullptr, latent, o.steps); });
     std::thread second([&] { new_way.job(nullptr, latent, o.steps); });
@@ -350,12 +362,9 @@ void compare_lifecycles(const Options& o, const std::shared_ptr<nn::UNet2DCondit
   });
   lifecycle_row("2 jobs, 2 LoRA sets, 2 threads (wall)", pair_old, pair_new, plain_pair.seconds, plain_pair.seconds);
 
-  std::uint64_t old_bytes = 0;
-  for (const auto& set : old_sets)
-    for (const auto& entry : set.old_cached) old_bytes += entry.second.nbytes();
   std::printf("\n2 LoRA sets kept: old %.1f MiB of patched weights, new %.1f MiB (PatchedSets; a copy shares every "
               "other weight with the shared UNet, which stays as loaded). 2 plain jobs on 2 threads: %.4f s wall.\n",
-              static_cast<double>(old_bytes) / (1 << 20), static_cast<double>(new_way.sets.bytes()) / (1 << 20),
+              static_cast<double>(old_way.kept_bytes()) / (1 << 20), static_cast<double>(new_way.sets.bytes()) / (1 << 20),
               plain_pair.seconds);
 }
 

@@ -125,12 +125,13 @@ std::shared_ptr<UNet2DConditionModel> UNet2DConditionModel::create(
 
 std::shared_ptr<UNet2DConditionModel> UNet2DConditionModel::with_weights(
     const std::map<std::string, at::Tensor>& replaced) const {
-  // Binding the current tensors again converts nothing (same dtype and device): the copy's slots
-  // hold the very same storage; then the replaced ones take their place. The binder's
+  // The copy's layers are bound to the current tensors themselves (same dtype and device: no
+  // conversion, no page touched), then the replaced ones take their place. The binder's
   // "load_weights" details are for loading a file: this is part of a stage, so they stay quiet.
   std::optional<sdk::JobScope> quiet;
   if (const sdk::Context* job = sdk::current_job()) quiet.emplace(*job, nullptr);
-  std::shared_ptr<UNet2DConditionModel> copy = load(config_, state_dict(), dtype_, device_);
+  auto current = [this](const std::string& key, const std::vector<std::int64_t>&) { return *slots_.at(key); };
+  std::shared_ptr<UNet2DConditionModel> copy = create(config_, current, dtype_, device_);
   for (const auto& [key, value] : replaced) copy->weights_.install(key, value);
   copy->channels_last_ = channels_last_;  // the tensors carry their memory format with them
   return copy;

@@ -2,8 +2,9 @@
 /// @file hooks.hpp
 /// The two extension points of denoising, so features such as LoRA and ControlNet are plugins
 /// rather than special cases in the SDXL plugin:
-/// - ModelPatch changes weights (UNet, text encoders) before use; the owner of the weights
-///   records originals and reverts after the job (or caches the patched set).
+/// - ModelPatch changes weights (UNet, text encoders) for a job; the owner of the weights gives
+///   it a target that leaves the shared model untouched (pipeline::PatchScope: an overlay whose
+///   changes become the job's patched copy, cached under the patch's cache_key).
 /// - DenoiseHook is called before every UNet evaluation and may add residuals to the UNet's
 ///   down blocks and mid block (ControlNet).
 /// Thread-safety: hook and patch objects are shared by all jobs; per-job state goes in the
@@ -32,7 +33,8 @@ class WeightTarget {
   virtual std::vector<std::string> keys() const = 0;
   /// The weight (read-only view; do not modify in place).
   virtual at::Tensor weight(const std::string& key) const = 0;
-  /// Adds `delta` (same shape) to the weight; the target keeps the original for revert.
+  /// Adds `delta` (same shape) to the weight as this target sees it (an overlay records it for
+  /// the job's copy; an in-place table keeps the original for revert).
   virtual void add_delta(const std::string& key, const at::Tensor& delta) = 0;
 };
 
@@ -51,8 +53,9 @@ class ModelPatch {
   /// naming the request field at fault (e.g. a missing file).
   virtual std::string cache_key(Context& context) const = 0;
   /// Applies the patch to one component. Called once per component the owner exposes, all
-  /// before the weights are used; the owner restores the originals when the job's stage ends
-  /// (also when apply() throws, so a patch may fail half-way without leaving a trace).
+  /// before the weights are used. The target is the job's own (the shared model is never
+  /// written), so a patch may fail half-way without leaving a trace, and apply() may run for two
+  /// jobs at once (different keys, two executors): keep per-job state in the Context.
   virtual void apply(Context& context, WeightTarget& target) const = 0;
 };
 
