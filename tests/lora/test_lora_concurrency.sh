@@ -82,9 +82,9 @@ PY
 run() { python3 "$DIR/run.py" "$DIR/host.sock" "$DIR/out" "$@" || fail "run $*"; }
 same() { "$COMPARE" "$DIR/out/$1.png" "$DIR/out/$2.png" 0 > /dev/null || fail "$1 differs from $2"; echo "$1 = $2"; }
 differs() { ! "$COMPARE" "$DIR/out/$1.png" "$DIR/out/$2.png" 0 > /dev/null 2>&1 || fail "$1 equals $2"; }
-cache_bytes() {
+cache_bytes() {  # what the model cache counts for the checkpoint (its patched copies included)
   "$HOST" send --pipe "$DIR/host.sock" --message status | tail -1 | python3 -c \
-    'import json,sys; r=json.load(sys.stdin); print(sum(m["bytes"] for m in r["data"]["models"]["models"]))'
+    'import json,sys; r=json.load(sys.stdin); print(sum(m["bytes"] for m in r["data"]["models"]["models"] if m["kind"] == "checkpoints"))'
 }
 
 KOHYA='{"models": [{"name": "kohya_lora", "weight": 0.8}]}'
