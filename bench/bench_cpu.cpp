@@ -6,6 +6,10 @@
 // Not a test; docs/performance.md has the table and the command.
 //   bench_cpu [--configs tiny,sdxl-width,sdxl] [--pixels 256] [--tiny-pixels 64] [--repeats 3]
 //             [--steps 2] [--threads 0] [--modes defaults,threads,ours,bf16]
+// Extra mode: prescott = defaults with OPENBLAS_CORETYPE=PRESCOTT, what the libraries run on a
+// CPU that OpenBLAS 0.3.21 does not recognise (the machine issue 17 was measured on).
+// The table also gives each config's multiply-add work per step (counted from the config) and
+// the rate each mode reached, beside a 2048^3 sgemm in the "ours" setup: the machine's ceiling.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -79,13 +83,93 @@ const char* allocator() {
   return dlsym(RTLD_DEFAULT, "MallocExtension_ReleaseFreeMemory") ? "tcmalloc" : "glibc";
 }
 
-bool is_ours(const std::string& mode) { return mode != "defaults" && mode != "threads"; }
+bool is_ours(const std::string& mode) {
+  return mode != "defaults" && mode != "threads" && mode != "prescott";
+}
+
+// ---- work per step ----
+
+/// Floating-point operations (2 per multiply-add) of one UNet forward at `latent` x `latent`,
+/// batch `batch`, `context` text tokens: convolutions, linear layers and attention products, as
+/// diffusers' UNet2DConditionModel runs them. Norms, activations and the time embedding
+/// (all well under 1%) are left out.
+double unet_flops(const nn::UNetConfig& c, std::int64_t latent, std::int64_t batch, std::int64_t context = 77) {
+  double macs = 0;
+  const auto pixels = [&](std::size_t level) { return static_cast<double>((latent >> level) * (latent >> level)); };
+  const auto conv = [&](double in, double out, double hw, double kernel) { macs += hw * in * out * kernel * kernel; };
+  const auto resnet = [&](double in, double out, double hw) {
+    conv(in, out, hw, 3);
+    conv(out, out, hw, 3);
+    if (in != out) conv(in, out, hw, 1);
+  };
+  const auto transformer = [&](double ch, std::int64_t depth, double tokens) {
+    macs += 2 * tokens * ch * ch;  // proj_in, proj_out
+    for (std::int64_t d = 0; d < depth; ++d) {
+      macs += 4 * tokens * ch * ch + 2 * tokens * tokens * ch;  // self-attention: q k v out, scores, values
+      macs += 2 * tokens * ch * ch + 2 * context * c.cross_attention_dim * ch + 2 * tokens * context * ch;
+      macs += 12 * tokens * ch * ch;  // GEGLU feed-forward: ch -> 2 x 4ch, 4ch -> ch
+    }
+  };
+  const std::size_t levels = c.block_out_channels.size();
+  std::vector<double> skips;
+  double ch = static_cast<double>(c.block_out_channels[0]);
+  conv(static_cast<double>(c.in_channels), ch, pixels(0), 3);
+  skips.push_back(ch);
+  for (std::size_t level = 0; level < levels; ++level) {
+    const double out = static_cast<double>(c.block_out_channels[level]);
+    for (std::int64_t j = 0; j < c.layers_per_block; ++j) {
+      resnet(ch, out, pixels(level));
+      ch = out;
+      if (c.down_attention[level]) transformer(ch, c.transformer_depth[level], pixels(level));
+      skips.push_back(ch);
+    }
+    if (level + 1 < levels) {
+      conv(ch, ch, pixels(level + 1), 3);  // stride-2 downsample
+      skips.push_back(ch);
+    }
+  }
+  resnet(ch, ch, pixels(levels - 1));
+  if (c.mid_block_attention) transformer(ch, c.mid_transformer_depth, pixels(levels - 1));
+  resnet(ch, ch, pixels(levels - 1));
+  for (std::size_t up = 0; up < levels; ++up) {
+    const std::size_t level = levels - 1 - up;
+    const double out = static_cast<double>(c.block_out_channels[level]);
+    for (std::int64_t j = 0; j <= c.layers_per_block; ++j) {
+      resnet(ch + skips.back(), out, pixels(level));
+      skips.pop_back();
+      ch = out;
+      if (c.up_attention[up]) transformer(ch, c.up_transformer_depth[up], pixels(level));
+    }
+    if (level > 0) conv(ch, ch, pixels(level - 1), 3);  // upsample
+  }
+  conv(ch, static_cast<double>(c.out_channels), pixels(0), 3);
+  return 2 * macs * static_cast<double>(batch);
+}
+
+/// GFLOP/s of a 2048^3 float32 matrix product in this process's setup (best of 5).
+double sgemm_gflops() {
+  const at::Tensor a = at::rand({2048, 2048}), b = at::rand({2048, 2048});
+  at::Tensor c = at::mm(a, b);
+  double best = 1e9;
+  for (int i = 0; i < 5; ++i) {
+    const auto start = Clock::now();
+    c = at::mm(a, b);
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - start).count());
+  }
+  return 2.0 * 2048 * 2048 * 2048 / best / 1e9;
+}
 
 int run_child(const std::string& mode, const std::string& config_name, int pixels, int steps, int threads,
               const std::string& output_file) {
   // "defaults": nothing set, as the libraries start. "threads": our thread count only.
   // "ours" / "bf16": what sdxl-host's start does (the child calls select_blas_kernels in main).
-  if (mode != "defaults") nn::apply_threads(threads);
+  if (mode != "defaults" && mode != "prescott") nn::apply_threads(threads);
+  if (config_name == "sgemm") {  // the ceiling probe: GFLOP/s in the place of seconds
+    const std::string threading = nn::blas_threading();
+    std::printf("%.6f %d %s %s %s\n", sgemm_gflops(), at::get_num_threads(), nn::blas_core().c_str(),
+                threading.empty() ? "-" : threading.c_str(), allocator());
+    return 0;
+  }
   const at::ScalarType dtype = mode == "bf16" ? at::kBFloat16 : at::kFloat;
   const tools::SdxlSpec spec = spec_named(config_name);
   auto unet = make_unet(spec.unet, dtype);
@@ -147,6 +231,7 @@ Sample run_mode(const char* self, const std::string& mode, const std::string& co
 #ifdef SDXLHOST_TCMALLOC_PATH
     if (is_ours(mode)) setenv("LD_PRELOAD", SDXLHOST_TCMALLOC_PATH, 1);
 #endif
+    if (mode == "prescott") setenv("OPENBLAS_CORETYPE", "PRESCOTT", 1);
     const std::string pixels_text = std::to_string(pixels), steps_text = std::to_string(o.steps),
                       threads_text = std::to_string(o.threads);
     execl(self, self, "--child", mode.c_str(), config.c_str(), pixels_text.c_str(), steps_text.c_str(),
@@ -200,11 +285,16 @@ int run_parent(const char* self, const Options& o) {
               "the library's BLAS core and build, libgomp's spinning, glibc malloc); threads = our thread "
               "count only; ours = what sdxl-host runs (select_blas_kernels at start: core, OpenBLAS on "
               "OpenMP when installed, spinning policy; our threads; tcmalloc); bf16 = ours with bf16 "
-              "weights and activations\n");
-  std::printf("| %-10s | %-7s | %-8s | %7s | %-9s | %-9s | %-8s | %9s | %8s | %10s | %10s |\n", "UNet", "pixels",
-              "mode", "threads", "BLAS core", "BLAS pool", "malloc", "s/step", "speed-up", "max |diff|", "rel diff");
+              "weights and activations; prescott = defaults with OpenBLAS's generic Prescott kernels (a CPU it "
+              "does not recognise)\n");
+  const double peak_gflops = run_mode(self, "ours", "sgemm", 0, o, "").seconds;
+  std::printf("ceiling: a 2048^3 float32 sgemm in the ours setup runs at %.0f GFLOP/s\n", peak_gflops);
+  std::printf("| %-10s | %-7s | %-8s | %7s | %-9s | %-9s | %-8s | %9s | %8s | %8s | %10s | %10s |\n", "UNet",
+              "pixels", "mode", "threads", "BLAS core", "BLAS pool", "malloc", "s/step", "speed-up", "GFLOP/s",
+              "max |diff|", "rel diff");
   std::printf("|------------|---------|----------|---------|-----------|-----------|----------|-----------|----------|"
-              "------------|------------|\n");
+              "----------|------------|------------|\n");
+  std::vector<std::string> floors;
   const std::string prefix = "/tmp/bench_cpu_" + std::to_string(::getpid()) + "_";
   for (const std::string& config : o.configs) {
     const int pixels = config == "tiny" ? o.tiny_pixels : o.pixels;
@@ -213,6 +303,7 @@ int run_parent(const char* self, const Options& o) {
       for (const std::string& mode : o.modes)  // modes alternate: drift hits them alike
         samples[mode].push_back(run_mode(self, mode, config, pixels, o, prefix + mode + ".bin"));
     const std::vector<float> reference = read_floats(prefix + o.modes.front() + ".bin");
+    const double flops = unet_flops(spec_named(config).unet, pixels / 8, 2);
     double reference_seconds = 0;
     for (const std::string& mode : o.modes) {
       auto& list = samples[mode];
@@ -220,15 +311,22 @@ int run_parent(const char* self, const Options& o) {
       const Sample& median = list[list.size() / 2];
       if (reference_seconds == 0) reference_seconds = median.seconds;
       const auto [diff, relative] = difference(reference, read_floats(prefix + mode + ".bin"));
-      std::printf("| %-10s | %-7d | %-8s | %7d | %-9s | %-9s | %-8s | %9.3f | %7.2fx | %10.3g | %10.3g |\n",
+      std::printf("| %-10s | %-7d | %-8s | %7d | %-9s | %-9s | %-8s | %9.3f | %7.2fx | %8.0f | %10.3g | %10.3g |\n",
                   config.c_str(), pixels, mode.c_str(), median.threads, median.core.c_str(), median.threading.c_str(),
-                  median.allocator.c_str(), median.seconds, reference_seconds / median.seconds, diff, relative);
+                  median.allocator.c_str(), median.seconds, reference_seconds / median.seconds,
+                  flops / median.seconds / 1e9, diff, relative);
     }
+    char floor[256];
+    std::snprintf(floor, sizeof floor,
+                  "%s at %d px: %.3f TFLOP per step; at the sgemm ceiling %.3f s/step, %.2fx the first mode", config.c_str(),
+                  pixels, flops / 1e12, flops / (peak_gflops * 1e9), reference_seconds / (flops / (peak_gflops * 1e9)));
+    floors.push_back(floor);
     for (const std::string& mode : o.modes) std::remove((prefix + mode + ".bin").c_str());
   }
   std::printf("(batch 2 as with CFG; median of %d processes per mode, each the median of %d steps after a "
               "warm-up; diffs against the first mode's output)\n",
               o.repeats, o.steps);
+  for (const std::string& line : floors) std::printf("(%s)\n", line.c_str());
   return 0;
 }
 

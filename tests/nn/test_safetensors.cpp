@@ -2,15 +2,20 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "nn_test_util.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
+#include "sdxlhost/nn/unet_blocks.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
 namespace fs = std::filesystem;
@@ -254,4 +259,44 @@ TEST(SafetensorsCorpus, RandomMutationsNeverCrash) {
   }
   EXPECT_GT(refused, 0);
   EXPECT_GT(parsed, 0);
+}
+
+namespace {
+
+/// The fraction of `tensor`'s pages that are in memory (mincore), 0 when it cannot tell.
+double resident_fraction(const at::Tensor& tensor) {
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<std::uintptr_t>(tensor.data_ptr()) / page * page;
+  const auto end = reinterpret_cast<std::uintptr_t>(tensor.data_ptr()) + tensor.nbytes();
+  std::vector<unsigned char> pages((end - begin + page - 1) / page);
+  if (::mincore(reinterpret_cast<void*>(begin), end - begin, pages.data()) != 0) return 0;
+  std::size_t in = 0;
+  for (unsigned char p : pages) in += p & 1u;
+  return static_cast<double>(in) / static_cast<double>(pages.size());
+}
+
+}  // namespace
+
+// A weight served in the file's own dtype is a view of the mapping; the load reads its pages
+// (the model is ready when the load returns), instead of the first step faulting them in.
+TEST(Safetensors, WeightsBoundWithoutACopyAreReadDuringTheLoad) {
+  sdxlhost::test_support::TempDir dir;
+  const fs::path path = dir.path() / "big.safetensors";
+  TensorMap map;
+  map.set("w", at::arange(8 << 20, at::kFloat));  // 32 MiB
+  sdxlhost::nn::write_safetensors(path, map);
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ::fdatasync(fd);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+
+  auto file = SafetensorsFile::open(path);
+  const TensorMap weights = file->tensors();
+  const double before = resident_fraction(weights.at("w"));
+  at::Tensor slot;
+  sdxlhost::nn::WeightBinder binder(weights, at::kFloat, at::kCPU, "test");
+  binder.bind("w", slot, {8 << 20});
+  EXPECT_EQ(slot.data_ptr(), weights.at("w").data_ptr());  // no copy
+  EXPECT_EQ(resident_fraction(slot), 1.0) << "resident before the bind: " << before;
 }

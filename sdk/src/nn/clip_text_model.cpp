@@ -11,6 +11,7 @@
 #include "sdxlhost/nn/attention.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
 #include "sdxlhost/sdk/error.hpp"
+#include "weight_conversion.hpp"
 
 namespace sdxlhost::nn {
 
@@ -124,7 +125,7 @@ std::shared_ptr<ClipTextModel> ClipTextModel::load(const TensorMap& weights, con
                                                  c10::str(tensor->sizes()) + ", expected " + shape_text(shape));
     if (!at::isFloatingType(tensor->scalar_type()))
       throw Error(ErrorCode::ModelLoadError, where + ": weight '" + name + "' is not floating point");
-    *slot = tensor->to(device, dtype);
+    *slot = detail::convert_weight(*tensor, dtype, device);
   }
   for (const auto& [name, tensor] : weights)
     if (shapes.count(name) == 0 && name != kPositionIds)

@@ -2,8 +2,6 @@
 #include "sdxlhost/nn/unet_blocks.hpp"
 
 #include <ATen/ATen.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
@@ -13,6 +11,7 @@
 #include "sdxlhost/nn/attention.hpp"
 #include "sdxlhost/sdk/error.hpp"
 #include "sdxlhost/sdk/job_scope.hpp"
+#include "weight_conversion.hpp"
 
 namespace sdxlhost::nn {
 namespace {
@@ -23,25 +22,6 @@ std::string shape_text(at::IntArrayRef shape) {
   for (size_t i = 0; i < shape.size(); ++i) out << (i ? "," : "") << shape[i];
   out << ']';
   return out.str();
-}
-
-/// After a weight was converted to a copy (another dtype or device), tells the kernel that the
-/// source's whole pages are not needed now: pages of a memory-mapped checkpoint leave the resident
-/// set (they are read from the file again if touched), so loading an fp16 file as float32 peaks
-/// near the float32 model instead of the model plus the whole file. MADV_PAGEOUT is only a
-/// reclaim hint and never discards data (private or anonymous pages are kept or swapped), so it
-/// is safe whatever memory the source lives in.
-void release_source_pages(const at::Tensor& source) {
-#ifdef MADV_PAGEOUT
-  if (!source.device().is_cpu() || !source.is_contiguous() || source.nbytes() == 0) return;
-  static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto begin = reinterpret_cast<std::uintptr_t>(source.data_ptr());
-  const std::uintptr_t first = (begin + page - 1) / page * page;
-  const std::uintptr_t last = (begin + source.nbytes()) / page * page;
-  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_PAGEOUT);
-#else
-  (void)source;
-#endif
 }
 
 }  // namespace
@@ -79,8 +59,7 @@ void WeightBinder::bind(const std::string& key, at::Tensor& slot, std::vector<st
                      what_ + ": weight '" + key + "' in " + weights_->source() + " has shape " +
                          shape_text(found->sizes()) + ", the config expects " + shape_text(shape));
   }
-  slot = found->to(device_, dtype_);
-  if (!slot.is_same(*found)) release_source_pages(*found);
+  slot = detail::convert_weight(*found, dtype_, device_);
   slots_[key] = &slot;
 }
 
