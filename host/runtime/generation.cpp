@@ -6,7 +6,6 @@
 #include "host/common/logging.hpp"
 #include "host/graph/plan_runner.hpp"
 #include "host/metrics/metrics.hpp"
-#include "host/protocol/request_parser.hpp"
 #include "host/runtime/progress_throttle.hpp"
 #include "sdxlhost/nn/device_runtime.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
