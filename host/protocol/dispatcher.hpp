@@ -65,8 +65,8 @@ class Dispatcher : public transport::MessageHandler {
   void post_after_pending(std::function<void()> task);
   /// Handles one line on the calling thread: parses the envelope and dispatches it.
   void handle(const Client& client, const std::string& line);
-  /// Handles the lines already queued, then stops the request thread; later lines are dropped.
-  /// The owner calls it before the engine goes.
+  /// Stops the request thread after the line it handles now; lines still queued and later
+  /// ones are dropped. The owner calls it before the engine goes.
   void stop() { requests_.stop(); }
 
   /// The `capabilities` answer's data: the engine's plus `message_types`.

@@ -24,7 +24,7 @@ class HostService : public transport::MessageHandler {
  public:
   /// Loads the plugins of `config`; `config_warnings` (unknown keys) are logged.
   explicit HostService(HostConfig config, const std::vector<std::string>& config_warnings = {});
-  /// Stops the dispatcher (after the lines already queued), then the engine (no grace, if
+  /// Stops the dispatcher (lines still queued are dropped), then the engine (no grace, if
   /// request_shutdown was not called).
   ~HostService() override;
 

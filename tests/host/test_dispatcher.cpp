@@ -112,23 +112,65 @@ class ThreadRecordingConnection : public transport::Connection {
   std::vector<std::thread::id> threads_;
 };
 
-TEST(RequestThread, RunsTasksInOrderOffTheCallerAndFinishesQueuedOnesAtStop) {
+TEST(RequestThread, RunsTasksInOrderOffTheCaller) {
   protocol::RequestThread thread(1 << 20);
   std::mutex mutex;
   std::vector<int> order;
   std::atomic<bool> on_caller{false};
+  std::promise<void> all_ran;
   const auto caller = std::this_thread::get_id();
   for (int i = 0; i < 50; ++i)
     thread.post([&, i] {
       if (std::this_thread::get_id() == caller) on_caller = true;
       std::lock_guard<std::mutex> lock(mutex);
       order.push_back(i);
+      if (i == 49) all_ran.set_value();
     });
-  thread.stop();  // runs what was queued first
-  thread.post([&] { order.push_back(-1); });  // after stop: ignored
+  ASSERT_EQ(all_ran.get_future().wait_for(10s), std::future_status::ready);
+  std::lock_guard<std::mutex> lock(mutex);
   ASSERT_EQ(order.size(), 50u);
   for (int i = 0; i < 50; ++i) EXPECT_EQ(order[i], i);
   EXPECT_FALSE(on_caller.load());
+}
+
+TEST(RequestThread, StopFinishesTheRunningTaskAndDropsTheWaitingOnes) {
+  protocol::RequestThread thread(1 << 20);
+  std::promise<void> entered, release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> ran{0};
+  thread.post([&, released] {
+    entered.set_value();
+    released.wait();
+    ++ran;
+  });
+  entered.get_future().wait();
+  for (int i = 0; i < 10; ++i) thread.post([&] { ++ran; });
+  std::thread stopper([&] { thread.stop(); });
+  std::this_thread::sleep_for(20ms);
+  release.set_value();
+  stopper.join();
+  thread.post([&] { ++ran; });  // after stop: ignored
+  EXPECT_EQ(ran.load(), 1);
+}
+
+TEST(RequestThread, PostBlocksWhileTooManyTasksWait) {
+  protocol::RequestThread thread(1 << 20, 2);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  thread.post([released] { released.wait(); });  // holds the thread
+  std::this_thread::sleep_for(20ms);
+  thread.post([] {});
+  thread.post([] {});
+  std::atomic<bool> third_in{false};
+  std::thread poster([&] {
+    thread.post([] {});
+    third_in = true;
+  });
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(third_in.load()) << "the task bound did not hold the third line back";
+  release.set_value();
+  poster.join();
+  EXPECT_TRUE(third_in.load());
 }
 
 TEST(RequestThread, PostBlocksWhileTheQueuedBytesAreOverTheBound) {
