@@ -1,5 +1,5 @@
-// `sdxl-host generate`: one request through HostService::on_line, exactly as if a client had
-// sent it, answered on an in-process connection.
+// `sdxl-host generate`: one request through the host's dispatcher, exactly as if a client had
+// sent it, answered to an in-process JobSink (no wire line is written or parsed back).
 #include <condition_variable>
 #include <iomanip>
 #include <iostream>
@@ -7,6 +7,7 @@
 
 #include "host/cli/commands.hpp"
 #include "host/cli/request_file.hpp"
+#include "host/protocol/envelope.hpp"
 #include "host/runtime/host_service.hpp"
 #include "host/runtime/device_check.hpp"
 #include "host/runtime/threads.hpp"
@@ -14,28 +15,22 @@
 namespace sdxlhost::host::cli {
 namespace {
 
-/// Prints progress events to stderr and keeps the final response.
-class CollectingConnection : public transport::Connection {
+/// Prints progress to stderr and keeps the final answer as the response object the wire would
+/// carry (what the command prints).
+class CollectingSink : public runtime::JobSink {
  public:
-  std::uint64_t id() const override { return id_; }
-  bool is_open() const override { return true; }
-  void close() override {}
-
-  void send(std::string line) override {
-    nlohmann::json message = nlohmann::json::parse(line, nullptr, false);
-    if (message.is_object() && message.value("message_type", "") == "progress") {
-      const auto& data = message["data"];
-      std::cerr << "progress " << data.value("stage", "") << " " << data.value("step", 0) << "/"
-                << data.value("total_steps", 0) << "\n";
-      return;
-    }
+  void progress(const runtime::ProgressEvent& event) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    response_ = std::move(message);
-    done_ = true;
-    answered_.notify_all();
+    std::cerr << "progress " << event.stage << " " << event.step << "/" << event.total_steps << "\n";
+  }
+  void result(const std::string& request_id, nlohmann::json data, const std::vector<std::string>& warnings) override {
+    finish(protocol::success_response(request_id, std::move(data), warnings));
+  }
+  void error(const std::string& request_id, const sdk::Error& error, const std::vector<std::string>& warnings) override {
+    finish(protocol::error_response(request_id, error, warnings));
   }
 
-  /// Blocks until the response arrived.
+  /// Blocks until the answer arrived.
   nlohmann::json wait() {
     std::unique_lock<std::mutex> lock(mutex_);
     answered_.wait(lock, [this] { return done_; });
@@ -43,7 +38,14 @@ class CollectingConnection : public transport::Connection {
   }
 
  private:
-  const std::uint64_t id_ = transport::next_connection_id();
+  void finish(nlohmann::json response) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (done_) return;  // one answer per request
+    response_ = std::move(response);
+    done_ = true;
+    answered_.notify_all();
+  }
+
   std::mutex mutex_;
   std::condition_variable answered_;
   nlohmann::json response_;
@@ -79,12 +81,13 @@ int generate_command(const Arguments& args) {
   runtime::apply_thread_count(config.threads);
   runtime::HostService host(config, warnings);
   host.start();
-  auto connection = std::make_shared<CollectingConnection>();
-  host.on_line(connection, envelope.dump());
-  nlohmann::json response = connection->wait();
+  auto sink = std::make_shared<CollectingSink>();
+  host.dispatcher().post(protocol::Client{transport::next_connection_id(), sink, nullptr}, envelope.dump());
+  nlohmann::json response = sink->wait();
   host.request_shutdown("generate finished");
   host.wait_stopped();
-  std::cout << response.dump(2) << std::endl;
+  // invalid UTF-8 in a message is replaced, as on the wire (protocol::to_line)
+  std::cout << response.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
   return response.value("success", false) ? 0 : 1;
 }
 

@@ -1,7 +1,8 @@
-// `sdxl-host serve`: the pipe server (or --stdio) around one HostService, with signals:
-// SIGHUP = reload_config, SIGINT/SIGTERM = graceful shutdown. cluster.role picks what feeds the
-// service: the pipe (standalone), the pipe with jobs forwarded to the broker (gateway), or the
-// broker's jobs queue and no pipe (worker); docs/scale-out.md.
+// `sdxl-host serve`: one host (engine + dispatcher) behind one transport, with signals:
+// SIGHUP = reload_config, SIGINT/SIGTERM = graceful shutdown. The transport is picked once
+// (choose_transport): the pipe, stdin/stdout (--stdio), or the broker's jobs queue
+// (cluster.role = worker); a gateway is the pipe (or stdio) with jobs forwarded to the broker
+// (docs/scale-out.md). Everything after the choice treats the transports alike.
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -20,6 +21,7 @@
 #include "host/transport/pipe_path.hpp"
 #include "host/transport/pipe_server.hpp"
 #include "host/transport/stdio_channel.hpp"
+#include "host/transport/transport.hpp"
 #include "sdxlhost/nn/cpu_runtime.hpp"
 
 #if defined(_WIN32)
@@ -38,8 +40,8 @@ namespace {
 namespace asio = boost::asio;
 
 /// Re-arms itself; SIGHUP reloads, the others shut down.
-void wait_for_signal(asio::signal_set& signals, runtime::HostService& host) {
-  signals.async_wait([&signals, &host](boost::system::error_code ec, int signal) {
+void wait_for_signal(asio::signal_set& signals, runtime::Engine& engine) {
+  signals.async_wait([&signals, &engine](boost::system::error_code ec, int signal) {
     if (ec) return;  // cancelled at shutdown
     auto log = component_logger("host");
 #if defined(SIGHUP)
@@ -47,17 +49,17 @@ void wait_for_signal(asio::signal_set& signals, runtime::HostService& host) {
       log->info("SIGHUP received: reloading the config and the plugin folder");
       std::vector<std::string> warnings;
       try {
-        host.reload_config(warnings);
+        engine.reload_config(warnings);
         for (const auto& warning : warnings) log->warn("SIGHUP reload: {}", warning);
       } catch (const std::exception& error) {
         log->error("SIGHUP: {}", error.what());
       }
-      wait_for_signal(signals, host);
+      wait_for_signal(signals, engine);
       return;
     }
 #endif
-    host.request_shutdown(signal == SIGINT ? "SIGINT" : "SIGTERM");
-    wait_for_signal(signals, host);
+    engine.request_shutdown(signal == SIGINT ? "SIGINT" : "SIGTERM");
+    wait_for_signal(signals, engine);
   });
 }
 
@@ -69,6 +71,25 @@ int reserve_stdout_for_protocol() {
   if (protocol_fd < 0) return 1;
   SDXLHOST_DUP2(2, 1);
   return protocol_fd;
+}
+
+/// The transport this serve runs behind: the broker for a worker, stdin/stdout with --stdio,
+/// otherwise the pipe.
+std::unique_ptr<transport::Transport> choose_transport(const Arguments& args, const HostConfig& config,
+                                                       asio::io_context& io, runtime::HostService& host) {
+  auto log = component_logger("host");
+  if (config.cluster.role == "worker") {
+    log->info("serving as a cluster worker (no pipe): jobs from {}", config.cluster.jobs_queue);
+    return std::make_unique<cluster::Worker>(config, host);
+  }
+  if (args.has_flag("--stdio")) {
+    log->info("serving on stdin/stdout");
+    return std::make_unique<transport::StdioChannel>(io, host, config.limits.max_message_bytes, 0,
+                                                     reserve_stdout_for_protocol());
+  }
+  transport::PipeServerSettings settings{transport::pipe_endpoint(config.pipe_name), config.socket_mode,
+                                         config.limits.max_message_bytes, config.limits.max_client_backlog_bytes};
+  return std::make_unique<transport::PipeServer>(io, settings, host);
 }
 
 }  // namespace
@@ -91,15 +112,11 @@ int serve_command(const Arguments& args) {
   auto guard = asio::make_work_guard(io);
   runtime::HostService host(config, warnings);
   std::unique_ptr<cluster::Gateway> gateway;  // cluster.role = gateway: jobs go to the broker
-  std::unique_ptr<cluster::Worker> worker;    // cluster.role = worker: jobs come from the broker
   if (config.cluster.role == "gateway") {
     gateway = std::make_unique<cluster::Gateway>(config);
     host.set_job_forwarder(gateway.get());
-  } else if (config.cluster.role == "worker") {
-    worker = std::make_unique<cluster::Worker>(config, host, io);
   }
-  std::unique_ptr<transport::PipeServer> server;
-  std::unique_ptr<transport::StdioChannel> stdio;
+  std::unique_ptr<transport::Transport> transport = choose_transport(args, config, io, host);
 #if defined(SIGHUP)
   asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
 #else
@@ -107,47 +124,28 @@ int serve_command(const Arguments& args) {
 #endif
 
   host.set_on_stopped([&] {
-    if (worker) worker->stop();  // after the last job answered: its answer is published first
-    asio::post(io, [&] {
-      if (server) server->stop();
-      if (stdio) stdio->stop();  // a client still writing must not keep the io_context busy
+    asio::post(io, [&] {  // after the last job answered: a worker publishes its answer first
+      transport->stop();  // a client still writing must not keep the io_context busy
       boost::system::error_code ignored;
       signals.cancel(ignored);
       guard.reset();
     });
   });
   host.set_on_limits_changed([&](std::size_t bytes) {
-    asio::post(io, [&, bytes] {
-      if (server) server->set_max_line_bytes(bytes);
-    });
+    asio::post(io, [&, bytes] { transport->set_max_line_bytes(bytes); });
   });
-  host.set_client_count([&]() -> std::size_t { return server ? server->client_count() : (stdio ? 1 : 0); });
+  host.set_client_count([&] { return transport->client_count(); });
   host.start();
   if (gateway) gateway->start();
-  if (worker) {
-    worker->start();
-    log->info("serving as a cluster worker (no pipe): jobs from {}", config.cluster.jobs_queue);
-  } else if (args.has_flag("--stdio")) {
-    stdio = std::make_unique<transport::StdioChannel>(io, host, config.limits.max_message_bytes, 0,
-                                                      reserve_stdout_for_protocol());
-    stdio->start([&host] { host.request_shutdown("stdin closed", /*drain=*/true); });
-    log->info("serving on stdin/stdout");
-  } else {
-    transport::PipeServerSettings settings{transport::pipe_endpoint(config.pipe_name), config.socket_mode,
-                                           config.limits.max_message_bytes,
-                                           config.limits.max_client_backlog_bytes};
-    server = std::make_unique<transport::PipeServer>(io, settings, host);
-    server->start();
-  }
+  transport->start([&host] { host.end_of_input("stdin closed"); });
   std::unique_ptr<metrics::HttpListener> metrics_http;  // off unless metrics.listen is set
+  runtime::Engine& engine = host.engine();
   if (!config.metrics.listen.empty())
     metrics_http = std::make_unique<metrics::HttpListener>(
-        config.metrics.listen, metrics::HttpHandlers{[&host] { return host.metrics_text(); },
-                                                     [&host] { return !host.stopping(); },
-                                                     [&host, &worker] {
-                                                       return host.ready() && (!worker || worker->connected());
-                                                     }});
-  wait_for_signal(signals, host);
+        config.metrics.listen,
+        metrics::HttpHandlers{[&engine] { return engine.metrics_text(); }, [&engine] { return !engine.stopping(); },
+                              [&engine, &transport] { return engine.ready() && transport->connected(); }});
+  wait_for_signal(signals, engine);
   io.run();
   host.wait_stopped();
   metrics_http.reset();

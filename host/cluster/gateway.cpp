@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <random>
 
+#include "host/cluster/broker_loop.hpp"
 #include "host/cluster/topology.hpp"
 #include "host/protocol/envelope.hpp"
 #include "host/common/logging.hpp"
@@ -345,45 +346,31 @@ std::vector<json> Gateway::live_workers_locked() const {
   return live;
 }
 
-void Gateway::sleep_unless_stopping(double seconds) {
-  auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-  while (!stopping_ && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-}
-
 // ---- the broker thread -----------------------------------------------------------------------
 
 void Gateway::broker_loop() {
-  auto log = component_logger("cluster");
-  double backoff = 0.1;
-  while (!stopping_) {
-    if (!connected_) {
-      try {
-        connect();
-        backoff = 0.1;
-      } catch (const std::exception& error) {
-        disconnect(error.what());
-        backoff = std::min(backoff * 2, settings_.reconnect_max_s);
-        log->warn("gateway: broker {} unreachable ({}); next attempt in {:.1f} s", broker_.display(), error.what(),
-                  backoff);
-        sleep_unless_stopping(backoff);
-        continue;
-      }
-    }
-    try {
-      publish_outbox();
-      // Drain what is waiting, then go back to the outbox.
-      for (int i = 0; i < 64; ++i) {
-        auto delivery = consumer_->next_delivery(i == 0 ? kPollSeconds : 0.0);
-        if (!delivery) break;
-        on_delivery(*delivery);
-      }
-      expire_deadlines();
-    } catch (const AmqpError& error) {
-      log->error("gateway: lost the broker: {}", error.what());
-      disconnect(error.what());
-    }
-  }
+  BrokerLoop loop;
+  loop.role = "gateway";
+  loop.broker = broker_;
+  loop.reconnect_max_s = settings_.reconnect_max_s;
+  loop.stopping = &stopping_;
+  loop.connected = &connected_;
+  loop.connect = [this] { connect(); };
+  loop.disconnect = [this](const std::string& why) { disconnect(why); };
+  loop.serve_once = [this] { serve_once(); };
+  run_broker_loop(loop);
   disconnect("gateway stopping");
+}
+
+void Gateway::serve_once() {
+  publish_outbox();
+  // Drain what is waiting, then go back to the outbox.
+  for (int i = 0; i < 64; ++i) {
+    auto delivery = consumer_->next_delivery(i == 0 ? kPollSeconds : 0.0);
+    if (!delivery) break;
+    on_delivery(*delivery);
+  }
+  expire_deadlines();
 }
 
 void Gateway::connect() {

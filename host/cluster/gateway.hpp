@@ -7,7 +7,8 @@
 /// itself when it times out, is cancelled while queued, or its client goes away.
 ///
 /// One broker thread owns the two AMQP connections (publisher with confirms; consumer of the
-/// reply queue and of the workers' heartbeats) and reconnects with exponential backoff.
+/// reply queue and of the workers' heartbeats) and reconnects with exponential backoff
+/// (broker_loop.hpp, shared with the worker).
 /// Thread-safety: the JobForwarder methods may be called from any thread; they only touch the
 /// in-flight table and the outbox under one mutex.
 
@@ -87,6 +88,8 @@ class Gateway : public runtime::JobForwarder {
   };
 
   void broker_loop();
+  /// One round while connected: publish the outbox, take deliveries, expire deadlines.
+  void serve_once();
   void connect();
   void disconnect(const std::string& why);
   void publish_outbox();
@@ -111,8 +114,6 @@ class Gateway : public runtime::JobForwarder {
   void queue_cancel_locked(const InFlight& job);
   /// Live workers' heartbeats (caller holds mutex_).
   std::vector<nlohmann::json> live_workers_locked() const;
-  /// Waits `seconds` or until stopping.
-  void sleep_unless_stopping(double seconds);
 
   ClusterSettings settings_;
   BrokerAddress broker_;

@@ -1,10 +1,11 @@
 #include "host/cluster/worker.hpp"
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
-
+#include "host/cluster/broker_loop.hpp"
 #include "host/cluster/topology.hpp"
 #include "host/common/logging.hpp"
+#include "host/protocol/dispatcher.hpp"
+#include "host/protocol/envelope.hpp"
+#include "host/protocol/wire_sink.hpp"
 
 namespace sdxlhost::host::cluster {
 namespace {
@@ -26,16 +27,12 @@ Clock::duration seconds(double s) {
   return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
 }
 
-/// A connection that throws away what it is sent (the answer to the worker's own cancel line).
-class DiscardConnection : public transport::Connection {
+/// Where the answer to the worker's own cancel line goes: nowhere.
+class DiscardSink : public runtime::JobSink {
  public:
-  std::uint64_t id() const override { return id_; }
-  void send(std::string) override {}
-  bool is_open() const override { return true; }
-  void close() override {}
-
- private:
-  std::uint64_t id_ = transport::next_connection_id();
+  void progress(const runtime::ProgressEvent&) override {}
+  void result(const std::string&, json, const std::vector<std::string>&) override {}
+  void error(const std::string&, const sdk::Error&, const std::vector<std::string>&) override {}
 };
 
 }  // namespace
@@ -45,56 +42,59 @@ struct Worker::Mailbox {
   std::deque<Outgoing> lines;
 };
 
-/// The client of one job message: what HostService sends it goes to the gateway.
-class Worker::JobConnection : public transport::Connection {
+/// The client of one job message: its events become the client's wire lines, published to the
+/// gateway's reply queue by the broker thread. The final answer is the last line it takes.
+class Worker::ReplySink : public runtime::JobSink {
  public:
-  JobConnection(std::shared_ptr<Mailbox> mailbox, std::string key, std::string reply_to)
+  ReplySink(std::shared_ptr<Mailbox> mailbox, std::string key, std::string reply_to)
       : mailbox_(std::move(mailbox)), key_(std::move(key)), reply_to_(std::move(reply_to)) {}
 
-  std::uint64_t id() const override { return id_; }
-  bool is_open() const override { return !answered_.load(); }
-  void close() override {}
-
-  void send(std::string line) override {
+  void progress(const runtime::ProgressEvent& event) override {
     if (answered_.load()) return;
+    queue(kProgress, protocol::to_line(protocol::encode_progress(event)), "");
+  }
+  void result(const std::string& request_id, json data, const std::vector<std::string>& warnings) override {
+    if (answered_.exchange(true)) return;
+    queue(kResponse, protocol::to_line(protocol::success_response(request_id, std::move(data), warnings)), "");
+  }
+  void error(const std::string& request_id, const sdk::Error& error, const std::vector<std::string>& warnings) override {
+    if (answered_.exchange(true)) return;
+    queue(kResponse, protocol::to_line(protocol::error_response(request_id, error, warnings)),
+          sdk::to_string(error.code()));
+  }
+
+ private:
+  void queue(const char* type, std::string body, std::string error_code) {
     Outgoing message;
     message.key = key_;
     message.reply_to = reply_to_;
-    const json parsed = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    const bool final = parsed.is_object() && parsed.value("message_type", "") == "response";
-    message.type = final ? kResponse : kProgress;
-    if (final) {
-      answered_ = true;
-      // Refused only because this host is stopping: another worker should run it.
-      if (!parsed.value("success", true)) message.error_code = parsed.value("error_code", "");
-      message.requeue = message.error_code == "SHUTTING_DOWN";
-    }
-    message.body = std::move(line);
+    message.type = type;
+    // Refused only because this host is stopping: another worker should run it.
+    message.requeue = error_code == "SHUTTING_DOWN";
+    message.error_code = std::move(error_code);
+    message.body = std::move(body);
     std::lock_guard<std::mutex> lock(mailbox_->mutex);
     mailbox_->lines.push_back(std::move(message));
   }
 
- private:
   std::shared_ptr<Mailbox> mailbox_;
   std::string key_;
   std::string reply_to_;
-  std::uint64_t id_ = transport::next_connection_id();
   std::atomic<bool> answered_{false};
 };
 
-Worker::Worker(const HostConfig& config, runtime::HostService& host, boost::asio::io_context& io)
+Worker::Worker(const HostConfig& config, runtime::HostService& host)
     : settings_(config.cluster),
       broker_(parse_broker_url(config.cluster.broker, "cluster.broker")),
       node_(node_name(config.cluster)),
       prefetch_(config.queue.executors),
       cancelled_memory_s_(config.limits.max_timeout_s),
       host_(host),
-      io_(io),
       mailbox_(std::make_shared<Mailbox>()) {}
 
 Worker::~Worker() { stop(); }
 
-void Worker::start() {
+void Worker::start(std::function<void()>) {
   component_logger("cluster")->info("worker {}: broker {}, jobs queue '{}', prefetch {}", node_, broker_.display(),
                                     settings_.jobs_queue, prefetch_);
   thread_ = std::thread([this] { broker_loop(); });
@@ -105,59 +105,49 @@ void Worker::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Worker::sleep_unless_stopping(double s) {
-  const auto until = Clock::now() + seconds(s);
-  while (!stopping_ && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-}
-
 void Worker::broker_loop() {
-  auto log = component_logger("cluster");
-  double backoff = 0.1;
-  while (!stopping_) {
-    if (!connected_) {
-      try {
-        connect();
-        backoff = 0.1;
-      } catch (const std::exception& error) {
-        disconnect(error.what());
-        backoff = std::min(backoff * 2, settings_.reconnect_max_s);
-        log->warn("worker: broker {} unreachable ({}); next attempt in {:.1f} s", broker_.display(), error.what(),
-                  backoff);
-        sleep_unless_stopping(backoff);
-        continue;
-      }
-    }
-    try {
-      publish_outbox();
-      if (host_.stopping() && !consumer_tag_.empty()) {  // take no more jobs; say so at once
-        consumer_->cancel_consumer(kJobsChannel, consumer_tag_);
-        consumer_tag_.clear();
-        next_heartbeat_ = Clock::now();
-        log->info("worker: host stopping, no longer consuming '{}'", settings_.jobs_queue);
-      }
-      if (Clock::now() >= next_heartbeat_) {
-        send_heartbeat(consumer_tag_.empty() ? "leaving" : "serving");
-        next_heartbeat_ = Clock::now() + seconds(settings_.heartbeat_s);
-      }
-      for (int i = 0; i < 16; ++i) {
-        auto delivery = consumer_->next_delivery(i == 0 ? kPollSeconds : 0.0);
-        if (!delivery) break;
-        on_delivery(*delivery);
-      }
-    } catch (const AmqpError& error) {
-      log->error("worker: lost the broker: {}", error.what());
-      disconnect(error.what());
-    }
-  }
+  BrokerLoop loop;
+  loop.role = "worker";
+  loop.broker = broker_;
+  loop.reconnect_max_s = settings_.reconnect_max_s;
+  loop.stopping = &stopping_;
+  loop.connected = &connected_;
+  loop.connect = [this] { connect(); };
+  loop.disconnect = [this](const std::string& why) { disconnect(why); };
+  loop.serve_once = [this] { serve_once(); };
+  run_broker_loop(loop);
   if (connected_) {
     try {  // answers of jobs that finished while stopping, then goodbye
       publish_outbox();
       send_heartbeat("leaving");
     } catch (const std::exception& error) {
-      log->warn("worker: could not flush before stopping: {}", error.what());
+      component_logger("cluster")->warn("worker: could not flush before stopping: {}", error.what());
     }
   }
   disconnect("worker stopping");
+}
+
+void Worker::serve_once() {
+  publish_outbox();
+  if (host_.engine().stopping() && !consumer_tag_.empty()) {  // take no more jobs; say so at once
+    consumer_->cancel_consumer(kJobsChannel, consumer_tag_);
+    consumer_tag_.clear();
+    next_heartbeat_ = Clock::now();
+    component_logger("cluster")->info("worker: host stopping, no longer consuming '{}'", settings_.jobs_queue);
+  }
+  if (Clock::now() >= next_heartbeat_) {
+    send_heartbeat(consumer_tag_.empty() ? "leaving" : "serving");
+    next_heartbeat_ = Clock::now() + seconds(settings_.heartbeat_s);
+  }
+  for (int i = 0; i < 16; ++i) {
+    auto delivery = consumer_->next_delivery(i == 0 ? kPollSeconds : 0.0);
+    if (!delivery) break;
+    on_delivery(*delivery);
+  }
+}
+
+void Worker::post_line(std::shared_ptr<runtime::JobSink> sink, std::string line) {
+  host_.dispatcher().post(protocol::Client{transport::next_connection_id(), std::move(sink), nullptr}, std::move(line));
 }
 
 void Worker::connect() {
@@ -178,7 +168,7 @@ void Worker::connect() {
   consumer_->consume(kCancelChannel, cancel_queue, /*no_ack=*/true);
   consumer_->open_channel(kJobsChannel);
   consumer_->qos(kJobsChannel, static_cast<std::uint16_t>(prefetch_));
-  if (!host_.stopping()) consumer_tag_ = consumer_->consume(kJobsChannel, settings_.jobs_queue, /*no_ack=*/false);
+  if (!host_.engine().stopping()) consumer_tag_ = consumer_->consume(kJobsChannel, settings_.jobs_queue, /*no_ack=*/false);
   ++generation_;
   connected_ = true;
   next_heartbeat_ = Clock::now();
@@ -216,7 +206,7 @@ void Worker::publish_outbox() {
     if (auto it = active_.find(message.key); it != active_.end()) deliveries = it->second.deliveries;
     // Cancelled by this host's own shutdown (its grace ran out), not by the gateway: another
     // worker should run it.
-    if (message.error_code == "CANCELLED" && host_.stopping() && !cancelled_.count(message.key))
+    if (message.error_code == "CANCELLED" && host_.engine().stopping() && !cancelled_.count(message.key))
       message.requeue = true;
     try {
       if (message.requeue) {
@@ -250,11 +240,8 @@ void Worker::on_delivery(const Delivery& delivery) {
 void Worker::on_cancel(const Delivery& delivery) {
   if (delivery.properties.type == "load_model" || delivery.properties.type == "unload_model") {
     // For every worker (its own model cache): run it, answer like any job, nothing to ack.
-    auto connection = std::make_shared<JobConnection>(mailbox_, delivery.properties.message_id,
-                                                      delivery.properties.reply_to);
-    boost::asio::post(io_, [this, connection, line = delivery.body]() mutable {
-      host_.on_line(connection, std::move(line));
-    });
+    post_line(std::make_shared<ReplySink>(mailbox_, delivery.properties.message_id, delivery.properties.reply_to),
+              delivery.body);
     return;
   }
   const json cancel = json::parse(delivery.body, nullptr, /*allow_exceptions=*/false);
@@ -271,9 +258,7 @@ void Worker::on_cancel(const Delivery& delivery) {
                           {"request_id", "cluster-cancel-" + key},
                           {"data", {{"request_id", request_id}}}}
                          .dump();
-  boost::asio::post(io_, [this, line = std::move(line)]() mutable {
-    host_.on_line(std::make_shared<DiscardConnection>(), std::move(line));
-  });
+  post_line(std::make_shared<DiscardSink>(), std::move(line));
 }
 
 void Worker::forget_old_keys() {
@@ -311,15 +296,12 @@ void Worker::on_job(const Delivery& delivery) {
                       json{{"worker", node_}, {"redelivered", delivery.redelivered}}.dump(), started);
   log->info("[{}] job {} taken{}", delivery.properties.correlation_id, key,
             delivery.redelivered ? " (redelivered)" : "");
-  auto connection = std::make_shared<JobConnection>(mailbox_, key, delivery.properties.reply_to);
-  boost::asio::post(io_, [this, connection, line = delivery.body]() mutable {
-    host_.on_line(connection, std::move(line));
-  });
+  post_line(std::make_shared<ReplySink>(mailbox_, key, delivery.properties.reply_to), delivery.body);
 }
 
 void Worker::send_heartbeat(const std::string& state) {
-  const json capabilities = host_.capabilities();
-  const json status = host_.status();
+  const json capabilities = host_.dispatcher().capabilities();
+  const json status = host_.engine().status();
   json features = json::array();
   for (const auto& stage : capabilities.value("stages", json::array())) {
     const std::string feature = stage.value("feature", "");
@@ -340,7 +322,7 @@ void Worker::send_heartbeat(const std::string& state) {
                           {"executors", status.value("executors", 0)},
                           {"running", status.value("running", json::array())},
                           {"models", status.value("models", json::object())},
-                          {"ready", state == "serving" && host_.ready()},
+                          {"ready", state == "serving" && host_.engine().ready()},
                           {"jobs_done", jobs_done_}};
   MessageProperties properties;
   properties.type = "heartbeat";

@@ -1,9 +1,10 @@
 #pragma once
 /// @file worker.hpp
-/// cluster.role = worker: a HostService fed from the broker instead of a pipe. Each job message
-/// carries the client's original line; it reaches HostService::on_line (on the io_context, like
-/// a pipe line) with a Connection of its own whose send() publishes every line (progress, the
-/// final response) to the gateway's reply queue. The final response is published with a
+/// cluster.role = worker: the transport that feeds the host from the broker instead of a pipe.
+/// Each job message carries the client's original line; it goes to the protocol dispatcher (on
+/// its request thread, like a pipe line) with a JobSink of its own that encodes every event
+/// (progress, the final response) as the client's wire line and publishes it to the gateway's
+/// reply queue. The final response is published with a
 /// publisher confirm, and only then is the job message acknowledged: a worker that dies before
 /// that leaves it unacknowledged, and the broker gives it to another worker. So a worker behaves
 /// exactly as a standalone host does; only the transport differs.
@@ -12,7 +13,7 @@
 /// listens to the cancel fanout (cancels a running job, drops a cancelled one that arrives
 /// later), heartbeats what it serves every cluster.heartbeat_s, stops taking jobs when the host
 /// shuts down (a job refused with SHUTTING_DOWN goes back to the queue), and reconnects with
-/// backoff. One broker thread owns the AMQP connections.
+/// backoff (broker_loop.hpp). One broker thread owns the AMQP connections.
 /// Thread-safety: start/stop from the owner's thread; connected() from any thread.
 
 #include <atomic>
@@ -28,33 +29,32 @@
 #include "host/cluster/amqp.hpp"
 #include "host/config/host_config.hpp"
 #include "host/runtime/host_service.hpp"
-
-namespace boost::asio {
-class io_context;
-}
+#include "host/transport/transport.hpp"
 
 namespace sdxlhost::host::cluster {
 
-/// Consumes jobs for one HostService.
-class Worker {
+/// Consumes jobs for one host.
+class Worker : public transport::Transport {
  public:
-  /// `host` and `io` (where on_line runs) must outlive the worker.
-  Worker(const HostConfig& config, runtime::HostService& host, boost::asio::io_context& io);
+  /// `host` must outlive the worker.
+  Worker(const HostConfig& config, runtime::HostService& host);
   /// Stops (see stop()).
-  ~Worker();
+  ~Worker() override;
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  /// Starts the broker thread.
-  void start();
+  /// Starts the broker thread (the broker's input never ends on its own).
+  void start(std::function<void()> on_input_closed = {}) override;
   /// Publishes what is still waiting to go (answers of jobs that finished), says it is leaving,
   /// closes the connections and joins the broker thread. Unacknowledged jobs go back to the queue.
-  void stop();
+  void stop() override;
+  /// A worker has no clients of its own (the gateways have them).
+  std::size_t client_count() const override { return 0; }
   /// True while connected to the broker.
-  bool connected() const { return connected_.load(); }
+  bool connected() const override { return connected_.load(); }
 
  private:
-  class JobConnection;
+  class ReplySink;
   struct Mailbox;
   /// A line for the gateway (or, for a final, what to do with the job message).
   struct Outgoing {
@@ -75,6 +75,9 @@ class Worker {
   };
 
   void broker_loop();
+  /// One round while connected: publish answers, stop consuming when the host stops,
+  /// heartbeat, take what the broker delivered.
+  void serve_once();
   void connect();
   void disconnect(const std::string& why);
   void publish_outbox();
@@ -84,7 +87,8 @@ class Worker {
   void send_heartbeat(const std::string& state);
   /// Forgets cancelled/answered keys older than limits.max_timeout_s.
   void forget_old_keys();
-  void sleep_unless_stopping(double seconds);
+  /// Hands a client line to the dispatcher, its events to `sink`.
+  void post_line(std::shared_ptr<runtime::JobSink> sink, std::string line);
 
   ClusterSettings settings_;
   BrokerAddress broker_;
@@ -92,7 +96,6 @@ class Worker {
   int prefetch_;
   double cancelled_memory_s_;
   runtime::HostService& host_;
-  boost::asio::io_context& io_;
 
   // Broker thread only.
   std::unique_ptr<AmqpConnection> publisher_;
@@ -107,8 +110,8 @@ class Worker {
 
   std::map<std::string, Active> active_;  ///< by job key
   std::uint64_t jobs_done_ = 0;
-  /// Lines from the jobs' connections (executor threads) to the broker thread; shared with
-  /// every JobConnection, so a late line after stop() lands nowhere harmful.
+  /// Lines from the jobs' sinks (executor threads) to the broker thread; shared with every
+  /// ReplySink, so a late line after stop() lands nowhere harmful.
   std::shared_ptr<Mailbox> mailbox_;
 
   std::atomic<bool> connected_{false};

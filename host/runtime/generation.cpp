@@ -7,8 +7,6 @@
 #include "host/graph/plan_runner.hpp"
 #include "host/metrics/metrics.hpp"
 #include "host/models/job_models.hpp"
-#include "host/protocol/envelope.hpp"
-#include "host/protocol/request_parser.hpp"
 #include "host/runtime/progress_throttle.hpp"
 #include "sdxlhost/nn/device_runtime.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
@@ -38,8 +36,8 @@ spdlog::level::level_enum to_spdlog(sdk::LogLevel level) {
   }
 }
 
-/// Progress inside a step (sdk::report_detail): recorded for `status` and sent as a progress
-/// event (the stage's last step with a "detail" object), rate-limited like the steps.
+/// Progress inside a step (sdk::report_detail): recorded for `status` and reported as a progress
+/// event (the stage's last step with a detail), rate-limited like the steps.
 class DetailForwarder {
  public:
   DetailForwarder(Job& job, std::shared_ptr<ProgressThrottle> throttle) : job_(job), throttle_(std::move(throttle)) {
@@ -52,11 +50,11 @@ class DetailForwarder {
     job_.set_detail(std::string(part), index, count);
     const json described = job_.describe();
     const std::string stage = described.value("stage", std::string());
-    if (!throttle_->should_send_detail() || !job_.connection()) return;
+    if (!throttle_->should_send_detail() || !job_.sink()) return;
     const double elapsed = seconds_between(job_.started_at(), Clock::now());
-    job_.connection()->send(protocol::to_line(protocol::progress_event(
-        job_.request_id(), stage, described.value("step", 0), described.value("total_steps", 0), elapsed,
-        json{{"part", std::string(part)}, {"index", index}, {"count", count}})));
+    job_.sink()->progress(ProgressEvent{job_.request_id(), stage, described.value("step", 0),
+                                        described.value("total_steps", 0), elapsed,
+                                        ProgressDetail{std::string(part), index, count}});
     job_.mark_progress_sent();
   }
 
@@ -84,10 +82,9 @@ sdk::ContextServices make_services(Job& job, const GenerationEnvironment& enviro
         metrics::Registry::global().observe_denoise_step(seconds_between(last->at, now));
       *last = {step, now};
     }
-    if (!throttle->should_send(stage, step, total_steps) || !job.connection()) return;
+    if (!throttle->should_send(stage, step, total_steps) || !job.sink()) return;
     double elapsed = seconds_between(job.started_at(), Clock::now());
-    job.connection()->send(protocol::to_line(
-        protocol::progress_event(job.request_id(), std::string(stage), step, total_steps, elapsed)));
+    job.sink()->progress(ProgressEvent{job.request_id(), std::string(stage), step, total_steps, elapsed, std::nullopt});
     job.mark_progress_sent();
   };
   services.log = [id = job.request_id()](sdk::LogLevel level, std::string_view message) {

@@ -16,12 +16,13 @@ const char* to_string(Priority priority) {
   }
 }
 
-Job::Job(std::string request_id, std::string kind, Priority priority, double timeout_s,
-         std::shared_ptr<transport::Connection> connection, JobWork work)
+Job::Job(std::string request_id, std::string kind, Priority priority, double timeout_s, std::shared_ptr<JobSink> sink,
+         JobWork work, std::uint64_t client_id)
     : request_id_(std::move(request_id)),
       kind_(std::move(kind)),
       priority_(priority),
-      connection_(std::move(connection)),
+      sink_(std::move(sink)),
+      client_id_(client_id),
       work_(std::move(work)) {
   auto timeout = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
   deadline_ = timeout_s > 0 ? enqueued_at_ + timeout : Clock::time_point::max();

@@ -1,8 +1,9 @@
 #pragma once
 /// @file job.hpp
-/// One unit of queued work (a generation or a model preload) with its owner connection,
-/// priority, deadline and cancellation token. Exactly one final response is sent per job:
-/// whoever wins `claim_answer()` (executor, cancel, timeout watchdog, shutdown) sends it.
+/// One unit of queued work (a generation, an upscale, a preprocess or a model preload) with the
+/// sink it reports to, the client that owns it, its priority, deadline and cancellation token.
+/// Exactly one final event (result or error) goes to the sink per job: whoever wins
+/// `claim_answer()` (executor, cancel, timeout watchdog, shutdown) sends it.
 /// Thread-safety: immutable fields after submit; progress fields and claim are synchronised.
 
 #include <atomic>
@@ -15,7 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "host/transport/connection.hpp"
+#include "host/runtime/job_sink.hpp"
 #include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/request.hpp"
 
@@ -39,20 +40,21 @@ using JobWork = std::function<nlohmann::json(Job& job)>;
 /// A queued or running job.
 class Job {
  public:
-  /// A job whose deadline is `timeout_s` after now (none when <= 0); `connection` may be null.
-  Job(std::string request_id, std::string kind, Priority priority, double timeout_s,
-      std::shared_ptr<transport::Connection> connection, JobWork work);
+  /// A job whose deadline is `timeout_s` after now (none when <= 0), reporting to `sink` (may be
+  /// null: nobody listens), owned by client `client_id` (0: none).
+  Job(std::string request_id, std::string kind, Priority priority, double timeout_s, std::shared_ptr<JobSink> sink,
+      JobWork work, std::uint64_t client_id = 0);
 
   /// The request id (unique among queued and running jobs).
   const std::string& request_id() const { return request_id_; }
-  /// "generation" | "load_model".
+  /// "generation" | "upscale" | "preprocess" | "load_model".
   const std::string& kind() const { return kind_; }
   /// The queue level.
   Priority priority() const { return priority_; }
-  /// The connection that asked (answers and progress go there).
-  const std::shared_ptr<transport::Connection>& connection() const { return connection_; }
-  /// The connection's id (0 when none).
-  std::uint64_t connection_id() const { return connection_ ? connection_->id() : 0; }
+  /// Where its events go (null: nobody listens).
+  const std::shared_ptr<JobSink>& sink() const { return sink_; }
+  /// The client that asked (its disconnect drops the job; 0 when none).
+  std::uint64_t connection_id() const { return client_id_; }
   /// Set by cancel, disconnect and shutdown; stages see it through their Context.
   const std::shared_ptr<sdk::CancellationToken>& token() const { return token_; }
   /// When the job was queued.
@@ -62,7 +64,7 @@ class Job {
   /// Runs the work (executor thread).
   nlohmann::json run() { return work_(*this); }
 
-  /// True for exactly one caller: the one that sends the final response.
+  /// True for exactly one caller: the one that sends the final event.
   bool claim_answer() { return !answered_.exchange(true); }
   /// Warnings collected before the job ran (parsing); the response carries them.
   std::vector<std::string> warnings;
@@ -88,7 +90,8 @@ class Job {
   std::string request_id_;
   std::string kind_;
   Priority priority_;
-  std::shared_ptr<transport::Connection> connection_;
+  std::shared_ptr<JobSink> sink_;
+  std::uint64_t client_id_;
   JobWork work_;
   std::shared_ptr<sdk::CancellationToken> token_ = std::make_shared<sdk::CancellationToken>();
   Clock::time_point enqueued_at_ = Clock::now();

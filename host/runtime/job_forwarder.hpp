@@ -1,7 +1,7 @@
 #pragma once
 /// @file job_forwarder.hpp
 /// Where a gateway host sends the jobs it validated instead of running them on its own
-/// executors (cluster.role = gateway; host/cluster/gateway.hpp implements it). HostService parses,
+/// executors (cluster.role = gateway; host/cluster/gateway.hpp implements it). The dispatcher parses,
 /// validates and plans exactly as a standalone host does, then hands the job over here; the
 /// forwarder answers the client (progress and one final response) on the job's connection.
 /// Thread-safety: every method may be called from any thread.

@@ -9,7 +9,6 @@
 #include "host/graph/plan_runner.hpp"
 #include "host/graph/planner.hpp"
 #include "host/metrics/metrics.hpp"
-#include "host/protocol/envelope.hpp"
 
 namespace sdxlhost::host::runtime {
 namespace {
@@ -30,7 +29,7 @@ void record(const Job& job, const std::string& code, const std::string& outcome)
 void answer_success(Job& job, nlohmann::json data, const std::vector<std::string>& warnings) {
   if (!job.claim_answer()) return;
   record(job, "OK", "ok");
-  if (job.connection()) job.connection()->send(protocol::to_line(protocol::success_response(job.request_id(), std::move(data), warnings)));
+  if (job.sink()) job.sink()->result(job.request_id(), std::move(data), warnings);
 }
 
 }  // namespace
@@ -54,8 +53,7 @@ void JobRunner::answer_error(Job& job, const Error& error) {
                               : error.code() == ErrorCode::Timeout ? "timeout"
                                                                    : "error";
   record(job, sdk::to_string(error.code()), outcome);
-  if (job.connection())
-    job.connection()->send(protocol::to_line(protocol::error_response(job.request_id(), error, job.warnings)));
+  if (job.sink()) job.sink()->error(job.request_id(), error, job.warnings);
 }
 
 void JobRunner::submit(std::shared_ptr<Job> job) {
@@ -120,6 +118,7 @@ void JobRunner::execute(const std::shared_ptr<Job>& job) {
     if (Clock::now() >= job->deadline())
       throw Error(ErrorCode::Timeout, "timed out while queued", "data.metadata.timeout");
     log->info("[{}] started {}", job->request_id(), job->kind());
+    if (job->sink()) job->sink()->started(job->request_id(), job->kind());
     nlohmann::json data = job->run();
     log->info("[{}] done in {:.3f} s", job->request_id(),
               std::chrono::duration<double>(Clock::now() - job->started_at()).count());
@@ -158,15 +157,17 @@ void JobRunner::send_heartbeats(Clock::time_point now) {
     for (const auto& [id, job] : running_) jobs.push_back(job);
   }
   for (const auto& job : jobs) {
-    if (!job->started() || !job->connection()) continue;
+    if (!job->started() || !job->sink()) continue;
     if (now - std::max(job->progress_sent_at(), job->started_at()) < every) continue;
     const nlohmann::json described = job->describe();
     const std::string stage = described.value("stage", std::string());
     if (stage.empty()) continue;  // a job that reports no stages (load_model) sends no progress
-    job->connection()->send(protocol::to_line(protocol::progress_event(
-        job->request_id(), stage, described.value("step", 0), described.value("total_steps", 0),
-        std::chrono::duration<double>(now - job->started_at()).count(),
-        described.contains("detail") ? described["detail"] : nlohmann::json())));
+    ProgressEvent event{job->request_id(), stage, described.value("step", 0), described.value("total_steps", 0),
+                        std::chrono::duration<double>(now - job->started_at()).count(), std::nullopt};
+    if (described.contains("detail"))
+      event.detail = ProgressDetail{described["detail"].value("part", ""), described["detail"].value("index", 0),
+                                    described["detail"].value("count", 0)};
+    job->sink()->progress(event);
     job->mark_progress_sent();
   }
 }

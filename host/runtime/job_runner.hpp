@@ -5,7 +5,7 @@
 /// its token is set and the stage stops at its next check), a client disconnect (its queued
 /// jobs dropped, running ones cancelled), the timeout watchdog (queued jobs past their
 /// deadline answered TIMEOUT; running ones see the deadline through their Context) and
-/// shutdown. Every job gets exactly one final response on its connection.
+/// shutdown. Every job gets exactly one final event (result or error) on its JobSink.
 /// Thread-safety: every method may be called from any thread.
 
 #include <condition_variable>
@@ -63,7 +63,7 @@ class JobRunner {
   /// event for this long gets one repeating its stage, step and detail (0 = off).
   void set_progress_heartbeat(double seconds) { heartbeat_s_.store(seconds); }
 
-  /// Sends the final error response of `job` unless it was answered already.
+  /// Sends the final error event of `job` unless it was answered already.
   static void answer_error(Job& job, const sdk::Error& error);
 
  private:

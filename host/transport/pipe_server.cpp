@@ -311,7 +311,7 @@ PipeServer::PipeServer(asio::io_context& io, PipeServerSettings settings, Messag
 
 PipeServer::~PipeServer() { impl_->stop(); }
 
-void PipeServer::start() { impl_->start(); }
+void PipeServer::start(std::function<void()>) { impl_->start(); }
 void PipeServer::stop() { impl_->stop(); }
 void PipeServer::set_max_line_bytes(std::size_t bytes) { impl_->set_max_line_bytes(bytes); }
 std::size_t PipeServer::client_count() const { return impl_->client_count(); }

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "host/transport/connection.hpp"
+#include "host/transport/transport.hpp"
 
 namespace boost::asio {
 class io_context;
@@ -30,26 +31,26 @@ struct PipeServerSettings {
 };
 
 /// Accepts clients on one endpoint and runs a session per client.
-class PipeServer {
+class PipeServer : public Transport {
  public:
   /// Serves on `io` (which the owner runs); `handler` must outlive the server and its sessions.
   PipeServer(boost::asio::io_context& io, PipeServerSettings settings, MessageHandler& handler);
   /// Stops serving (see stop()).
-  ~PipeServer();
+  ~PipeServer() override;
   PipeServer(const PipeServer&) = delete;
   PipeServer& operator=(const PipeServer&) = delete;
 
   /// Removes a stale socket file, binds, sets the mode, listens and starts accepting.
   /// Throws sdk::Error(InternalError) when the endpoint is in use by a live server or cannot
-  /// be bound.
-  void start();
+  /// be bound. A pipe never ends on its own: `on_input_closed` is not called.
+  void start(std::function<void()> on_input_closed = {}) override;
   /// Stops accepting, closes every session (pending writes are flushed first) and removes the
   /// socket file. Safe to call twice; must run on the io_context thread or after it stopped.
-  void stop();
+  void stop() override;
   /// Changes the line limit for lines started from now on (reload_config).
-  void set_max_line_bytes(std::size_t bytes);
+  void set_max_line_bytes(std::size_t bytes) override;
   /// Number of connected clients.
-  std::size_t client_count() const;
+  std::size_t client_count() const override;
   /// The endpoint being served.
   const std::string& endpoint() const;
 

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "host/transport/connection.hpp"
+#include "host/transport/transport.hpp"
 
 namespace boost::asio {
 class io_context;
@@ -20,20 +21,22 @@ class io_context;
 namespace sdxlhost::host::transport {
 
 /// Serves one client over two file descriptors (stdin/stdout by default).
-class StdioChannel {
+class StdioChannel : public Transport {
  public:
   StdioChannel(boost::asio::io_context& io, MessageHandler& handler, std::size_t max_line_bytes,
                int input_fd = 0, int output_fd = 1);
-  ~StdioChannel();
+  ~StdioChannel() override;
   StdioChannel(const StdioChannel&) = delete;
   StdioChannel& operator=(const StdioChannel&) = delete;
 
   /// Starts the reader thread. `on_end` runs on the io_context once input has ended (not when
   /// the reader was stopped).
-  void start(std::function<void()> on_end);
+  void start(std::function<void()> on_end = {}) override;
   /// Tells the reader to stop reading (lines not yet handed over are dropped). Does not wait;
   /// safe from any thread, more than once.
-  void stop();
+  void stop() override;
+  /// One client: the parent process.
+  std::size_t client_count() const override { return 1; }
   /// The connection lines are answered on.
   std::shared_ptr<Connection> connection() const;
 

@@ -2,6 +2,7 @@
 // URL, and a gateway whose broker is unreachable: it still validates and plans exactly as a
 // standalone host, and answers a job UNAVAILABLE naming the broker.
 #include <fstream>
+#include <condition_variable>
 #include <mutex>
 
 #include <gtest/gtest.h>
@@ -69,16 +70,25 @@ class RecordingConnection : public host::transport::Connection {
   void send(std::string line) override {
     std::lock_guard<std::mutex> lock(mutex_);
     lines_.push_back(json::parse(line));
+    arrived_.notify_all();
   }
   bool is_open() const override { return true; }
   void close() override {}
-  json last() {
+  std::size_t count() {
     std::lock_guard<std::mutex> lock(mutex_);
-    return lines_.empty() ? json() : lines_.back();
+    return lines_.size();
+  }
+  /// The last line once there are more than `before` (null after 10 s without one): the host
+  /// handles lines on its request thread, not on the caller's.
+  json last_after(std::size_t before) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    arrived_.wait_for(lock, std::chrono::seconds(10), [&] { return lines_.size() > before; });
+    return lines_.size() > before ? lines_.back() : json();
   }
 
  private:
   std::mutex mutex_;
+  std::condition_variable arrived_;
   std::vector<json> lines_;
 };
 
@@ -109,8 +119,9 @@ class GatewayWithoutBroker : public ::testing::Test {
   }
 
   json ask(const json& message) {
+    const std::size_t before = connection_->count();
     host_->on_line(connection_, message.dump());
-    return connection_->last();
+    return connection_->last_after(before);
   }
 
   test_support::TempDir dir_;
