@@ -25,7 +25,7 @@ struct Limits : sdk::RequestLimits {
   /// (restart-only).
   std::size_t max_client_backlog_bytes = 256u * 1024u * 1024u;
   int max_json_depth = 64;                              ///< deepest accepted nesting of a line
-  /// Most pixels a request image (init, control, upscale, preprocess) may announce in its
+  /// Most pixels a request image (any image a request or message carries) may announce in its
   /// header; larger ones are refused before decoding. PIL's decompression-bomb limit.
   std::uint64_t max_image_pixels = 89478485;
 };
@@ -89,7 +89,7 @@ enum class DisabledFeaturePolicy { Error, Warn };
 /// The whole configuration.
 struct HostConfig {
   std::string pipe_name = "sdxl_host";  ///< pipe name, or an absolute socket path
-  std::filesystem::path models_root = "models";   ///< checkpoints/, loras/, controlnet/, vae/, upscalers/
+  std::filesystem::path models_root = "models";   ///< one folder per sdk::kModelKinds entry
   std::filesystem::path output_root = "outputs";  ///< where images are saved (save_path is relative)
   PluginsConfig plugins;  ///< `plugins.*`
   Limits limits;          ///< `limits.*`

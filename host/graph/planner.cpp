@@ -134,7 +134,7 @@ void check_reads_written_earlier(const std::vector<StagePtr>& ordered, std::set<
 }
 
 /// True when some stage produces images (writes "images" without reading it): base generation.
-/// An upscaler alone (reads and writes "images") does not count.
+/// A post-process stage alone (reads and writes "images") does not count.
 bool produces_images(const std::vector<StagePtr>& ordered) {
   return std::any_of(ordered.begin(), ordered.end(), [](const StagePtr& s) {
     return has(s->writes(), sdk::slots::kImages) && !has(s->reads(), sdk::slots::kImages);

@@ -33,7 +33,7 @@ struct Plan {
 enum class OnDisabledFeature { Error, Warn };
 
 /// Features a request needs beyond base generation, among those the SDK's request schema
-/// declares (sdk::request_schema_features(): data.lora.enabled, data.controlnet, ...).
+/// declares (sdk::request_schema_features()).
 std::vector<std::string> required_features(const sdk::GenerationRequest& request);
 /// The same among every feature `plugins` knows (the schema's and those plugins declare).
 std::vector<std::string> required_features(const PluginSet& plugins, const sdk::GenerationRequest& request);
@@ -49,7 +49,7 @@ std::vector<std::string> required_features(const PluginSet& plugins, const sdk::
 Plan plan_request(const PluginSet& plugins, const sdk::GenerationRequest& request,
                   OnDisabledFeature on_disabled, std::vector<std::string>& warnings);
 
-/// The plan of a post-process job over images the job already holds (the `upscale` message):
+/// The plan of a post-process job over images the job already holds (an image message):
 /// the applicable stages of `feature`, ordered as plan_request orders them, with the "images"
 /// slot counted as written. Throws sdk::Error(FeatureDisabled, `field`) naming the config key
 /// when no enabled plugin provides `feature`, Error(PluginError) when none of its stages applies.

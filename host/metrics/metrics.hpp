@@ -57,7 +57,7 @@ class Registry {
   static Registry& global();
 
   /// A response sent: `kind` is the message type for immediate answers and the job kind
-  /// (generation, upscale, preprocess, load_model) for queued work; `code` "OK" or an error code.
+  /// (generation, an image message's type, preprocess, load_model) for queued work; `code` "OK" or an error code.
   void count_response(const std::string& kind, const std::string& code);
   /// A job that ended (outcome "ok", "error", "cancelled", "timeout"), from start to answer.
   void observe_job(const std::string& kind, const std::string& outcome, double seconds);

@@ -3,8 +3,8 @@
 /// The model access of one job: the host's ModelStore, plus a pin on every object the job's
 /// stages loaded, held from the first stage that loads it until the job ends. Without it a stage
 /// holds a model only while it runs, so between two stages of one job (encode_prompt and denoise,
-/// denoise and vae_decode, the refiner's stages) another job's load could evict it: the job would
-/// then load the checkpoint again, and a pipeline's patched copies (LoRA) would go with it. The
+/// denoise and vae_decode) another job's load could evict it: the job would then load the
+/// checkpoint again, and a pipeline's patched copies (weight patches) would go with it. The
 /// store never evicts an object a job holds, so pinned models stay.
 /// Thread-safety: every method may be called from any thread (a job's stages run on one).
 

@@ -55,7 +55,7 @@ class ModelStore : public sdk::ModelAccess {
                              const std::string& variant, const std::string& field,
                              const std::type_info& type, const sdk::ModelLoadFn& load) override;
 
-  /// {"checkpoints":[{name,path,size_bytes,loaded}], "loras":[...], ...} for every kind.
+  /// {"<kind>":[{name,path,size_bytes,loaded}], ...} for every sdk::kModelKinds entry.
   nlohmann::json list_models() const;
   /// Drops every cached object of (kind, name). False when none is loaded; throws
   /// Error(ValidationError, field) when a job is using it.

@@ -21,6 +21,8 @@
 
 #include "host/common/paths.hpp"
 #include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/image_metadata.hpp"
+#include "sdxlhost/sdk/request_parser.hpp"
 
 namespace sdxlhost::host {
 namespace {
@@ -34,14 +36,6 @@ constexpr int kMaxSuffix = 100000;
 constexpr const char* kTemporaryPrefix = ".sdxl-host-tmp-";
 
 /// Python's str(float): "7.0", "7.5", "0.1".
-std::string python_float(double value) {
-  char text[64];
-  std::snprintf(text, sizeof text, "%.15g", value);
-  std::string out = text;
-  if (out.find_first_of(".eEn") == std::string::npos) out += ".0";
-  return out;
-}
-
 std::string canonical_format(const std::string& format) {
   if (format == "jpg") return "jpeg";
   return format;
@@ -192,19 +186,10 @@ fs::path save_new_file(const fs::path& target, const std::vector<std::uint8_t>& 
 }
 
 /// The request as JSON for the `sdxl_host` chunk: the normalized `data` object when the
-/// protocol layer kept it, else the modelled fields.
+/// protocol layer kept it, else the SDK's wire form of the modelled fields.
 nlohmann::json request_json(const sdk::GenerationRequest& request) {
   if (request.data.is_object() && !request.data.empty()) return request.data;
-  const auto& h = request.hyperparameters;
-  return {{"prompt", request.prompt},
-          {"negative_prompt", request.negative_prompt},
-          {"models", {{"base", request.models.base}, {"refiner", request.models.refiner}, {"vae", request.models.vae}}},
-          {"hyperparameters", {{"num_inference_steps", h.num_inference_steps},
-                               {"guidance_scale", h.guidance_scale}, {"seed", h.seed}, {"strength", h.strength}}},
-          {"dimensions", {{"width", request.width}, {"height", request.height}}},
-          {"scheduler", request.scheduler},
-          {"batch", {{"size", request.batch_size}}},
-          {"output", {{"format", request.output.format}, {"quality", request.output.quality}}}};
+  return sdk::request_to_json(request);
 }
 
 /// The image's metadata completed with what the request says (the plugin's values win).
@@ -216,36 +201,22 @@ nlohmann::json image_metadata(const sdk::Image& image, const sdk::GenerationRequ
   if (!meta.contains("steps")) meta["steps"] = h.num_inference_steps;
   if (!meta.contains("guidance_scale")) meta["guidance_scale"] = h.guidance_scale;
   if (!meta.contains("scheduler")) meta["scheduler"] = request.scheduler;
-  if (!meta.contains("model_info"))
-    // The refiner is named only when it ran (its stage records metadata.refiner): with
-    // on_disabled_feature "warn" a skipped refiner must not appear as used.
-    meta["model_info"] = {{"base_model", request.models.base},
-                          {"refiner_model", meta.contains("refiner") ? request.models.refiner : std::string()},
-                          {"vae_model", request.models.vae}};
+  // The SDK's defaults under what the stages recorded (a stage that ran a second model names it).
+  nlohmann::json model_info = sdk::default_model_info(request);
+  if (auto it = meta.find("model_info"); it != meta.end() && it->is_object())
+    for (const auto& [key, value] : it->items()) model_info[key] = value;
+  meta["model_info"] = std::move(model_info);
   return meta;
 }
 
 }  // namespace
 
-/// ", Postprocess upscaler: NAME, Postprocess upscale by: S, Postprocess upscale to: WxH" from
-/// the metadata.upscaler object a post-process stage recorded (empty when there is none).
-static std::string upscaler_parameters(const nlohmann::json& meta) {
-  if (!meta.is_object() || !meta.contains("upscaler") || !meta["upscaler"].is_object()) return {};
-  const auto& up = meta["upscaler"];
-  std::ostringstream text;
-  text << "Postprocess upscaler: " << up.value("name", std::string("?"))
-       << ", Postprocess upscale by: " << python_float(up.value("scale", 0.0))
-       << ", Postprocess upscale to: " << up.value("width", 0) << "x" << up.value("height", 0);
-  return text.str();
-}
-
 std::string a1111_parameters(const sdk::GenerationRequest& request, const sdk::Image& image, bool generation) {
   const auto& meta = image.metadata;
-  if (!generation) {
-    const std::string upscaler = upscaler_parameters(meta);
+  const std::string recorded = sdk::recorded_infotext(meta);
+  if (!generation)
     return "Size: " + std::to_string(image.width) + "x" + std::to_string(image.height) +
-           (upscaler.empty() ? "" : ", " + upscaler);
-  }
+           (recorded.empty() ? "" : ", " + recorded);
   auto number = [&](const char* key, auto fallback) {
     return meta.is_object() && meta.contains(key) && meta[key].is_number()
                ? meta[key].get<decltype(fallback)>()
@@ -256,16 +227,12 @@ std::string a1111_parameters(const sdk::GenerationRequest& request, const sdk::I
   if (!request.negative_prompt.empty()) text << "\nNegative prompt: " << request.negative_prompt;
   text << "\nSteps: " << number("steps", request.hyperparameters.num_inference_steps)
        << ", Sampler: " << request.scheduler
-       << ", CFG scale: " << python_float(number("guidance_scale", request.hyperparameters.guidance_scale))
+       << ", CFG scale: " << sdk::infotext_number(number("guidance_scale", request.hyperparameters.guidance_scale))
        << ", Seed: " << number("seed", request.hyperparameters.seed)
        << ", Size: " << image.width << "x" << image.height
        << ", Model: " << request.models.base;
-  // Plugins add their own infotext entries ("Lora hashes", ...) under metadata.infotext.
-  if (meta.is_object() && meta.contains("infotext") && meta["infotext"].is_object()) {
-    for (const auto& [key, value] : meta["infotext"].items())
-      text << ", " << key << ": " << (value.is_string() ? value.get<std::string>() : value.dump());
-  }
-  if (const std::string upscaler = upscaler_parameters(meta); !upscaler.empty()) text << ", " << upscaler;
+  // What plugins recorded (sdxlhost/sdk/image_metadata.hpp): generation parameters, then post-processing
+  if (!recorded.empty()) text << ", " << recorded;
   return text.str();
 }
 

@@ -22,7 +22,7 @@ namespace sdxlhost::host {
 /// The `output_root` configuration.
 struct OutputSettings {
   std::filesystem::path output_root;
-  /// False for images that were not generated (the `upscale` message): no seed/steps/model in
+  /// False for images that were not generated (an image message): no seed/steps/model in
   /// their metadata and infotext, only what the post-processing stages recorded.
   bool generation = true;
 };
@@ -51,9 +51,9 @@ std::vector<std::uint8_t> encode_image(const sdk::Image& image, const std::strin
 std::string base64_encode(const std::vector<std::uint8_t>& bytes);
 
 /// A1111 infotext: prompt, "Negative prompt: ...", then "Steps: N, Sampler: X, CFG scale: G,
-/// Seed: S, Size: WxH, Model: M" (seed from image.metadata["seed"] when present), then, when
-/// image.metadata has "upscaler", ", Postprocess upscaler: NAME, Postprocess upscale by: S,
-/// Postprocess upscale to: WxH". With `generation` false only "Size" and the upscaler part.
+/// Seed: S, Size: WxH, Model: M" (seed from image.metadata["seed"] when present), then the
+/// entries the stages recorded (sdk::recorded_infotext). With `generation` false "Size: WxH"
+/// and the recorded entries only.
 std::string a1111_parameters(const sdk::GenerationRequest& request, const sdk::Image& image,
                              bool generation = true);
 

@@ -79,7 +79,7 @@ void Dispatcher::handle(const Client& client, const std::string& line) {
 
 void Dispatcher::dispatch(const Client& client, Envelope& envelope, const std::string& line) {
   auto log = component_logger("protocol");
-  log->debug("[{}] {} from client {}", envelope.request_id, to_string(envelope.type), client.id);
+  log->debug("[{}] {} from client {}", envelope.request_id, envelope.type_name, client.id);
   try {
     bool queued = false;
     json data;
@@ -98,24 +98,24 @@ void Dispatcher::dispatch(const Client& client, Envelope& envelope, const std::s
       case MessageType::ReloadConfig: data = engine_.reload_config(envelope.warnings); break;
       case MessageType::Shutdown: data = {{"shutting_down", true}}; break;
       case MessageType::Preprocess: data = handle_preprocess(client, envelope, queued, line); break;
-      case MessageType::Upscale: data = handle_upscale(client, envelope, queued, line); break;
+      case MessageType::ImageMessage: data = handle_image_message(client, envelope, queued, line); break;
       case MessageType::Metrics:
         data = {{"content_type", metrics::kContentType}, {"text", engine_.metrics_text()}};
         break;
     }
     if (queued) return;  // the job answers when it ends
-    metrics::Registry::global().count_response(to_string(envelope.type), "OK");
+    metrics::Registry::global().count_response(envelope.type_name, "OK");
     client.sink->result(envelope.request_id, std::move(data), envelope.warnings);
     if (envelope.type == MessageType::Shutdown)
       engine_.request_shutdown("shutdown message from client " + std::to_string(client.id));
   } catch (const Error& error) {
-    log->info("[{}] {} refused: {} ({})", envelope.request_id, to_string(envelope.type), error.what(),
+    log->info("[{}] {} refused: {} ({})", envelope.request_id, envelope.type_name, error.what(),
               sdk::to_string(error.code()));
-    metrics::Registry::global().count_response(to_string(envelope.type), sdk::to_string(error.code()));
+    metrics::Registry::global().count_response(envelope.type_name, sdk::to_string(error.code()));
     client.sink->error(envelope.request_id, error, envelope.warnings);
   } catch (const std::exception& error) {
-    log->error("[{}] {} failed: {}", envelope.request_id, to_string(envelope.type), error.what());
-    metrics::Registry::global().count_response(to_string(envelope.type), "INTERNAL_ERROR");
+    log->error("[{}] {} failed: {}", envelope.request_id, envelope.type_name, error.what());
+    metrics::Registry::global().count_response(envelope.type_name, "INTERNAL_ERROR");
     client.sink->error(envelope.request_id, Error(ErrorCode::InternalError, client_message(error)),
                        envelope.warnings);
   }

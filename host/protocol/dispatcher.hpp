@@ -2,8 +2,8 @@
 /// @file dispatcher.hpp
 /// The protocol dispatcher, the same for every transport: takes a client's line, parses the
 /// envelope, routes the message type (inference_request, cancel, ping, capabilities,
-/// list_models, load_model, unload_model, status, reload_config, shutdown, preprocess, upscale,
-/// metrics) to the engine, and answers through the client's JobSink. Generation, upscale, model
+/// list_models, load_model, unload_model, status, reload_config, shutdown, preprocess,
+/// metrics, and the SDK's image messages) to the engine, and answers through the client's JobSink. Generation, image messages, model
 /// preloads and preprocessing become jobs on the engine (or, on a gateway, go to its
 /// JobForwarder); everything else is answered at once.
 ///
@@ -75,7 +75,9 @@ class Dispatcher : public transport::MessageHandler {
  private:
   void dispatch(const Client& client, Envelope& envelope, const std::string& line);
   nlohmann::json handle_inference(const Client& client, Envelope& envelope, bool& queued, const std::string& line);
-  nlohmann::json handle_upscale(const Client& client, Envelope& envelope, bool& queued, const std::string& line);
+  /// A message of sdk::image_messages() (envelope.image_message): an image for one feature's stages.
+  nlohmann::json handle_image_message(const Client& client, Envelope& envelope, bool& queued,
+                                      const std::string& line);
   nlohmann::json handle_cancel(const Envelope& envelope);
   nlohmann::json handle_load_model(const Client& client, Envelope& envelope, bool& queued, const std::string& line);
   nlohmann::json handle_unload_model(const Client& client, Envelope& envelope, bool& queued,

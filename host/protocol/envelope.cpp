@@ -8,6 +8,8 @@
 #include <optional>
 #include <random>
 
+#include "sdxlhost/sdk/request_parser.hpp"
+
 namespace sdxlhost::host::protocol {
 namespace {
 
@@ -29,10 +31,16 @@ const std::map<std::string, MessageType>& message_types() {
       {"reload_config", MessageType::ReloadConfig},
       {"shutdown", MessageType::Shutdown},
       {"preprocess", MessageType::Preprocess},
-      {"upscale", MessageType::Upscale},
       {"metrics", MessageType::Metrics},
   };
   return kTypes;
+}
+
+/// The SDK's image message of wire spelling `name`; null when there is none.
+const sdk::ImageMessage* find_image_message(const std::string& name) {
+  for (const auto& message : sdk::image_messages())
+    if (message.message_type == name) return &message;
+  return nullptr;
 }
 
 [[noreturn]] void fail(ErrorCode code, const std::string& message, const std::string& field,
@@ -191,7 +199,7 @@ const char* to_string(MessageType type) {
     case MessageType::ReloadConfig: return "reload_config";
     case MessageType::Shutdown: return "shutdown";
     case MessageType::Preprocess: return "preprocess";
-    case MessageType::Upscale: return "upscale";
+    case MessageType::ImageMessage: return "image_message";
     case MessageType::Metrics: return "metrics";
   }
   return "unknown";
@@ -200,6 +208,8 @@ const char* to_string(MessageType type) {
 std::vector<std::string> message_type_names() {
   std::vector<std::string> names;
   for (const auto& [name, type] : message_types()) names.push_back(name);
+  for (const auto& message : sdk::image_messages()) names.push_back(message.message_type);
+  std::sort(names.begin(), names.end());
   return names;
 }
 
@@ -253,11 +263,17 @@ Envelope parse_envelope(std::string_view line, const EnvelopeLimits& limits) {
   Envelope envelope;
   envelope.request_id = read_request_id(message, envelope.request_id_generated);
   std::string type_name = read_type_name(message, envelope.request_id, envelope.warnings);
-  auto known = message_types().find(type_name);
-  if (known == message_types().end())
+  if (auto known = message_types().find(type_name); known != message_types().end()) {
+    envelope.type = known->second;
+    envelope.type_name = to_string(known->second);
+  } else if (const sdk::ImageMessage* image_message = find_image_message(type_name)) {
+    envelope.type = MessageType::ImageMessage;
+    envelope.type_name = image_message->message_type;
+    envelope.image_message = image_message;
+  } else {
     fail(ErrorCode::UnknownMessageType, "unknown message type '" + type_name + "'", "message_type",
          envelope.request_id);
-  envelope.type = known->second;
+  }
 
   if (auto data = message.find("data"); data != message.end() && !data->is_null()) {
     if (!data->is_object()) fail(ErrorCode::ValidationError, "must be an object", "data", envelope.request_id);

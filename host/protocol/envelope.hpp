@@ -16,6 +16,10 @@
 
 #include "sdxlhost/sdk/error.hpp"
 
+namespace sdxlhost::sdk {
+struct ImageMessage;  // sdxlhost/sdk/request_parser.hpp
+}
+
 namespace sdxlhost::host::protocol {
 
 /// The messages the host understands.
@@ -31,11 +35,14 @@ enum class MessageType {
   ReloadConfig,
   Shutdown,
   Preprocess,  ///< run a control-image preprocessor, answer the image (a preview)
-  Upscale,  ///< "upscale": enlarge an image the client sends (A1111's "Extras")
+  /// An image the client sends, for the stages of one feature (sdk::image_messages(): the SDK
+  /// declares which, the host names none).
+  ImageMessage,
   Metrics,  ///< "metrics": the Prometheus text of /metrics, over the pipe
 };
 
-/// Wire spelling of a message type ("inference_request").
+/// Wire spelling of a message type ("inference_request"); "image_message" for every
+/// ImageMessage (Envelope::type_name has the message's own).
 const char* to_string(MessageType type);
 
 /// Every accepted wire spelling, aliases included, sorted.
@@ -44,6 +51,9 @@ std::vector<std::string> message_type_names();
 /// A parsed incoming message.
 struct Envelope {
   MessageType type = MessageType::Ping;  ///< from `message_type` (or legacy `action`)
+  std::string type_name = "ping";  ///< its canonical wire spelling (aliases resolved)
+  /// The SDK's description of an ImageMessage; null for every other type.
+  const sdk::ImageMessage* image_message = nullptr;
   std::string request_id;       ///< as sent, or generated when absent
   bool request_id_generated = false;
   nlohmann::json data = nlohmann::json::object();  ///< the `data` object ({} when absent)

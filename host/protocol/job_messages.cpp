@@ -1,4 +1,4 @@
-// The messages that become jobs (inference_request, upscale, load_model, preprocess) and the
+// The messages that become jobs (inference_request, image messages, load_model, preprocess) and the
 // ones that act on jobs or models (cancel, unload_model): parsed and checked here on the request
 // thread, then queued on the engine or, on a gateway, handed to its JobForwarder.
 #include <algorithm>
@@ -75,7 +75,7 @@ std::shared_ptr<const sdk::Preprocessor> find_preprocessor(const sdk::Registries
   const auto names = registries.preprocessor_names();
   if (names.empty())
     throw Error(ErrorCode::FeatureDisabled,
-                "no enabled plugin provides preprocessors (enable one, e.g. plugins.enabled.controlnet)",
+                "no enabled plugin provides preprocessors (enable one that does under plugins.enabled)",
                 request.name_field);
   auto preprocessor = registries.preprocessor(request.name);
   if (!preprocessor) {
@@ -118,25 +118,27 @@ json Dispatcher::handle_inference(const Client& client, Envelope& envelope, bool
   return nullptr;
 }
 
-json Dispatcher::handle_upscale(const Client& client, Envelope& envelope, bool& queued, const std::string& line) {
+json Dispatcher::handle_image_message(const Client& client, Envelope& envelope, bool& queued,
+                                      const std::string& line) {
+  const sdk::ImageMessage& message = *envelope.image_message;
   auto config = engine_.config();
-  auto parsed = parse_upscale_request(envelope.data, envelope.request_id, config->limits,
-                                      config->queue.default_timeout_s, envelope.warnings);
-  // refuse bad options / a disabled upscaler now
-  Plan plan = runtime::plan_upscale(*engine_.plugins(), parsed.request);
+  auto parsed = message.parse(envelope.data, envelope.request_id, config->limits, config->queue.default_timeout_s,
+                              envelope.warnings);
+  // refuse bad options / a disabled feature now
+  Plan plan = runtime::plan_image_message(*engine_.plugins(), parsed.request, message);
   if (engine_.forwarder()) {
     std::set<std::string> features;
     for (const auto& stage : plan.stages) features.insert(stage->feature());
-    forward(client, envelope, "upscale", parsed.request.metadata.priority, parsed.request.metadata.timeout_s,
-            std::move(features), line);
+    forward(client, envelope, message.message_type, parsed.request.metadata.priority,
+            parsed.request.metadata.timeout_s, std::move(features), line);
     queued = true;
     return nullptr;
   }
   std::shared_ptr<const sdk::GenerationRequest> request =
       std::make_shared<sdk::GenerationRequest>(std::move(parsed.request));
-  submit(client, envelope, "upscale", request->metadata.priority, request->metadata.timeout_s,
-         [engine = &engine_, request, image = std::move(parsed.image)](Job& job) {
-           return runtime::run_upscale(job, request, image, engine->environment());
+  submit(client, envelope, message.message_type, request->metadata.priority, request->metadata.timeout_s,
+         [engine = &engine_, request, image = std::move(parsed.image), &message](Job& job) {
+           return runtime::run_image_message(job, request, image, message, engine->environment());
          });
   queued = true;
   return nullptr;

@@ -1,7 +1,7 @@
 #pragma once
 /// @file request_parser.hpp
 /// The wire's request schema is the SDK's (sdxlhost/sdk/request_parser.hpp): the host parses an
-/// inference_request's and an upscale message's `data` with it, under the config's `limits.*`
+/// inference_request's and an image message's `data` with it, under the config's `limits.*`
 /// (host::Limits is an sdk::RequestLimits). These are the protocol layer's names for it.
 
 #include "host/config/host_config.hpp"
@@ -11,8 +11,8 @@ namespace sdxlhost::host::protocol {
 
 using sdk::normalize_legacy_fields;
 using sdk::parse_generation_request;
-using sdk::parse_upscale_request;
 using sdk::request_to_json;
-using sdk::UpscaleRequest;
+using sdk::image_messages;
+using sdk::ImageMessage;
 
 }  // namespace sdxlhost::host::protocol

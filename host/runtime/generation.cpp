@@ -97,7 +97,7 @@ sdk::ContextServices make_services(Job& job, const GenerationEnvironment& enviro
 }
 
 /// A finished job's response data: its images, the plan that ran and processing_metrics (one
-/// shape for generation and the upscale message).
+/// shape for a generation and an image message).
 json job_result(const Job& job, json generated, const Plan& plan, Clock::time_point run_start,
                 Clock::time_point run_end, const GenerationEnvironment& environment) {
   const json memory = process_memory();
@@ -224,37 +224,43 @@ json run_generation(Job& job, const std::shared_ptr<const sdk::GenerationRequest
   return job_result(job, std::move(generated), plan, run_start, run_end, environment);
 }
 
-sdk::Error as_upscale_message_error(const sdk::Error& error) {
-  const std::string from = kUpscaleRequestField;
+sdk::Error as_image_message_error(const sdk::Error& error, const sdk::ImageMessage& message) {
+  const std::string& from = message.request_field;
   const std::string& field = error.field();
   if (field.compare(0, from.size(), from) != 0 || (field.size() > from.size() && field[from.size()] != '.'))
     return error;
-  return sdk::Error(error.code(), error.message(), kUpscaleMessageField + field.substr(from.size()));
+  return sdk::Error(error.code(), error.message(), message.options_field + field.substr(from.size()));
 }
 
-/// The stage's warnings name the generation field (data.output.upscale.X); the upscale
-/// message's own field is data.upscale.X.
-std::string as_upscale_message_text(std::string text) {
-  const std::string from = kUpscaleRequestField;
+namespace {
+
+/// The stages' warnings name the generation field (request_field.X); the image message's own
+/// field is its options_field.X.
+std::string as_image_message_text(std::string text, const sdk::ImageMessage& message) {
+  const std::string& from = message.request_field;
   for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + 1))
-    text.replace(at, from.size(), kUpscaleMessageField);
+    text.replace(at, from.size(), message.options_field);
   return text;
 }
 
-Plan plan_upscale(const PluginSet& plugins, const sdk::GenerationRequest& request) {
+}  // namespace
+
+Plan plan_image_message(const PluginSet& plugins, const sdk::GenerationRequest& request,
+                        const sdk::ImageMessage& message) {
   try {
-    return plan_postprocess(plugins, request, feature_of_field(plugins, kUpscaleRequestField), kUpscaleMessageField);
+    return plan_postprocess(plugins, request, feature_of_field(plugins, message.request_field),
+                            message.options_field);
   } catch (const sdk::Error& error) {
-    throw as_upscale_message_error(error);
+    throw as_image_message_error(error, message);
   }
 }
 
-json run_upscale(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& request, const std::string& image,
-                 const GenerationEnvironment& environment) {
+json run_image_message(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& request, const std::string& image,
+                       const sdk::ImageMessage& message, const GenerationEnvironment& environment) {
   if (!environment.plugins) throw sdk::Error(sdk::ErrorCode::InternalError, "no plugin set");
   if (!environment.models) throw sdk::Error(sdk::ErrorCode::InternalError, "no model store");
   try {
-    Plan plan = plan_upscale(*environment.plugins, *request);
+    Plan plan = plan_image_message(*environment.plugins, *request, message);
     auto throttle = std::make_shared<ProgressThrottle>(std::chrono::milliseconds(environment.progress_interval_ms));
     JobModels models(*environment.models);
     sdk::Context context(request, make_services(job, environment, throttle, models), job.token());
@@ -267,10 +273,10 @@ json run_upscale(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& 
     OutputSettings output = environment.output;
     output.generation = false;
     json generated = write_images(context.get<std::vector<sdk::Image>>(sdk::slots::kImages), *request, output);
-    for (const auto& warning : context.warnings()) job.warnings.push_back(as_upscale_message_text(warning));
+    for (const auto& warning : context.warnings()) job.warnings.push_back(as_image_message_text(warning, message));
     return job_result(job, std::move(generated), plan, run_start, run_end, environment);
   } catch (const sdk::Error& error) {
-    throw as_upscale_message_error(error);
+    throw as_image_message_error(error, message);
   }
 }
 

@@ -18,6 +18,7 @@
 #include "host/plugins/plugin_manager.hpp"
 #include "host/runtime/job.hpp"
 #include "sdxlhost/sdk/request.hpp"
+#include "sdxlhost/sdk/request_parser.hpp"
 
 namespace sdxlhost::host::runtime {
 
@@ -53,24 +54,22 @@ nlohmann::json dry_run_data(const sdk::GenerationRequest& request, const PluginS
 nlohmann::json run_generation(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& request,
                               const GenerationEnvironment& environment);
 
-/// Where an `upscale` message's options sit, and where the stages that serve them look for them
-/// (the request carries data.upscale as output.upscale).
-inline constexpr const char* kUpscaleMessageField = "data.upscale";
-inline constexpr const char* kUpscaleRequestField = "data.output.upscale";
+/// `error` with a field under message.request_field renamed to message.options_field (what the
+/// client of the image message sent); other errors unchanged.
+sdk::Error as_image_message_error(const sdk::Error& error, const sdk::ImageMessage& message);
 
-/// `error` with a field under data.output.upscale renamed to data.upscale (what the client of
-/// an `upscale` message sent); other errors unchanged.
-sdk::Error as_upscale_message_error(const sdk::Error& error);
+/// The plan of an image message: the stages of the feature that serves message.request_field
+/// (FEATURE_DISABLED naming message.options_field and plugins.enabled.<name> when none is
+/// enabled). Errors renamed as above.
+Plan plan_image_message(const PluginSet& plugins, const sdk::GenerationRequest& request,
+                        const sdk::ImageMessage& message);
 
-/// The plan of an `upscale` message: the "upscaler" feature's stages (FEATURE_DISABLED naming
-/// data.upscale and plugins.enabled.<name> when none is enabled). Errors renamed as above.
-Plan plan_upscale(const PluginSet& plugins, const sdk::GenerationRequest& request);
-
-/// Runs an `upscale` message's job: decodes `image` (VALIDATION_ERROR data.image when it is not
-/// a PNG/JPEG), runs the upscaler stages over it, writes the result as run_generation does and
+/// Runs an image message's job: decodes `image` (VALIDATION_ERROR data.image when it is not a
+/// PNG/JPEG), runs the planned stages over it, writes the result as run_generation does and
 /// answers the same shape {generated_images, stages, processing_metrics}.
-nlohmann::json run_upscale(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& request,
-                           const std::string& image, const GenerationEnvironment& environment);
+nlohmann::json run_image_message(Job& job, const std::shared_ptr<const sdk::GenerationRequest>& request,
+                                 const std::string& image, const sdk::ImageMessage& message,
+                                 const GenerationEnvironment& environment);
 
 /// Resident and peak memory of this process: {rss_bytes, peak_rss_bytes} (0 when unknown).
 nlohmann::json process_memory();

@@ -1,6 +1,6 @@
 #pragma once
 /// @file job.hpp
-/// One unit of queued work (a generation, an upscale, a preprocess or a model preload) with the
+/// One unit of queued work (a generation, an image message, a preprocess or a model preload) with the
 /// sink it reports to, the client that owns it, its priority, deadline and cancellation token.
 /// Exactly one final event (result or error) goes to the sink per job: whoever wins
 /// `claim_answer()` (executor, cancel, timeout watchdog, shutdown) sends it.
@@ -47,7 +47,7 @@ class Job {
 
   /// The request id (unique among queued and running jobs).
   const std::string& request_id() const { return request_id_; }
-  /// "generation" | "upscale" | "preprocess" | "load_model".
+  /// "generation", an image message's type (sdk::image_messages()), "preprocess", "load_model".
   const std::string& kind() const { return kind_; }
   /// The queue level.
   Priority priority() const { return priority_; }

@@ -21,12 +21,12 @@ namespace sdxlhost::host::runtime {
 /// A validated job on its way to a worker.
 struct ForwardedJob {
   std::string request_id;
-  std::string kind;  ///< "generation" | "upscale" | "preprocess" (the `status` job kinds)
+  std::string kind;  ///< "generation", an image message's type, "preprocess" (the `status` job kinds)
   Priority priority = Priority::Normal;
   double timeout_s = 0;  ///< metadata.timeout (queue wait + run); <= 0: none
   std::string line;      ///< the client's line as it arrived: the worker parses it again
   /// What a worker must serve to run it: the planned stages' features ("test_generate",
-  /// "lora", ...) and "preprocessor:<name>" for a preprocess job.
+  /// ...) and "preprocessor:<name>" for a preprocess job.
   std::set<std::string> features;
   std::shared_ptr<transport::Connection> connection;  ///< where progress and the answer go
   std::vector<std::string> warnings;  ///< the gateway's parse warnings (the worker's answer has its own)

@@ -25,7 +25,7 @@ namespace sdxlhost::host::runtime {
 
 /// Where the current step is inside a model (sdk::report_detail): block `index` of `count`.
 struct ProgressDetail {
-  std::string part;  ///< "unet", "vae_decode", "upscale_tiles", ...
+  std::string part;  ///< what the stage reports on: "unet", "vae_decode", ...
   int index = 0;
   int count = 0;
 };
@@ -44,7 +44,7 @@ struct ProgressEvent {
 class JobSink {
  public:
   virtual ~JobSink() = default;
-  /// An executor took job `request_id` of kind `kind` ("generation", "upscale", ...).
+  /// An executor took job `request_id` of kind `kind` ("generation", an image message's type, ...).
   virtual void started(const std::string& request_id, const std::string& kind) {
     (void)request_id;
     (void)kind;

@@ -4,6 +4,7 @@
 #include "lora_files.hpp"
 #include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/image.hpp"
+#include "sdxlhost/sdk/image_metadata.hpp"
 #include "sdxlhost/sdk/request.hpp"
 
 namespace sdxlhost::lora {
@@ -31,7 +32,7 @@ class LoraInfoStage final : public sdk::Stage {
     for (auto& image : images) {
       if (!image.metadata.is_object()) image.metadata = nlohmann::json::object();
       image.metadata["loras"] = list;
-      image.metadata["infotext"]["Lora hashes"] = "\"" + hashes + "\"";
+      sdk::add_infotext(image.metadata, "Lora hashes", "\"" + hashes + "\"");
     }
   }
 };

@@ -5,6 +5,7 @@
 #include "refiner_models.hpp"
 #include "sdxlhost/sdk/context.hpp"
 #include "sdxlhost/sdk/image.hpp"
+#include "sdxlhost/sdk/image_metadata.hpp"
 #include "refiner_stages.hpp"
 
 namespace sdxlhost::refiner {
@@ -19,8 +20,9 @@ std::string shortest(double value) {
   return text;
 }
 
-/// Adds "Refiner: NAME, Refiner switch at: F" (as A1111 writes them) under metadata.infotext,
-/// and metadata.refiner {name, switch_at}.
+/// Adds "Refiner: NAME, Refiner switch at: F" (as A1111 writes them) to the infotext,
+/// metadata.refiner {name, switch_at}, and model_info.refiner_model where the generating stage
+/// recorded no model_info of its own (the sdxl plugin's vae_decode records it).
 class RefinerInfoStage final : public sdk::Stage {
  public:
   std::string name() const override { return "refiner_info"; }
@@ -36,8 +38,11 @@ class RefinerInfoStage final : public sdk::Stage {
     for (auto& image : context.get<std::vector<sdk::Image>>(sdk::slots::kImages)) {
       if (!image.metadata.is_object()) image.metadata = nlohmann::json::object();
       image.metadata["refiner"] = {{"name", r.models.refiner}, {"switch_at", at}};
-      image.metadata["infotext"]["Refiner"] = r.models.refiner;
-      image.metadata["infotext"]["Refiner switch at"] = shortest(at);
+      sdk::add_infotext(image.metadata, "Refiner", r.models.refiner);
+      sdk::add_infotext(image.metadata, "Refiner switch at", shortest(at));
+      auto& model_info = image.metadata["model_info"];
+      if (!model_info.is_object()) model_info = nlohmann::json::object();
+      if (!model_info.contains("refiner_model")) model_info["refiner_model"] = r.models.refiner;
     }
   }
 };

@@ -8,6 +8,7 @@
 
 #include "lanczos.hpp"
 #include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/image_metadata.hpp"
 #include "sdxlhost/sdk/models.hpp"
 #include "sdxlhost/sdk/request.hpp"
 
@@ -38,6 +39,16 @@ json describe(const sdk::Image& from, const sdk::Image& to, const UpscaleOptions
     info["tile_overlap"] = options.tiles.tile_overlap;
   }
   return info;
+}
+
+/// Records `info` as metadata.upscaler and A1111's post-processing entries "Postprocess
+/// upscaler: NAME, Postprocess upscale by: S, Postprocess upscale to: WxH".
+void record(sdk::Image& out, json info) {
+  sdk::add_postprocess_infotext(out.metadata, "Postprocess upscaler", info["name"].get<std::string>());
+  sdk::add_postprocess_infotext(out.metadata, "Postprocess upscale by", sdk::infotext_number(info["scale"].get<double>()));
+  sdk::add_postprocess_infotext(out.metadata, "Postprocess upscale to",
+                                std::to_string(out.width) + "x" + std::to_string(out.height));
+  out.metadata["upscaler"] = std::move(info);
 }
 
 }  // namespace
@@ -91,7 +102,7 @@ sdk::Image upscale_image(const sdk::Image& image, const UpscaleOptions& options,
     const double scale = options.scale.value_or(2.0);
     const auto [width, height] = output_size(image.width, image.height, scale, field);
     sdk::Image out = resize_lanczos(image, width, height);
-    out.metadata["upscaler"] = describe(image, out, options, nullptr, scale);
+    record(out, describe(image, out, options, nullptr, scale));
     if (progress) progress(1, 1);
     return out;
   }
@@ -106,7 +117,7 @@ sdk::Image upscale_image(const sdk::Image& image, const UpscaleOptions& options,
   };
   sdk::Image out = tiled_upscale(image, network, {model->scale(), model->input_multiple()}, options.tiles, progress, check);
   if (out.width != width || out.height != height) out = resize_lanczos(out, width, height);
-  out.metadata["upscaler"] = describe(image, out, options, model.get(), scale);
+  record(out, describe(image, out, options, model.get(), scale));
   return out;
 }
 

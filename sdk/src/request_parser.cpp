@@ -388,9 +388,9 @@ GenerationRequest parse_generation_request(const json& data, const std::string& 
   return request;
 }
 
-UpscaleRequest parse_upscale_request(const json& data, const std::string& request_id, const RequestLimits& limits,
+ImageMessageRequest parse_upscale_request(const json& data, const std::string& request_id, const RequestLimits& limits,
                                      double default_timeout_s, std::vector<std::string>& warnings) {
-  UpscaleRequest out;
+  ImageMessageRequest out;
   GenerationRequest& request = out.request;
   request.request_id = request_id;
   request.metadata.timeout_s = default_timeout_s;
@@ -410,6 +410,12 @@ UpscaleRequest parse_upscale_request(const json& data, const std::string& reques
                   {"metadata", {{"priority", request.metadata.priority}, {"timeout", request.metadata.timeout_s},
                                 {"tags", request.metadata.tags}}}};
   return out;
+}
+
+const std::vector<ImageMessage>& image_messages() {
+  static const std::vector<ImageMessage> kMessages = {
+      {"upscale", "data.upscale", "data.output.upscale", &parse_upscale_request}};
+  return kMessages;
 }
 
 json request_to_json(const GenerationRequest& r) {

@@ -32,8 +32,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         (void)host::protocol::request_to_json(request).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         break;
       }
-      case host::protocol::MessageType::Upscale:
-        (void)host::protocol::parse_upscale_request(envelope.data, envelope.request_id, limits, 300.0, warnings);
+      case host::protocol::MessageType::ImageMessage:
+        (void)envelope.image_message->parse(envelope.data, envelope.request_id, limits, 300.0, warnings);
         break;
       case host::protocol::MessageType::Preprocess:
         (void)host::protocol::parse_preprocess_request(envelope.data, warnings);

@@ -18,6 +18,7 @@
 #include "host/output/image_writer.hpp"
 #include "error_capture.hpp"
 #include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/image_metadata.hpp"
 #include "common/goldens.hpp"
 #include "common/temp_dir.hpp"
 
@@ -168,6 +169,43 @@ TEST(Output, A1111InfotextFormat) {
   EXPECT_EQ(host::a1111_parameters(request, image),
             "a cat on a mat\nSteps: 20, Sampler: EulerDiscreteScheduler, CFG scale: 7.0, Seed: 43, "
             "Size: 64x48, Model: sdxl_base");
+}
+
+// The host writes what stages recorded through the SDK (image_metadata.hpp) without knowing
+// their keys: generation parameters in key order after its own, post-processing entries last in
+// the order added; an image that was not generated gets "Size" and the recorded entries.
+TEST(Output, A1111InfotextAppendsTheEntriesStagesRecorded) {
+  auto request = sample_request();
+  auto image = gradient(64, 48);
+  sdk::add_postprocess_infotext(image.metadata, "Postprocess zeta", "z");
+  sdk::add_postprocess_infotext(image.metadata, "Postprocess alpha", sdk::infotext_number(2));
+  sdk::add_infotext(image.metadata, "Zoom", "1.5x");
+  sdk::add_infotext(image.metadata, "Alpha hashes", "\"a: 01ab\"");
+  sdk::add_infotext(image.metadata, "Count", 3);
+  EXPECT_EQ(host::a1111_parameters(request, image),
+            "a cat on a mat\nNegative prompt: blurry\nSteps: 20, Sampler: EulerDiscreteScheduler, "
+            "CFG scale: 7.5, Seed: 42, Size: 64x48, Model: sdxl_base, Alpha hashes: \"a: 01ab\", Count: 3, "
+            "Zoom: 1.5x, Postprocess zeta: z, Postprocess alpha: 2.0");
+  EXPECT_EQ(host::a1111_parameters(request, image, /*generation=*/false),
+            "Size: 64x48, Alpha hashes: \"a: 01ab\", Count: 3, Zoom: 1.5x, Postprocess zeta: z, Postprocess alpha: 2.0");
+  EXPECT_EQ(host::a1111_parameters(request, gradient(8, 8), /*generation=*/false), "Size: 8x8");
+}
+
+// model_info: the SDK's defaults (the refiner named only by a stage that ran one) under the
+// keys a stage recorded.
+TEST(Output, ModelInfoIsTheSdkDefaultsUnderWhatStagesRecorded) {
+  auto request = sample_request();
+  request.models.refiner = "second_model";
+  request.models.vae = "custom_vae";
+  host::OutputSettings settings;
+  std::vector<sdk::Image> images{gradient(8, 8), gradient(8, 8)};
+  images[1].metadata["model_info"] = {{"refiner_model", "second_model"}, {"extra", 1}};
+  const auto result = host::write_images(images, request, settings);
+  EXPECT_EQ(result[0]["metadata"]["model_info"],
+            (nlohmann::json{{"base_model", "sdxl_base"}, {"refiner_model", ""}, {"vae_model", "custom_vae"}}));
+  EXPECT_EQ(result[1]["metadata"]["model_info"],
+            (nlohmann::json{{"base_model", "sdxl_base"}, {"refiner_model", "second_model"},
+                            {"vae_model", "custom_vae"}, {"extra", 1}}));
 }
 
 TEST(Output, PngRoundTripKeepsPixelsAndTextChunks) {

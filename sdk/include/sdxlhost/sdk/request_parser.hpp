@@ -48,21 +48,42 @@ SDXLHOST_API GenerationRequest parse_generation_request(const nlohmann::json& da
                                                 std::vector<std::string>& warnings,
                                                 const std::set<std::string>& plugin_sections = {});
 
-/// An `upscale` message: the image to enlarge and a request that carries the rest.
-struct UpscaleRequest {
-  /// output (format, quality, save_path, return_base64), output.upscale = data.upscale,
-  /// metadata (priority, timeout, tags), request_id, and `data` = the normalized message
-  /// without the image bytes (what PNG metadata embeds).
+/// A message that sends one image to be post-processed (ImageMessage): the image and a request
+/// that carries the rest.
+struct ImageMessageRequest {
+  /// output (format, quality, save_path, return_base64), the options at the message's
+  /// request_field, metadata (priority, timeout, tags), request_id, and `data` = the normalized
+  /// message without the image bytes (what PNG metadata embeds).
   GenerationRequest request;
   std::string image;  ///< data.image: base64 PNG/JPEG, decoded when the job runs
 };
+using UpscaleRequest = ImageMessageRequest;
 
 /// Parses `data` of an `upscale` message: {"image": base64 (required), "upscale": {...}
 /// (required; the upscaler plugin validates its keys), "output": {...}, "metadata": {...}}.
 /// Throws Error(ValidationError, field) as parse_generation_request does; unknown fields warn.
-SDXLHOST_API UpscaleRequest parse_upscale_request(const nlohmann::json& data, const std::string& request_id,
+SDXLHOST_API ImageMessageRequest parse_upscale_request(const nlohmann::json& data, const std::string& request_id,
                                      const RequestLimits& limits, double default_timeout_s,
                                      std::vector<std::string>& warnings);
+
+/// A message of the wire that sends one image to the stages of one feature outside a generation
+/// (A1111's "Extras"). The host serves every message listed by image_messages() alike and names
+/// none: parse, plan the stages of the feature that serves `request_field` (FEATURE_DISABLED
+/// naming `options_field` when no enabled plugin does), run them over the decoded image, answer
+/// as a generation does. Errors and warnings about request_field.X name options_field.X, the
+/// field the client sent.
+struct ImageMessage {
+  std::string message_type;   ///< "upscale"
+  std::string options_field;  ///< "data.upscale": where the client sends the options
+  std::string request_field;  ///< "data.output.upscale": where the feature's stages read them
+  /// Parses the message's `data` (parse_upscale_request for "upscale").
+  ImageMessageRequest (*parse)(const nlohmann::json& data, const std::string& request_id, const RequestLimits& limits,
+                               double default_timeout_s, std::vector<std::string>& warnings) = nullptr;
+};
+
+/// The image messages of the wire: `upscale` (options data.upscale, served by the feature of
+/// data.output.upscale).
+SDXLHOST_API const std::vector<ImageMessage>& image_messages();
 
 /// The normalized wire form of a request (what dry_run returns and PNG metadata embeds).
 SDXLHOST_API nlohmann::json request_to_json(const GenerationRequest& request);
