@@ -1,9 +1,11 @@
 // Validation of the upscale options, each error naming its field.
 #include "upscale_options.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "sdxlhost/sdk/error.hpp"
+#include "sdxlhost/sdk/field_reader.hpp"
 
 namespace sdxlhost::upscaler {
 namespace {
@@ -14,55 +16,37 @@ using nlohmann::json;
   throw sdk::Error(sdk::ErrorCode::ValidationError, what, field);
 }
 
-int read_int(const json& object, const char* key, int low, int high, const std::string& field, int fallback) {
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return fallback;
-  const std::string path = field + "." + key;
-  if (!it->is_number_integer()) invalid(path, "must be an integer");
-  const auto value = it->get<std::int64_t>();
-  if (value < low || value > high)
-    invalid(path, "must be between " + std::to_string(low) + " and " + std::to_string(high));
-  return static_cast<int>(value);
-}
-
 }  // namespace
 
 UpscaleOptions parse_upscale_options(const json& value, const std::string& field) {
-  if (!value.is_object()) invalid(field, "must be an object");
+  sdk::FieldReader reader(value, field);  // "must be an object"
   UpscaleOptions options;
-  for (const auto& [key, item] : value.items())
-    if (key != "enabled" && key != "model" && key != "method" && key != "scale" && key != "tile_size" &&
-        key != "tile_overlap")
-      options.ignored.push_back(field + "." + key);
+  reader.accept("enabled");  // the host's (it turned `true` into {"enabled": true})
 
-  if (auto it = value.find("method"); it != value.end() && !it->is_null()) {
-    if (!it->is_string() || (*it != "model" && *it != "lanczos")) invalid(field + ".method", "must be \"model\" or \"lanczos\"");
-    options.method = it->get<std::string>();
-  }
-  if (auto it = value.find("model"); it != value.end() && !it->is_null()) {
-    if (!it->is_string() || it->get<std::string>().empty())
-      invalid(field + ".model", "must be a model name (a file under models_root/upscalers)");
-    options.model = it->get<std::string>();
+  reader.read_choice("method", options.method, {"model", "lanczos"});
+  if (reader.find("model")) {
+    reader.read_string("model", options.model);
+    if (options.model.empty()) reader.fail("model", "must be a model name (a file under models_root/upscalers)");
   }
   if (options.method == "model" && options.model.empty())
-    invalid(field + ".model", "is required (a file under models_root/upscalers) unless method is \"lanczos\"");
-  if (options.method == "lanczos" && !options.model.empty()) options.ignored.push_back(field + ".model");
+    reader.fail("model", "is required (a file under models_root/upscalers) unless method is \"lanczos\"");
 
-  if (auto it = value.find("scale"); it != value.end() && !it->is_null()) {
-    if (!it->is_number()) invalid(field + ".scale", "must be a number");
-    const double scale = it->get<double>();
-    if (!std::isfinite(scale) || scale <= 0.0 || scale > kMaxScale)
-      invalid(field + ".scale", "must be greater than 0 and at most " + std::to_string(static_cast<int>(kMaxScale)));
+  double scale = 0.0;
+  if (reader.find("scale")) {
+    reader.read_number("scale", scale, 0.0, kMaxScale, /*exclusive_min=*/true);
     options.scale = scale;
   }
-  options.tiles.tile_size = read_int(value, "tile_size", 0, 4096, field, options.tiles.tile_size);
+  reader.read_int("tile_size", options.tiles.tile_size, 0, 4096);
   if (options.tiles.tile_size != 0 && options.tiles.tile_size < 16)
-    invalid(field + ".tile_size", "must be 0 (no tiling) or at least 16");
+    reader.fail("tile_size", "must be 0 (no tiling) or at least 16");
   const int max_overlap = options.tiles.tile_size == 0 ? 4096 : (options.tiles.tile_size - 1) / 4;
-  options.tiles.tile_overlap = read_int(value, "tile_overlap", 0, 4096, field,
-                                        std::min(options.tiles.tile_overlap, max_overlap));
+  options.tiles.tile_overlap = std::min(options.tiles.tile_overlap, max_overlap);
+  reader.read_int("tile_overlap", options.tiles.tile_overlap, 0, 4096);
   if (options.tiles.tile_overlap > max_overlap)
-    invalid(field + ".tile_overlap", "must be less than a quarter of tile_size (at most " + std::to_string(max_overlap) + ")");
+    reader.fail("tile_overlap", "must be less than a quarter of tile_size (at most " + std::to_string(max_overlap) + ")");
+
+  options.ignored = reader.unknown_fields();  // every key above was read, in the object's key order
+  if (options.method == "lanczos" && !options.model.empty()) options.ignored.push_back(reader.path_of("model"));
   return options;
 }
 

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "common/pipeline_harness.hpp"
 #include "common/temp_dir.hpp"
 #include "common/test_model_access.hpp"
 #include "control_image.hpp"
@@ -17,7 +18,6 @@
 #include "controlnet_loader.hpp"
 #include "prepare_stage.hpp"
 #include "prepared_control.hpp"
-#include "schedulers.hpp"
 #include "common/goldens.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
@@ -25,7 +25,6 @@
 #include "sdxlhost/sdk/registries.hpp"
 #include "sdxlhost/sdk/request.hpp"
 #include "canny_preprocessor.hpp"
-#include "stages.hpp"
 
 using namespace sdxlhost;
 using namespace sdxlhost::test_support;
@@ -62,48 +61,20 @@ class RecordingHook : public sdk::DenoiseHook {
   }
 };
 
-struct Harness {
-  test_support::TestModels models;
-  sdk::Registries registries;
+/// The pipeline harness with the controlnet plugin's prepare stage, its hook (then the recorder)
+/// and the canny preprocessor, and the two golden ControlNets as controlnet/tiny and tiny_2.
+struct Harness : PipelineHarness {
   std::shared_ptr<const controlnet::ControlNetSettings> settings =
       std::make_shared<const controlnet::ControlNetSettings>();
-  std::vector<std::shared_ptr<sdk::Stage>> sdxl_stages = sdxl::make_stages(std::make_shared<const pipeline::PipelineSettings>());
-  std::shared_ptr<controlnet::PrepareStage> prepare = std::make_shared<controlnet::PrepareStage>(settings);
   std::shared_ptr<RecordingHook> recorder = std::make_shared<RecordingHook>();
-  std::vector<at::Tensor> step_latents;
-  sdk::Context* live = nullptr;
 
   Harness() {
-    registries.add_scheduler("EulerDiscreteScheduler", schedulers::make_euler_discrete);
+    add_stages({std::make_shared<controlnet::PrepareStage>(settings)});
     registries.add_denoise_hook(std::make_shared<controlnet::ControlNetHook>(settings));
     registries.add_denoise_hook(recorder);
     registries.add_preprocessor(std::make_shared<controlnet::CannyPreprocessor>());
-    models.paths["checkpoints/tiny"] = golden("models/tiny_sdxl");
     models.paths["controlnet/tiny"] = golden("controlnet/controlnet_tiny");
     models.paths["controlnet/tiny_2"] = golden("controlnet/controlnet_tiny_2");
-  }
-
-  std::unique_ptr<sdk::Context> context(const sdk::GenerationRequest& request) {
-    sdk::ContextServices services;
-    services.models = &models;
-    services.registries = &registries;
-    services.progress = [this](std::string_view stage, int, int) {
-      if (stage == "denoise" && live) step_latents.push_back(live->get<at::Tensor>(sdk::slots::kLatents).clone());
-    };
-    auto ctx = std::make_unique<sdk::Context>(std::make_shared<const sdk::GenerationRequest>(request), services);
-    live = ctx.get();
-    return ctx;
-  }
-
-  /// encode_prompt, prepare_latents, controlnet_prepare (when it applies), denoise, vae_decode.
-  std::unique_ptr<sdk::Context> run(const sdk::GenerationRequest& request) {
-    auto ctx = context(request);
-    sdxl_stages[0]->run(*ctx);
-    sdxl_stages[1]->run(*ctx);
-    if (prepare->applies(request)) prepare->run(*ctx);
-    sdxl_stages[2]->run(*ctx);
-    sdxl_stages[3]->run(*ctx);
-    return ctx;
   }
 };
 
@@ -192,7 +163,7 @@ TEST(ControlNetPipeline, SingleAndMultiMatchTheDiffusersGoldensStepByStep) {
       for (int j = 0; j < 6; ++j)
         EXPECT_LT(max_abs_diff(r.down[static_cast<std::size_t>(j)], g.at(c.residual_key(i, j))), kResidualAtol) << j;
       EXPECT_LT(max_abs_diff(r.mid, golden_mid), kResidualAtol);
-      EXPECT_LT(max_abs_diff(h.step_latents[static_cast<std::size_t>(i)],
+      EXPECT_LT(max_abs_diff(h.step_latents["denoise"][static_cast<std::size_t>(i)],
                              g.at("step" + std::to_string(i) + ".latents_after")), kLatentsAtol);
     }
     EXPECT_LT(max_abs_diff(ctx->get<at::Tensor>(sdk::slots::kLatents), g.at("final_latents")), kLatentsAtol);

@@ -13,10 +13,10 @@
 #include <tuple>
 #include <unistd.h>
 
+#include "common/pipeline_harness.hpp"
 #include "common/test_model_access.hpp"
 #include "refiner_goldens.hpp"
 #include "refiner_models.hpp"
-#include "schedulers.hpp"
 #include "common/goldens.hpp"
 #include "sdxlhost/nn/checkpoint.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
@@ -33,7 +33,6 @@
 #include "sdxlhost/sdk/registries.hpp"
 #include "sdxlhost/sdk/request.hpp"
 #include "refiner_stages.hpp"
-#include "stages.hpp"
 
 namespace fs = std::filesystem;
 using namespace sdxlhost;
@@ -82,47 +81,15 @@ class CountingHook : public sdk::DenoiseHook {
   void end(sdk::Context&) const override { ++ended; }
 };
 
-/// The sdxl and refiner stages in plan order (the host's planner orders them by these bands).
-struct Harness {
-  test_support::TestModels models;
-  sdk::Registries registries;
-  std::vector<std::shared_ptr<sdk::Stage>> stages;
-  std::vector<std::tuple<std::string, int, int>> progress;
-  std::map<std::string, std::vector<at::Tensor>> step_latents;  ///< by stage, as each step reported
+/// The pipeline harness with the refiner's stages (in plan order: the host's planner orders them
+/// by these bands), a CountingHook and the refiner checkpoint as checkpoints/tiny_refiner.
+struct Harness : test_support::PipelineHarness {
   std::shared_ptr<CountingHook> hook = std::make_shared<CountingHook>();
-  sdk::Context* live_ = nullptr;
 
   explicit Harness(const fs::path& refiner) {
-    registries.add_scheduler("EulerDiscreteScheduler", schedulers::make_euler_discrete);
     registries.add_denoise_hook(hook);
-    models.paths["checkpoints/tiny"] = golden("models/tiny_sdxl");
     models.paths["checkpoints/tiny_refiner"] = refiner;
-    const auto settings = std::make_shared<const pipeline::PipelineSettings>();
-    stages = sdxl::make_stages(settings);
-    for (auto& stage : refiner::make_stages(settings)) stages.push_back(stage);
-    std::stable_sort(stages.begin(), stages.end(), [](const auto& a, const auto& b) { return a->order() < b->order(); });
-  }
-
-  std::unique_ptr<sdk::Context> context(const sdk::GenerationRequest& request) {
-    sdk::ContextServices services;
-    services.models = &models;
-    services.registries = &registries;
-    services.progress = [this](std::string_view stage, int step, int total) {
-      progress.emplace_back(std::string(stage), step, total);
-      step_latents[std::string(stage)].push_back(live_->get<at::Tensor>(sdk::slots::kLatents).clone());
-    };
-    auto ctx = std::make_unique<sdk::Context>(std::make_shared<const sdk::GenerationRequest>(request), services);
-    live_ = ctx.get();
-    return ctx;
-  }
-
-  /// Runs the stages that apply, up to and including `last` (all when empty).
-  void run(sdk::Context& ctx, const std::string& last = "") {
-    for (const auto& stage : stages) {
-      if (!stage->applies(ctx.request())) continue;
-      stage->run(ctx);
-      if (stage->name() == last) return;
-    }
+    add_stages(refiner::make_stages(pipeline_settings));
   }
 };
 

@@ -16,13 +16,13 @@
 
 #include "common/test_model_access.hpp"
 #include "common/goldens.hpp"
+#include "common/pipeline_harness.hpp"
 #include "sdxlhost/nn/checkpoint.hpp"
 #include "sdxlhost/nn/clip_tokenizer.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 #include "sdxlhost/nn/key_map.hpp"
 #include "sdxlhost/nn/safetensors.hpp"
 #include "sdxlhost/nn/unet.hpp"
-#include "schedulers.hpp"
 #include "sdxlhost/pipeline/denoise_loop.hpp"
 #include "sdxlhost/pipeline/init_image.hpp"
 #include "sdxlhost/pipeline/sdxl_models.hpp"
@@ -33,7 +33,6 @@
 #include "sdxlhost/sdk/models.hpp"
 #include "sdxlhost/sdk/registries.hpp"
 #include "sdxlhost/sdk/request.hpp"
-#include "stages.hpp"
 #include "tiny_sdxl_model.hpp"
 
 namespace fs = std::filesystem;
@@ -44,8 +43,6 @@ using sdk::Error;
 using sdk::ErrorCode;
 
 namespace {
-
-using test_support::TestModels;
 
 /// Records what the UNet is given at every step (a DenoiseHook that adds nothing).
 class RecordingHook : public sdk::DenoiseHook {
@@ -64,44 +61,14 @@ class RecordingHook : public sdk::DenoiseHook {
   void end(sdk::Context&) const override { ++ended; }
 };
 
-struct Harness {
-  TestModels models;
-  sdk::Registries registries;
-  std::vector<std::shared_ptr<sdk::Stage>> stages =
-      sdxl::make_stages(std::make_shared<const pipeline::PipelineSettings>());
+/// The pipeline harness with a RecordingHook and the golden custom VAE as vae/custom.
+struct Harness : PipelineHarness {
   std::shared_ptr<RecordingHook> hook = std::make_shared<RecordingHook>();
-  std::vector<std::tuple<std::string, int, int>> progress;
-  /// The latents slot as each denoise step reported progress (the stage publishes them per step).
-  std::vector<at::Tensor> step_latents;
-  sdk::Context* live_ = nullptr;
 
-  Harness() {
-    registries.add_scheduler("EulerDiscreteScheduler", schedulers::make_euler_discrete);
+  explicit Harness(std::shared_ptr<const pipeline::PipelineSettings> settings = nullptr)
+      : PipelineHarness(std::move(settings)) {
     registries.add_denoise_hook(hook);
-    models.paths["checkpoints/tiny"] = golden("models/tiny_sdxl");
     models.paths["vae/custom"] = golden("vae/custom_vae");
-  }
-
-  std::unique_ptr<sdk::Context> context(const sdk::GenerationRequest& request) {
-    sdk::ContextServices services;
-    services.models = &models;
-    services.registries = &registries;
-    services.progress = [this](std::string_view stage, int step, int total) {
-      progress.emplace_back(std::string(stage), step, total);
-      if (stage == "denoise" && live_ != nullptr) {
-        step_latents.push_back(live_->get<at::Tensor>(sdk::slots::kLatents).clone());
-      }
-    };
-    auto ctx = std::make_unique<sdk::Context>(std::make_shared<const sdk::GenerationRequest>(request), services);
-    live_ = ctx.get();
-    return ctx;
-  }
-
-  /// Runs every stage in order; returns the context for inspection.
-  std::unique_ptr<sdk::Context> run(const sdk::GenerationRequest& request) {
-    auto ctx = context(request);
-    for (const auto& stage : stages) stage->run(*ctx);
-    return ctx;
   }
 };
 
@@ -168,14 +135,14 @@ TEST(SdxlPipeline, TwoAndThreeEulerStepsMatchTheGoldensFromPromptToImage) {
     }
     // Each step's UNet output (before guidance) for exactly what the pipeline gave the UNet, and
     // the latents after each scheduler step as the stage published them.
-    ASSERT_EQ(h.step_latents.size(), static_cast<std::size_t>(steps));
+    ASSERT_EQ(h.step_latents["denoise"].size(), static_cast<std::size_t>(steps));
     for (int i = 0; i < steps; ++i) {
       const std::string key = "step" + std::to_string(i);
       const auto& in = h.hook->steps[i];
       const at::Tensor output =
           tiny_unet().forward(in.sample, in.timestep, in.encoder_hidden_states, in.text_embeds, in.time_ids);
       EXPECT_LT(max_abs_diff(output, g.at(key + ".unet_output")), kStepOutputAtol) << i;
-      EXPECT_LT(max_abs_diff(h.step_latents[i], g.at(key + ".latents_after")), kLatentsAtol) << i;
+      EXPECT_LT(max_abs_diff(h.step_latents["denoise"][i], g.at(key + ".latents_after")), kLatentsAtol) << i;
     }
     EXPECT_EQ(h.hook->begun, 1);
     EXPECT_EQ(h.hook->ended, 1);
@@ -562,10 +529,9 @@ TEST(SdxlPipeline, ATokenizerFolderWithoutItsSpecialTokensFilesIsRefused) {
 TEST(SdxlPipeline, Bfloat16RunsOnTheCpuCloseToFloat32) {
   Harness fp32;
   const auto reference = fp32.run(cat_request(2))->get<std::vector<sdk::Image>>(sdk::slots::kImages);
-  Harness bf16;
   pipeline::PipelineSettings settings;
   settings.dtype = "bf16";
-  bf16.stages = sdxl::make_stages(std::make_shared<const pipeline::PipelineSettings>(settings));
+  Harness bf16(std::make_shared<const pipeline::PipelineSettings>(settings));
   const auto images = bf16.run(cat_request(2))->get<std::vector<sdk::Image>>(sdk::slots::kImages);
   const at::Tensor diff = image_tensor(images[0]).to(at::kFloat) - image_tensor(reference[0]).to(at::kFloat);
   // bf16 keeps 8 bits of mantissa: measured mean |diff| 0.96 levels (max 8) on this random
@@ -581,8 +547,7 @@ TEST(SdxlPipeline, VaeTilingSettingTilesOnlyImagesLargerThanTheTile) {
   Harness plain;
   const auto reference = plain.run(cat_request(2))->get<std::vector<sdk::Image>>(sdk::slots::kImages);
   auto run_with = [](int tile, int overlap) {
-    Harness h;
-    h.stages = sdxl::make_stages(std::make_shared<const pipeline::PipelineSettings>(
+    Harness h(std::make_shared<const pipeline::PipelineSettings>(
         pipeline::PipelineSettings::from_json({{"vae_tile_size", tile}, {"vae_tile_overlap", overlap}})));
     return h.run(cat_request(2))->get<std::vector<sdk::Image>>(sdk::slots::kImages);
   };
