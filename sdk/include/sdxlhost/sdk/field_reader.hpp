@@ -1,8 +1,8 @@
 #pragma once
 /// @file field_reader.hpp
 /// The one reader of JSON fields in sdxl-host: the host's request parser, the configuration file,
-/// the schedulers' options, pipeline plugin settings and model config.json files all read through
-/// it. It checks type and range and names the field by its dotted path
+/// the schedulers' options, the plugins' request sections (ControlNet units, upscale options) and
+/// settings, and model config.json files all read through it. It checks type and range and names the field by its dotted path
 /// ("data.hyperparameters.seed", "limits.max_steps", "data.scheduler_options.solver_order") in
 /// every sdk::Error it throws, and remembers which keys were read so the others can be reported
 /// as unknown.
