@@ -11,7 +11,7 @@
 #include <iterator>
 
 #include "canny_goldens.hpp"
-#include "host/host_fixture.hpp"
+#include "common/host_fixture.hpp"
 #include "common/goldens.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 

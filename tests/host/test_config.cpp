@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "host/config/host_config.hpp"
-#include "host_fixture.hpp"
+#include "common/host_fixture.hpp"
 #include "sdxlhost/sdk/error.hpp"
 
 namespace sdxlhost::test_support {

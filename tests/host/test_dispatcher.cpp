@@ -12,7 +12,7 @@
 #include "host/protocol/dispatcher.hpp"
 #include "host/protocol/request_thread.hpp"
 #include "host/protocol/wire_sink.hpp"
-#include "host_fixture.hpp"
+#include "common/host_fixture.hpp"
 
 namespace sdxlhost::test_support {
 namespace {

@@ -10,7 +10,7 @@
 
 #include "common/black_png.hpp"
 #include "host/common/memory.hpp"
-#include "host_fixture.hpp"
+#include "common/host_fixture.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 
 namespace sdxlhost::test_support {

@@ -7,7 +7,7 @@
 #include "host/protocol/envelope.hpp"
 #include "host/protocol/request_parser.hpp"
 #include "host/transport/line_framer.hpp"
-#include "host_fixture.hpp"
+#include "common/host_fixture.hpp"
 
 namespace sdxlhost::test_support {
 namespace {

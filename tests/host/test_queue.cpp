@@ -3,7 +3,7 @@
 
 #include "host/runtime/job_queue.hpp"
 #include "host/runtime/progress_throttle.hpp"
-#include "host_fixture.hpp"
+#include "common/host_fixture.hpp"
 
 namespace sdxlhost::test_support {
 namespace {

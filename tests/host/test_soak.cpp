@@ -16,7 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "host/common/memory.hpp"
-#include "host_fixture.hpp"
+#include "common/host_fixture.hpp"
 
 namespace sdxlhost::test_support {
 namespace {

@@ -10,7 +10,7 @@
 
 #include "host/common/log_escape.hpp"
 #include "host/common/logging.hpp"
-#include "host_fixture.hpp"
+#include "common/host_fixture.hpp"
 
 namespace sdxlhost::test_support {
 namespace {

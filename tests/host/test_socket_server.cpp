@@ -12,7 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "common/plugin_mapping.hpp"
-#include "host_fixture.hpp"
+#include "common/host_fixture.hpp"
 
 namespace sdxlhost::test_support {
 namespace {

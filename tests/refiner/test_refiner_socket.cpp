@@ -14,7 +14,7 @@
 #include <iterator>
 #include <map>
 
-#include "host/host_fixture.hpp"
+#include "common/host_fixture.hpp"
 #include "refiner_goldens.hpp"
 #include "common/goldens.hpp"
 #include "sdxlhost/nn/image_decode.hpp"

@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "host/output/image_writer.hpp"
-#include "host_fixture.hpp"
+#include "common/host_fixture.hpp"
 #include "lanczos.hpp"
 #include "sdxlhost/nn/image_decode.hpp"
 #include "tiled_upscale.hpp"

@@ -1,4 +1,4 @@
-#include "host_fixture.hpp"
+#include "common/host_fixture.hpp"
 
 #include <fstream>
 #include <random>
