@@ -35,7 +35,6 @@ constexpr const char* kSavePathField = "data.output.save_path";
 constexpr int kMaxSuffix = 100000;
 constexpr const char* kTemporaryPrefix = ".sdxl-host-tmp-";
 
-/// Python's str(float): "7.0", "7.5", "0.1".
 std::string canonical_format(const std::string& format) {
   if (format == "jpg") return "jpeg";
   return format;

@@ -2,10 +2,10 @@
 /// @file dispatcher.hpp
 /// The protocol dispatcher, the same for every transport: takes a client's line, parses the
 /// envelope, routes the message type (inference_request, cancel, ping, capabilities,
-/// list_models, load_model, unload_model, status, reload_config, shutdown, preprocess,
-/// metrics, and the SDK's image messages) to the engine, and answers through the client's JobSink. Generation, image messages, model
-/// preloads and preprocessing become jobs on the engine (or, on a gateway, go to its
-/// JobForwarder); everything else is answered at once.
+/// list_models, load_model, unload_model, status, reload_config, shutdown, preprocess, metrics,
+/// and the SDK's image messages) to the engine, and answers through the client's JobSink.
+/// Generation, image messages, model preloads and preprocessing become jobs on the engine (or,
+/// on a gateway, go to its JobForwarder); everything else is answered at once.
 ///
 /// Lines from the line transports (MessageHandler) and from post() are handled on the request
 /// thread (request_thread.hpp), in arrival order, never on the transports' I/O thread.

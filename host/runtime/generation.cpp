@@ -15,6 +15,7 @@
 #include "sdxlhost/sdk/image.hpp"
 #include "sdxlhost/sdk/registries.hpp"
 #include "sdxlhost/sdk/request_features.hpp"
+#include "sdxlhost/sdk/request_parser.hpp"
 #include "sdxlhost/sdk/stage.hpp"
 
 namespace sdxlhost::host::runtime {

@@ -18,7 +18,10 @@
 #include "host/plugins/plugin_manager.hpp"
 #include "host/runtime/job.hpp"
 #include "sdxlhost/sdk/request.hpp"
-#include "sdxlhost/sdk/request_parser.hpp"
+
+namespace sdxlhost::sdk {
+struct ImageMessage;  // sdxlhost/sdk/request_parser.hpp
+}
 
 namespace sdxlhost::host::runtime {
 
